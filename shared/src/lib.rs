@@ -1,0 +1,11 @@
+//! The library every Picasso function uses: configuration, AWS clients, tenant
+//! config, SSE framing and telemetry. SDK types appear only in the adapters here.
+
+pub mod aws;
+pub mod mask;
+pub mod settings;
+pub mod sse;
+pub mod telemetry;
+pub mod tenant;
+
+pub use settings::Settings;

@@ -1,0 +1,135 @@
+//! Process configuration from environment variables, read once at start-up.
+//!
+//! The defaults are the seed deployment's (production) names, so the local
+//! stack runs with no variables set. In AWS (where `AWS_LAMBDA_FUNCTION_NAME`
+//! is set) the resource names must be given explicitly: a missing one is a
+//! start-up error rather than a silent write to another stage's table.
+
+use std::collections::HashMap;
+
+pub const DEFAULT_CONFIG_BUCKET: &str = "myrecruiter-picasso";
+pub const DEFAULT_FORM_SUBMISSIONS_TABLE: &str = "picasso-form-submissions";
+pub const DEFAULT_SMS_USAGE_TABLE: &str = "picasso-sms-usage";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_BEDROCK_MODEL_ID: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+pub const DEFAULT_SMS_MONTHLY_LIMIT: u32 = 100;
+pub const DEFAULT_SES_FROM_EMAIL: &str = "noreply@picasso.ai";
+pub const DEFAULT_EVENT_BUS_NAME: &str = "picasso-events";
+
+/// Variables that name stage-specific resources; required when running in AWS.
+const REQUIRED_IN_AWS: [&str; 3] = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub config_bucket: String,
+    pub form_submissions_table: String,
+    pub sms_usage_table: String,
+    pub region: String,
+    pub bedrock_model_id: String,
+    pub sms_monthly_limit: u32,
+    pub ses_from_email: String,
+    pub event_bus_name: String,
+    /// `AWS_ENDPOINT_URL`, when every AWS client is pointed at an emulator.
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("environment variable {0} is required when running in AWS Lambda")]
+    Missing(&'static str),
+    #[error("environment variable {name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Reads the process environment. Call once, in `main`, and pass the result down.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds settings from an explicit variable map (the environment, or a test's).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let in_aws = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        if let Some(missing) = REQUIRED_IN_AWS
+            .into_iter()
+            .find(|name| in_aws && get(name).is_none())
+        {
+            return Err(SettingsError::Missing(missing));
+        }
+        let or = |name: &str, default: &str| get(name).unwrap_or(default).to_owned();
+        let sms_monthly_limit = match get("SMS_MONTHLY_LIMIT") {
+            None => DEFAULT_SMS_MONTHLY_LIMIT,
+            Some(raw) => raw.parse().map_err(|_| SettingsError::Invalid {
+                name: "SMS_MONTHLY_LIMIT",
+                reason: format!("expected a whole number, got {raw:?}"),
+            })?,
+        };
+        Ok(Self {
+            config_bucket: or("CONFIG_BUCKET", DEFAULT_CONFIG_BUCKET),
+            form_submissions_table: or("FORM_SUBMISSIONS_TABLE", DEFAULT_FORM_SUBMISSIONS_TABLE),
+            sms_usage_table: or("SMS_USAGE_TABLE", DEFAULT_SMS_USAGE_TABLE),
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .unwrap_or(DEFAULT_REGION)
+                .to_owned(),
+            bedrock_model_id: or("BEDROCK_MODEL_ID", DEFAULT_BEDROCK_MODEL_ID),
+            sms_monthly_limit,
+            ses_from_email: or("SES_FROM_EMAIL", DEFAULT_SES_FROM_EMAIL),
+            event_bus_name: or("EVENT_BUS_NAME", DEFAULT_EVENT_BUS_NAME),
+            endpoint_url: get("AWS_ENDPOINT_URL").map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn locally_every_setting_has_the_seed_default() {
+        let settings = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(settings.config_bucket, "myrecruiter-picasso");
+        assert_eq!(settings.form_submissions_table, "picasso-form-submissions");
+        assert_eq!(settings.sms_usage_table, "picasso-sms-usage");
+        assert_eq!(settings.region, "us-east-1");
+        assert_eq!(settings.sms_monthly_limit, 100);
+        assert_eq!(settings.ses_from_email, "noreply@picasso.ai");
+        assert_eq!(settings.event_bus_name, "picasso-events");
+        assert_eq!(settings.endpoint_url, None);
+    }
+
+    #[test]
+    fn in_lambda_a_missing_table_name_is_a_start_up_error() {
+        let err = Settings::from_vars(vars(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "chat"),
+            ("CONFIG_BUCKET", "b"),
+            ("SMS_USAGE_TABLE", "t"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, SettingsError::Missing("FORM_SUBMISSIONS_TABLE"));
+    }
+
+    #[test]
+    fn a_non_numeric_sms_limit_is_refused_with_the_variable_named() {
+        let err = Settings::from_vars(vars(&[("SMS_MONTHLY_LIMIT", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("SMS_MONTHLY_LIMIT"), "{err}");
+    }
+
+    #[test]
+    fn the_endpoint_override_is_read() {
+        let settings =
+            Settings::from_vars(vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")])).unwrap();
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+    }
+}

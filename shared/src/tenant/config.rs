@@ -1,0 +1,568 @@
+//! The typed tenant config. Production configs were written by hand and by
+//! several generations of tooling, so parsing is deliberately tolerant of
+//! shape (aliases, shorthand forms, unknown keys) and strict about types: a
+//! value of the wrong type is an error naming its key.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TenantConfig {
+    pub tenant_id: Option<String>,
+    pub tenant_hash: Option<String>,
+    pub chat_title: Option<String>,
+    pub tone_prompt: Option<String>,
+    pub model_id: Option<String>,
+    pub fallback_model_id: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub aws: AwsSection,
+    #[serde(deserialize_with = "null_as_default")]
+    pub streaming: StreamingSection,
+    pub send_confirmation_email: Option<bool>,
+    pub default_fulfillment: Option<Fulfillment>,
+    pub sms_monthly_limit: Option<u32>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub allowed_origins: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub conversational_forms: IndexMap<String, FormConfig>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub cta_definitions: IndexMap<String, CtaDefinition>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub conversation_branches: IndexMap<String, ConversationBranch>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub cta_settings: CtaSettings,
+}
+
+impl TenantConfig {
+    /// The tenant's model: `model_id`, else `aws.model_id`.
+    pub fn model_id(&self) -> Option<&str> {
+        self.model_id.as_deref().or(self.aws.model_id.as_deref())
+    }
+
+    pub fn knowledge_base_id(&self) -> Option<&str> {
+        self.aws
+            .knowledge_base_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+    }
+
+    pub fn sends_confirmation_email(&self) -> bool {
+        self.send_confirmation_email.unwrap_or(true)
+    }
+
+    /// A form by its map key or its `form_id`.
+    pub fn form(&self, key_or_id: &str) -> Option<&FormConfig> {
+        self.conversational_forms.get(key_or_id).or_else(|| {
+            self.conversational_forms
+                .values()
+                .find(|form| form.form_id.as_deref() == Some(key_or_id))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AwsSection {
+    pub model_id: Option<String>,
+    pub knowledge_base_id: Option<String>,
+    pub aws_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StreamingSection {
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl Default for StreamingSection {
+    fn default() -> Self {
+        Self {
+            max_tokens: 1000,
+            temperature: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FormConfig {
+    pub form_id: Option<String>,
+    pub enabled: bool,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub cta_text: Option<String>,
+    pub program: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub trigger_phrases: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub fields: Vec<FieldConfig>,
+    pub fulfillment: Option<Fulfillment>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub priority_rules: Vec<PriorityRule>,
+    pub default_priority: Option<String>,
+    pub notifications: Option<Notifications>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub qualification_gates: Vec<QualificationGate>,
+}
+
+impl Default for FormConfig {
+    fn default() -> Self {
+        Self {
+            form_id: None,
+            enabled: true,
+            title: None,
+            description: None,
+            cta_text: None,
+            program: None,
+            trigger_phrases: Vec::new(),
+            fields: Vec::new(),
+            fulfillment: None,
+            priority_rules: Vec::new(),
+            default_priority: None,
+            notifications: None,
+            qualification_gates: Vec::new(),
+        }
+    }
+}
+
+/// One form field. Older configs name fields with `name`, newer ones with `id`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FieldConfig {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    pub label: Option<String>,
+    pub prompt: Option<String>,
+    pub required: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub options: Vec<FieldOption>,
+    pub validation: Option<Validation>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    pub eligibility_gate: bool,
+    pub failure_message: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub subfields: Vec<FieldConfig>,
+    pub conditional: Option<Conditional>,
+}
+
+impl Default for FieldConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            name: None,
+            field_type: FieldType::Text,
+            label: None,
+            prompt: None,
+            required: true,
+            options: Vec::new(),
+            validation: None,
+            min_length: None,
+            max_length: None,
+            eligibility_gate: false,
+            failure_message: None,
+            subfields: Vec::new(),
+            conditional: None,
+        }
+    }
+}
+
+impl FieldConfig {
+    /// The key of this field in `form_data`: `id`, else `name`.
+    pub fn key(&self) -> Option<&str> {
+        self.id.as_deref().or(self.name.as_deref())
+    }
+}
+
+/// A field type; anything unknown (`currency`, `boolean`, ...) is validated as text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FieldType {
+    #[default]
+    Text,
+    Email,
+    Phone,
+    Select,
+    Textarea,
+    Number,
+    Date,
+    Name,
+    Address,
+    Checkbox,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for FieldType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Ok(match raw.to_ascii_lowercase().as_str() {
+            "text" => Self::Text,
+            "email" => Self::Email,
+            "phone" | "tel" => Self::Phone,
+            "select" => Self::Select,
+            "textarea" => Self::Textarea,
+            "number" => Self::Number,
+            "date" => Self::Date,
+            "name" => Self::Name,
+            "address" => Self::Address,
+            "checkbox" => Self::Checkbox,
+            _ => Self::Other(raw),
+        })
+    }
+}
+
+/// A select option: a plain string, or `{value, label}` (value may be a number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldOption {
+    pub value: String,
+    pub label: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FieldOption {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Plain(Scalar),
+            Labeled {
+                value: Scalar,
+                label: Option<String>,
+            },
+        }
+        Ok(match Raw::deserialize(deserializer)? {
+            Raw::Plain(value) => Self {
+                value: value.0,
+                label: None,
+            },
+            Raw::Labeled { value, label } => Self {
+                value: value.0,
+                label,
+            },
+        })
+    }
+}
+
+/// A string, number or boolean read as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(s) => Ok(Self(s)),
+            Value::Number(n) => Ok(Self(n.to_string())),
+            Value::Bool(b) => Ok(Self(b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a string or number, found {other}"
+            ))),
+        }
+    }
+}
+
+/// `validation`: an object of rules, or a shorthand string such as `email` or `min:10`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Validation {
+    Shorthand(String),
+    Rules(ValidationRules),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ValidationRules {
+    pub pattern: Option<String>,
+    pub message: Option<String>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Conditional {
+    pub show_when: Option<String>,
+    pub equals: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct QualificationGate {
+    pub field: String,
+    pub failure_response: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PriorityRule {
+    pub field: String,
+    pub value: Option<Value>,
+    pub priority: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Fulfillment {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub function: Option<String>,
+    pub action: Option<String>,
+    pub bucket: Option<String>,
+    pub webhook_url: Option<String>,
+    pub email_to: Recipients,
+    pub sms_to: Recipients,
+}
+
+/// One address or a list of them (`"a@x.org"` or `["a@x.org", "b@x.org"]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipients(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Recipients {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+            Nothing(()),
+        }
+        Ok(Self(match Raw::deserialize(deserializer)? {
+            Raw::One(one) if one.trim().is_empty() => Vec::new(),
+            Raw::One(one) => vec![one],
+            Raw::Many(many) => many,
+            Raw::Nothing(()) => Vec::new(),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Notifications {
+    pub internal: Option<InternalNotification>,
+    pub applicant_confirmation: Option<ApplicantConfirmation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct InternalNotification {
+    pub enabled: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub recipients: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub sms_recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub body_template: Option<String>,
+    pub sms_template: Option<String>,
+    pub sms_when: SmsWhen,
+}
+
+impl Default for InternalNotification {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            recipients: Vec::new(),
+            sms_recipients: Vec::new(),
+            subject: None,
+            body_template: None,
+            sms_template: None,
+            sms_when: SmsWhen::Always,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsWhen {
+    #[default]
+    Always,
+    HighPriority,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ApplicantConfirmation {
+    pub enabled: bool,
+    pub subject: Option<String>,
+    pub body_template: Option<String>,
+}
+
+/// A CTA definition, kept whole: a branch CTA button is the definition's own
+/// fields plus `id`, and real configs spell `label`/`text` and `action`/`type`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CtaDefinition(pub Map<String, Value>);
+
+impl CtaDefinition {
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.str("text").or_else(|| self.str("label"))
+    }
+
+    pub fn action(&self) -> Option<&str> {
+        self.str("action").or_else(|| self.str("type"))
+    }
+
+    pub fn form_id(&self) -> Option<&str> {
+        self.str("formId").or_else(|| self.str("form_id"))
+    }
+
+    pub fn program(&self) -> Option<&str> {
+        self.str("program")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConversationBranch {
+    #[serde(deserialize_with = "null_as_default")]
+    pub detection_keywords: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub available_ctas: AvailableCtas,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AvailableCtas {
+    pub primary: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub secondary: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CtaSettings {
+    pub max_ctas_per_response: usize,
+    #[serde(deserialize_with = "null_as_default")]
+    pub branch_priority: Vec<String>,
+}
+
+impl Default for CtaSettings {
+    fn default() -> Self {
+        Self {
+            max_ctas_per_response: 3,
+            branch_priority: Vec::new(),
+        }
+    }
+}
+
+/// Real configs write `null` where they mean "none"; read it as the default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> TenantConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_empty_config_has_the_documented_defaults() {
+        let config = parse(json!({}));
+        assert_eq!(config.streaming.max_tokens, 1000);
+        assert_eq!(config.streaming.temperature, 0.0);
+        assert!(config.sends_confirmation_email());
+        assert_eq!(config.cta_settings.max_ctas_per_response, 3);
+        assert_eq!(config.model_id(), None);
+    }
+
+    #[test]
+    fn model_id_falls_back_to_the_aws_section() {
+        assert_eq!(
+            parse(json!({"aws": {"model_id": "m"}})).model_id(),
+            Some("m")
+        );
+        assert_eq!(
+            parse(json!({"model_id": "top", "aws": {"model_id": "m"}})).model_id(),
+            Some("top")
+        );
+    }
+
+    #[test]
+    fn fields_named_by_id_or_name_with_shorthand_validation_and_mixed_options_load() {
+        let config = parse(json!({"conversational_forms": {"f": {"fields": [
+            {"name": "first_name", "validation": "name"},
+            {"id": "amount", "type": "currency", "validation": {"pattern": "^\\d+$", "message": "digits"}},
+            {"id": "size", "type": "select", "options": ["S", {"value": 2, "label": "Two"}]},
+            {"id": "phone", "type": "tel"}
+        ]}}}));
+        let fields = &config.conversational_forms["f"].fields;
+        assert_eq!(fields[0].key(), Some("first_name"));
+        assert_eq!(
+            fields[0].validation,
+            Some(Validation::Shorthand("name".into()))
+        );
+        assert_eq!(fields[1].field_type, FieldType::Other("currency".into()));
+        assert_eq!(
+            fields[2].options[1],
+            FieldOption {
+                value: "2".into(),
+                label: Some("Two".into())
+            }
+        );
+        assert_eq!(fields[3].field_type, FieldType::Phone);
+        assert!(
+            fields[0].required,
+            "fields are required unless they say otherwise"
+        );
+    }
+
+    #[test]
+    fn a_form_is_found_by_its_key_or_its_form_id() {
+        let config = parse(json!({"conversational_forms": {"volunteer": {"form_id": "vol_app"}}}));
+        assert!(config.form("volunteer").is_some());
+        assert!(config.form("vol_app").is_some());
+        assert!(config.form("other").is_none());
+    }
+
+    #[test]
+    fn recipients_may_be_one_address_or_a_list() {
+        let one: Fulfillment = serde_json::from_value(json!({"email_to": "a@x.org"})).unwrap();
+        let many: Fulfillment =
+            serde_json::from_value(json!({"email_to": ["a@x.org", "b@x.org"]})).unwrap();
+        assert_eq!(one.email_to.0, ["a@x.org"]);
+        assert_eq!(many.email_to.0.len(), 2);
+    }
+
+    #[test]
+    fn cta_label_and_action_accept_both_spellings() {
+        let cta: CtaDefinition =
+            serde_json::from_value(json!({"text": "Apply", "type": "start_form"})).unwrap();
+        assert_eq!(
+            (cta.label(), cta.action()),
+            (Some("Apply"), Some("start_form"))
+        );
+        let cta: CtaDefinition =
+            serde_json::from_value(json!({"label": "Give", "action": "external_link"})).unwrap();
+        assert_eq!(
+            (cta.label(), cta.action()),
+            (Some("Give"), Some("external_link"))
+        );
+    }
+
+    #[test]
+    fn null_collections_read_as_empty() {
+        let config = parse(
+            json!({"conversational_forms": null, "cta_definitions": null, "allowed_origins": null}),
+        );
+        assert!(config.conversational_forms.is_empty());
+    }
+
+    #[test]
+    fn branches_keep_their_config_order() {
+        let config = parse(json!({"conversation_branches": {"zeta": {}, "alpha": {}, "mid": {}}}));
+        let names: Vec<_> = config.conversation_branches.keys().collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+    }
+}

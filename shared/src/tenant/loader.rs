@@ -1,0 +1,332 @@
+//! Tenant resolution: `mappings/<hash>.json` → `tenants/<id>/config.json`
+//! (falling back to `tenants/<id>/<id>-config.json`), cached for five minutes.
+
+use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
+
+use moka::future::Cache;
+use serde::Deserialize;
+
+use super::{
+    TenantConfig,
+    hash::{InvalidTenantHash, TenantHash, is_safe_key_segment},
+};
+
+const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+const CACHE_CAPACITY: u64 = 512;
+
+/// A loaded tenant: its public hash, its internal id and its config.
+#[derive(Debug)]
+pub struct Tenant {
+    pub hash: TenantHash,
+    pub id: String,
+    pub config: TenantConfig,
+}
+
+/// A failure to read from the config store (network, permissions, throttling).
+pub type SourceError = Box<dyn StdError + Send + Sync>;
+
+/// Where tenant documents live (S3 in production). Read-only: `s3:GetObject`.
+pub trait ConfigSource: Send + Sync + 'static {
+    /// The object's bytes, or `None` when no object has that key.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, SourceError>> + Send;
+}
+
+/// Sources are behind `Arc` so one failed load can be handed to every caller
+/// that was waiting on it, with its source chain intact.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TenantError {
+    #[error(transparent)]
+    InvalidHash(#[from] InvalidTenantHash),
+    #[error("no tenant is configured for tenant_hash {0}")]
+    NotFound(TenantHash),
+    #[error("tenant document {object} is malformed at `{key}`: {source}")]
+    Malformed {
+        object: String,
+        key: String,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    #[error("tenant mapping {object} names an unusable tenant_id {tenant_id:?}")]
+    BadTenantId { object: String, tenant_id: String },
+    #[error("could not read {object} from the config store")]
+    Source {
+        object: String,
+        #[source]
+        source: Arc<dyn StdError + Send + Sync>,
+    },
+}
+
+impl TenantError {
+    /// The stable code sent to clients in error frames.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidHash(_) => "invalid_tenant_hash",
+            Self::NotFound(_) => "tenant_not_found",
+            Self::Malformed { .. } | Self::BadTenantId { .. } => "tenant_config_invalid",
+            Self::Source { .. } => "config_unavailable",
+        }
+    }
+
+    /// Whether retrying the same request later could succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Source { .. })
+    }
+}
+
+#[derive(Deserialize)]
+struct Mapping {
+    tenant_id: String,
+}
+
+/// Loads tenants through a [`ConfigSource`], with a bounded five-minute cache
+/// that also collapses concurrent loads of the same tenant into one.
+pub struct TenantLoader<S> {
+    source: Arc<S>,
+    cache: Cache<TenantHash, Arc<Tenant>>,
+}
+
+impl<S: ConfigSource> TenantLoader<S> {
+    pub fn new(source: S) -> Self {
+        Self {
+            source: Arc::new(source),
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// Resolves a raw `tenant_hash` from a request. The hash is validated before
+    /// it becomes part of any object key.
+    pub async fn load(&self, raw_hash: &str) -> Result<Arc<Tenant>, TenantError> {
+        let hash = TenantHash::parse(raw_hash)?;
+        let source = Arc::clone(&self.source);
+        self.cache
+            .try_get_with(hash.clone(), async move {
+                resolve(source.as_ref(), hash).await.map(Arc::new)
+            })
+            .await
+            .map_err(Arc::unwrap_or_clone)
+    }
+}
+
+async fn resolve<S: ConfigSource>(source: &S, hash: TenantHash) -> Result<Tenant, TenantError> {
+    let mapping_key = format!("mappings/{hash}.json");
+    let Some(bytes) = fetch(source, &mapping_key).await? else {
+        return Err(TenantError::NotFound(hash));
+    };
+    let Mapping { tenant_id } = parse(&mapping_key, &bytes)?;
+    // The id comes from our own bucket, but it still becomes part of a key.
+    if !is_safe_key_segment(&tenant_id) {
+        return Err(TenantError::BadTenantId {
+            object: mapping_key,
+            tenant_id,
+        });
+    }
+    for config_key in [
+        format!("tenants/{tenant_id}/config.json"),
+        format!("tenants/{tenant_id}/{tenant_id}-config.json"),
+    ] {
+        if let Some(bytes) = fetch(source, &config_key).await? {
+            let mut config: TenantConfig = parse(&config_key, &bytes)?;
+            config.tenant_id.get_or_insert_with(|| tenant_id.clone());
+            tracing::info!(tenant_hash = %hash, tenant_id, object = config_key, "tenant config loaded");
+            return Ok(Tenant {
+                hash,
+                id: tenant_id,
+                config,
+            });
+        }
+    }
+    Err(TenantError::NotFound(hash))
+}
+
+async fn fetch<S: ConfigSource>(source: &S, key: &str) -> Result<Option<Vec<u8>>, TenantError> {
+    source.get(key).await.map_err(|source| TenantError::Source {
+        object: key.to_owned(),
+        source: Arc::from(source),
+    })
+}
+
+/// Parses JSON, naming the path of the first offending key on failure.
+fn parse<T: serde::de::DeserializeOwned>(object: &str, bytes: &[u8]) -> Result<T, TenantError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let key = err.path().to_string();
+        TenantError::Malformed {
+            object: object.to_owned(),
+            key,
+            source: Arc::new(err.into_inner()),
+        }
+    })
+}
+
+/// The S3 adapter: `GetObject` on the config bucket.
+#[derive(Clone)]
+pub struct S3ConfigSource {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3ConfigSource {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl ConfigSource for S3ConfigSource {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match response {
+            Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(err) => Err(Box::new(err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    /// An in-memory store that records every key it is asked for.
+    #[derive(Default)]
+    struct MemorySource {
+        objects: HashMap<String, Vec<u8>>,
+        requested: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl MemorySource {
+        fn with(objects: &[(&str, &str)]) -> Self {
+            Self {
+                objects: objects
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                requested: Arc::default(),
+            }
+        }
+    }
+
+    impl ConfigSource for MemorySource {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            self.requested.lock().unwrap().push(key.to_owned());
+            Ok(self.objects.get(key).cloned())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mapped_tenant_loads_from_its_config_json() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/config.json", r#"{"chat_title":"One"}"#),
+        ]));
+        let tenant = loader.load("h1").await.unwrap();
+        assert_eq!(tenant.id, "T1");
+        assert_eq!(tenant.config.chat_title.as_deref(), Some("One"));
+        assert_eq!(tenant.config.tenant_id.as_deref(), Some("T1"));
+    }
+
+    #[tokio::test]
+    async fn the_legacy_id_config_json_name_is_the_fallback() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/T1-config.json", r#"{"chat_title":"Legacy"}"#),
+        ]));
+        assert_eq!(
+            loader
+                .load("h1")
+                .await
+                .unwrap()
+                .config
+                .chat_title
+                .as_deref(),
+            Some("Legacy")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_path_walking_hash_is_refused_before_the_store_is_asked() {
+        let source = MemorySource::default();
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        let err = loader.load("../x").await.unwrap_err();
+        assert_eq!(err.code(), "invalid_tenant_hash");
+        assert!(requested.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unmapped_hash_and_a_mapping_without_config_are_both_not_found() {
+        let loader = TenantLoader::new(MemorySource::with(&[(
+            "mappings/h2.json",
+            r#"{"tenant_id":"T2"}"#,
+        )]));
+        assert_eq!(
+            loader.load("nope").await.unwrap_err().code(),
+            "tenant_not_found"
+        );
+        assert_eq!(
+            loader.load("h2").await.unwrap_err().code(),
+            "tenant_not_found"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_config_names_the_offending_key() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            (
+                "tenants/T1/config.json",
+                r#"{"conversational_forms":{"vol":{"fields":[{"id":"a","required":"yes"}]}}}"#,
+            ),
+        ]));
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid");
+        let message = err.to_string();
+        assert!(
+            message.contains("conversational_forms.vol.fields[0].required"),
+            "{message}"
+        );
+        assert!(message.contains("tenants/T1/config.json"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_mapping_to_an_unsafe_tenant_id_is_refused() {
+        let source = MemorySource::with(&[("mappings/h1.json", r#"{"tenant_id":"../other"}"#)]);
+        let requested = Arc::clone(&source.requested);
+        let err = TenantLoader::new(source).load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid");
+        assert_eq!(*requested.lock().unwrap(), ["mappings/h1.json"]);
+    }
+
+    #[tokio::test]
+    async fn a_loaded_tenant_is_served_from_the_cache() {
+        let source = MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/config.json", "{}"),
+        ]);
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        loader.load("h1").await.unwrap();
+        loader.load("h1").await.unwrap();
+        assert_eq!(
+            requested.lock().unwrap().len(),
+            2,
+            "one mapping read and one config read"
+        );
+    }
+}

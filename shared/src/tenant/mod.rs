@@ -1,0 +1,10 @@
+//! Tenants: who is asking (`TenantHash`), what they configured (`TenantConfig`),
+//! and where that lives (`TenantLoader` over a `ConfigSource`).
+
+mod config;
+mod hash;
+mod loader;
+
+pub use config::*;
+pub use hash::{InvalidTenantHash, TenantHash};
+pub use loader::{ConfigSource, S3ConfigSource, SourceError, Tenant, TenantError, TenantLoader};

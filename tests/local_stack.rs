@@ -1,0 +1,288 @@
+//! The local stack creates what template.yaml declares, and its host answers.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use e2e::spawn_stack;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_and_redrive_policy() {
+    let stack = spawn_stack().await;
+    let config = &stack.sdk_config;
+    let s3 = shared::aws::s3_client(config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let arn_of = |logical_id: &str| stack.created[logical_id].attributes["Arn"].clone();
+    let mut checked = HashMap::<&str, usize>::new();
+
+    for resource in &stack.template.resources {
+        let declared = &resource.properties;
+        let physical = stack.created.get(&resource.logical_id);
+        match resource.kind.as_str() {
+            "AWS::S3::Bucket" => {
+                s3.head_bucket()
+                    .bucket(&physical.unwrap().reference)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "AWS::DynamoDB::Table" => {
+                let table = dynamodb
+                    .describe_table()
+                    .table_name(&physical.unwrap().reference)
+                    .send()
+                    .await
+                    .unwrap();
+                let keys: Vec<Value> = table
+                    .table
+                    .unwrap()
+                    .key_schema
+                    .unwrap()
+                    .into_iter()
+                    .map(|k| json!({"AttributeName": k.attribute_name, "KeyType": k.key_type.as_str()}))
+                    .collect();
+                assert_eq!(
+                    Value::from(keys),
+                    declared["KeySchema"],
+                    "{}",
+                    resource.logical_id
+                );
+            }
+            "AWS::SQS::Queue" => {
+                let attributes = sqs
+                    .get_queue_attributes()
+                    .queue_url(&physical.unwrap().reference)
+                    .attribute_names(QueueAttributeName::All)
+                    .send()
+                    .await
+                    .unwrap()
+                    .attributes
+                    .unwrap();
+                if let Some(redrive) = declared.get("RedrivePolicy") {
+                    let actual: Value =
+                        serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy])
+                            .unwrap();
+                    let dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                        .as_str()
+                        .unwrap();
+                    assert_eq!(
+                        actual["deadLetterTargetArn"],
+                        arn_of(dlq),
+                        "{}",
+                        resource.logical_id
+                    );
+                    assert_eq!(
+                        actual["maxReceiveCount"].to_string(),
+                        "5",
+                        "{}",
+                        resource.logical_id
+                    );
+                }
+                if let Some(timeout) = declared.get("VisibilityTimeout") {
+                    assert_eq!(
+                        attributes[&QueueAttributeName::VisibilityTimeout],
+                        timeout.to_string()
+                    );
+                }
+            }
+            "AWS::SQS::QueuePolicy" => {
+                let queue = declared["Queues"][0]["Ref"].as_str().unwrap();
+                let policy = sqs
+                    .get_queue_attributes()
+                    .queue_url(&stack.created[queue].reference)
+                    .attribute_names(QueueAttributeName::Policy)
+                    .send()
+                    .await
+                    .unwrap()
+                    .attributes
+                    .unwrap()
+                    .remove(&QueueAttributeName::Policy)
+                    .unwrap();
+                assert!(policy.contains("events.amazonaws.com"), "{policy}");
+            }
+            "AWS::Events::EventBus" => {
+                events
+                    .describe_event_bus()
+                    .name(&physical.unwrap().reference)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            "AWS::Events::Rule" => {
+                let name = &physical.unwrap().reference;
+                let bus = &stack.settings.event_bus_name;
+                let rule = events
+                    .describe_rule()
+                    .name(name)
+                    .event_bus_name(bus)
+                    .send()
+                    .await
+                    .unwrap();
+                let pattern: Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
+                assert_eq!(pattern, declared["EventPattern"]);
+                let targets = events
+                    .list_targets_by_rule()
+                    .rule(name)
+                    .event_bus_name(bus)
+                    .send()
+                    .await
+                    .unwrap();
+                let queue = declared["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(targets.targets()[0].arn(), arn_of(queue));
+            }
+            "AWS::Events::Archive" => {
+                let archive = events
+                    .describe_archive()
+                    .archive_name(&physical.unwrap().reference)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    archive.event_source_arn(),
+                    Some(arn_of("EventBus").as_str())
+                );
+                let pattern: Value =
+                    serde_json::from_str(archive.event_pattern().unwrap()).unwrap();
+                assert_eq!(pattern, declared["EventPattern"]);
+            }
+            _ => continue,
+        }
+        *checked.entry(resource.kind.as_str()).or_default() += 1;
+    }
+
+    assert_eq!(
+        checked["AWS::SQS::Queue"], 6,
+        "three consumer queues and their DLQs"
+    );
+    assert_eq!(checked["AWS::Events::Rule"], 3, "one rule per consumer");
+    assert_eq!(checked["AWS::DynamoDB::Table"], 2);
+    assert_eq!(checked["AWS::Events::Archive"], 1);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_form_submitted_event_reaches_every_consumer_queue() {
+    let stack = spawn_stack().await;
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk_config);
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .event_bus_name(&stack.settings.event_bus_name)
+        .source("picasso.forms")
+        .detail_type("FormSubmitted")
+        .detail(r#"{"schema_version":1,"submission_id":"s1"}"#)
+        .build();
+    let put = events.put_events().entries(entry).send().await.unwrap();
+    assert_eq!(put.failed_entry_count(), 0);
+
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
+        let received = sqs
+            .receive_message()
+            .queue_url(&stack.created[queue].reference)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(received.messages()[0].body().unwrap()).unwrap();
+        assert_eq!(body["detail"]["submission_id"], "s1", "{queue}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_reports_the_aws_endpoint_and_that_everything_is_up() {
+    let stack = spawn_stack().await;
+    let response = reqwest::get(format!("{}/healthz", stack.host_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["aws_endpoint"], stack.endpoint);
+    assert_eq!(
+        body["checks"],
+        json!({"emulator": "up", "config_bucket": "up", "demo_tenant": "up"})
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_outbox_shows_emails_and_sms_the_emulator_captured() {
+    let stack = spawn_stack().await;
+    let ses = aws_sdk_sesv2::Client::new(&stack.sdk_config);
+    let content = aws_sdk_sesv2::types::EmailContent::builder()
+        .simple(
+            aws_sdk_sesv2::types::Message::builder()
+                .subject(
+                    aws_sdk_sesv2::types::Content::builder()
+                        .data("New application")
+                        .build()
+                        .unwrap(),
+                )
+                .body(
+                    aws_sdk_sesv2::types::Body::builder()
+                        .text(
+                            aws_sdk_sesv2::types::Content::builder()
+                                .data("Hello team")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    ses.send_email()
+        .from_email_address(&stack.settings.ses_from_email)
+        .destination(
+            aws_sdk_sesv2::types::Destination::builder()
+                .to_addresses("team@example.org")
+                .build(),
+        )
+        .content(content)
+        .send()
+        .await
+        .expect("the stack verified the SES sender");
+    aws_sdk_sns::Client::new(&stack.sdk_config)
+        .publish()
+        .phone_number("+15035550142")
+        .message("New application")
+        .send()
+        .await
+        .unwrap();
+
+    let outbox: Value = reqwest::get(format!("{}/outbox", stack.host_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(outbox["emails"][0]["to"], json!(["team@example.org"]));
+    assert_eq!(outbox["emails"][0]["subject"], "New application");
+    assert_eq!(outbox["emails"][0]["from"], stack.settings.ses_from_email);
+    assert_eq!(
+        outbox["sms"],
+        json!([{"id": outbox["sms"][0]["id"], "to": "+15035550142", "message": "New application"}])
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_tenant_mapping_is_listed_under_mappings() {
+    let stack = spawn_stack().await;
+    let listed = shared::aws::s3_client(&stack.sdk_config)
+        .list_objects_v2()
+        .bucket(&stack.settings.config_bucket)
+        .prefix("mappings/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        [format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH)]
+    );
+    stack.stop().await;
+}

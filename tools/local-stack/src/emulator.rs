@@ -1,0 +1,106 @@
+//! The AWS API emulator: moto in server mode, run as a child process.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("moto_server was not found; run tools/bootstrap.sh (looked in {0})")]
+    NotInstalled(String),
+    #[error("could not start moto_server")]
+    Spawn(#[source] std::io::Error),
+    #[error("moto_server did not answer on {0} within {1:?}")]
+    NotReady(String, Duration),
+    #[error("moto rejected {0}")]
+    Config(String, #[source] reqwest::Error),
+}
+
+/// A running moto server. Dropping it stops the process.
+pub struct Emulator {
+    pub endpoint: String,
+    child: Child,
+}
+
+/// The moto_server of the project's virtualenv, else the one on PATH.
+pub fn moto_server_path(repo_root: &Path) -> Result<PathBuf, EmulatorError> {
+    let venv = repo_root.join(".venv/bin/moto_server");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("moto_server"))
+                .find(|p| p.exists())
+        })
+        .ok_or_else(|| EmulatorError::NotInstalled(venv.display().to_string()))
+}
+
+impl Emulator {
+    /// Starts moto on 127.0.0.1:`port`, waits until it answers, and enables
+    /// Lambda Invoke without Docker.
+    pub async fn start(repo_root: &Path, port: u16, quiet: bool) -> Result<Self, EmulatorError> {
+        let binary = moto_server_path(repo_root)?;
+        let output = || {
+            if quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            }
+        };
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(output())
+            .stderr(output())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(EmulatorError::Spawn)?;
+        let emulator = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        emulator.wait_ready(Duration::from_secs(30)).await?;
+        emulator.configure().await?;
+        Ok(emulator)
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), EmulatorError> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        let url = format!("{}/moto-api/data.json", self.endpoint);
+        while started.elapsed() < timeout {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(EmulatorError::NotReady(self.endpoint.clone(), timeout))
+    }
+
+    async fn configure(&self) -> Result<(), EmulatorError> {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/config", self.endpoint))
+            .json(&serde_json::json!({"lambda": {"use_docker": false}}))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| EmulatorError::Config("lambda.use_docker=false".into(), e))?;
+        Ok(())
+    }
+
+    /// Stops moto and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

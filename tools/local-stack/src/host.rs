@@ -1,0 +1,164 @@
+//! The local host on 127.0.0.1:3000: what Lambda's front doors would be in AWS.
+//! `GET /healthz` and `GET /outbox` today; the chat and form Function URLs and
+//! the queue pollers are mounted here by the issues that build them.
+
+use std::sync::Arc;
+
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use serde_json::{Value, json};
+
+use shared::Settings;
+
+/// What every route can reach.
+pub struct HostState {
+    pub settings: Settings,
+    pub endpoint: String,
+    pub s3: aws_sdk_s3::Client,
+    pub http: reqwest::Client,
+    pub demo_tenant_hash: String,
+}
+
+pub fn router(state: Arc<HostState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/outbox", get(outbox))
+        .with_state(state)
+}
+
+/// Reports the AWS endpoint and whether the emulator, the config bucket and the
+/// demo tenant answer. 200 when all are up, 503 otherwise.
+async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
+    let emulator = state
+        .http
+        .get(moto_data_url(&state.endpoint))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    let bucket = state
+        .s3
+        .head_bucket()
+        .bucket(&state.settings.config_bucket)
+        .send()
+        .await
+        .is_ok();
+    let mapping_key = format!("mappings/{}.json", state.demo_tenant_hash);
+    let demo_tenant = state
+        .s3
+        .head_object()
+        .bucket(&state.settings.config_bucket)
+        .key(&mapping_key)
+        .send()
+        .await
+        .is_ok();
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let healthy = emulator && bucket && demo_tenant;
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "aws_endpoint": state.endpoint,
+        "checks": {
+            "emulator": up(emulator),
+            "config_bucket": up(bucket),
+            "demo_tenant": up(demo_tenant),
+        },
+        "resources": {
+            "config_bucket": state.settings.config_bucket,
+            "form_submissions_table": state.settings.form_submissions_table,
+            "sms_usage_table": state.settings.sms_usage_table,
+            "event_bus": state.settings.event_bus_name,
+        },
+        "demo_tenant_hash": state.demo_tenant_hash,
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// The emails and SMS the emulator captured, newest last.
+async fn outbox(State(state): State<Arc<HostState>>) -> impl IntoResponse {
+    let data = async {
+        let response = state
+            .http
+            .get(moto_data_url(&state.endpoint))
+            .send()
+            .await?
+            .error_for_status()?;
+        response.json::<Value>().await
+    };
+    match data.await {
+        Ok(data) => (StatusCode::OK, Json(outbox_from_moto(&data))),
+        Err(err) => {
+            tracing::warn!(error = %err, "emulator unreachable for /outbox");
+            (
+                StatusCode::BAD_GATEWAY,
+                Json(
+                    json!({"error": "the AWS emulator did not answer", "code": "emulator_unavailable"}),
+                ),
+            )
+        }
+    }
+}
+
+fn moto_data_url(endpoint: &str) -> String {
+    format!("{endpoint}/moto-api/data.json")
+}
+
+/// Picks the sent messages out of moto's state dump.
+pub fn outbox_from_moto(data: &Value) -> Value {
+    let items = |service: &str, kind: &str| {
+        data.pointer(&format!("/{service}/{kind}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let emails: Vec<Value> = items("ses", "Message")
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.get("id"),
+                "from": m.get("source"),
+                "to": m.pointer("/destinations/ToAddresses"),
+                "subject": m.get("subject"),
+                "body": m.get("body"),
+            })
+        })
+        .chain(items("ses", "RawMessage").into_iter().map(|m| {
+            json!({"id": m.get("id"), "from": m.get("source"), "to": m.get("destinations"), "raw": m.get("raw_data")})
+        }))
+        .collect();
+    let sms: Vec<Value> = items("sns", "SMS")
+        .into_iter()
+        .map(|m| json!({"id": m.get("message_id"), "to": m.get("phone_number"), "message": m.get("message")}))
+        .collect();
+    json!({ "emails": emails, "sms": sms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_lists_sent_emails_and_sms_from_the_emulator_state() {
+        let data = json!({
+            "ses": {"Message": [{"id": "m1", "source": "noreply@picasso.ai", "destinations": {"ToAddresses": ["a@b.org"]}, "subject": "Hi", "body": "<b>x</b>"}]},
+            "sns": {"SMS": [{"message_id": "s1", "phone_number": "+15035550142", "message": "hello"}]}
+        });
+        assert_eq!(
+            outbox_from_moto(&data),
+            json!({
+                "emails": [{"id": "m1", "from": "noreply@picasso.ai", "to": ["a@b.org"], "subject": "Hi", "body": "<b>x</b>"}],
+                "sms": [{"id": "s1", "to": "+15035550142", "message": "hello"}]
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_emulator_has_an_empty_outbox() {
+        assert_eq!(
+            outbox_from_moto(&json!({})),
+            json!({"emails": [], "sms": []})
+        );
+    }
+}

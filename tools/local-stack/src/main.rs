@@ -1,0 +1,98 @@
+//! `local-stack`: runs the whole Picasso system on this machine until Ctrl-C.
+
+use std::process::ExitCode;
+
+use local_stack::{LocalStack, StackOptions, demo};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::telemetry::init();
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}\nusage: local-stack [--moto-port N] [--host-port N] [--quiet]");
+            return ExitCode::from(2);
+        }
+    };
+    let stack = match LocalStack::start(options).await {
+        Ok(stack) => stack,
+        Err(err) => {
+            eprintln!("local stack failed to start: {}", error_chain(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&stack);
+    wait_for_stop_signal().await;
+    eprintln!("\nstopping the local stack...");
+    stack.stop().await;
+    ExitCode::SUCCESS
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<StackOptions, String> {
+    let mut options = StackOptions::default();
+    while let Some(arg) = args.next() {
+        let mut port = |name: &str| -> Result<u16, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{name} needs a port number"))
+        };
+        match arg.as_str() {
+            "--moto-port" => options.moto_port = port("--moto-port")?,
+            "--host-port" => options.host_port = port("--host-port")?,
+            "--quiet" => options.quiet = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(options)
+}
+
+fn print_banner(stack: &LocalStack) {
+    let s = &stack.settings;
+    println!(
+        "\nPicasso local stack is up.\n\
+         \n  local host      {host}   (GET /healthz, GET /outbox)\
+         \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...)\
+         \n  config bucket   s3://{bucket}   demo tenant_hash {hash}\
+         \n  tables          {subs}, {sms}\
+         \n  event bus       {bus}\
+         \n\nTo point a function or the AWS CLI at it:\
+         \n  export AWS_ENDPOINT_URL={aws} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test\
+         \n\nCtrl-C stops everything.",
+        host = stack.host_url(),
+        aws = stack.endpoint,
+        bucket = s.config_bucket,
+        hash = demo::DEMO_TENANT_HASH,
+        subs = s.form_submissions_table,
+        sms = s.sms_usage_table,
+        bus = s.event_bus_name,
+    );
+}
+
+async fn wait_for_stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return std::mem::drop(interrupt.await),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,386 @@
+//! Creates the template's stateful resources in the emulator, in dependency order.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+
+use crate::template::{Context, EvalError, Physical, Resource, Template, scalar_text};
+
+/// Resource kinds the local stack creates; everything else (functions, roles,
+/// alarms, log groups) is played by the local host or has no local meaning.
+pub const PROVISIONED_KINDS: [&str; 7] = [
+    "AWS::S3::Bucket",
+    "AWS::DynamoDB::Table",
+    "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Events::EventBus",
+    "AWS::Events::Rule",
+    "AWS::Events::Archive",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("resource {logical_id}: {message}")]
+    Template { logical_id: String, message: String },
+    #[error("resource {logical_id}: the emulator refused {operation}")]
+    Aws {
+        logical_id: String,
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("resources wait on each other or on something never created: {0:?}")]
+    Unresolvable(Vec<String>),
+}
+
+/// Logical id → what was created for it.
+pub type Created = HashMap<String, Physical>;
+
+pub struct Provisioner {
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    region: String,
+}
+
+impl Provisioner {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            s3: shared::aws::s3_client(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
+            region: config
+                .region()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "us-east-1".into()),
+        }
+    }
+
+    /// Creates every provisioned resource, each after the ones it refers to.
+    pub async fn provision(&self, template: &Template) -> Result<Created, ProvisionError> {
+        let mut created = Created::new();
+        let mut pending: Vec<&Resource> = template
+            .resources
+            .iter()
+            .filter(|r| PROVISIONED_KINDS.contains(&r.kind.as_str()))
+            .collect();
+        while !pending.is_empty() {
+            let mut waiting = Vec::new();
+            for resource in pending.iter().copied() {
+                let context = Context {
+                    template,
+                    region: &self.region,
+                    created: &created,
+                };
+                match context.eval(&resource.properties) {
+                    Ok(properties) => {
+                        let physical = self.create(resource, &properties).await?;
+                        created.insert(resource.logical_id.clone(), physical);
+                    }
+                    Err(EvalError::Pending(_)) => waiting.push(resource),
+                    Err(EvalError::Invalid(message)) => {
+                        return Err(ProvisionError::Template {
+                            logical_id: resource.logical_id.clone(),
+                            message,
+                        });
+                    }
+                }
+            }
+            if waiting.len() == pending.len() {
+                return Err(ProvisionError::Unresolvable(
+                    waiting.iter().map(|r| r.logical_id.clone()).collect(),
+                ));
+            }
+            pending = waiting;
+        }
+        Ok(created)
+    }
+
+    async fn create(&self, resource: &Resource, props: &Value) -> Result<Physical, ProvisionError> {
+        let id = resource.logical_id.as_str();
+        let text = |key: &str| props.get(key).map(scalar_text).unwrap_or_default();
+        let aws = |operation: &'static str| {
+            move |source: Box<dyn std::error::Error + Send + Sync>| ProvisionError::Aws {
+                logical_id: resource.logical_id.clone(),
+                operation,
+                source,
+            }
+        };
+        match resource.kind.as_str() {
+            "AWS::S3::Bucket" => {
+                let name = text("BucketName");
+                self.s3
+                    .create_bucket()
+                    .bucket(&name)
+                    .send()
+                    .await
+                    .map_err(|e| aws("CreateBucket")(e.into()))?;
+                Ok(physical(&name, [("Arn", format!("arn:aws:s3:::{name}"))]))
+            }
+            "AWS::DynamoDB::Table" => self.create_table(id, props).await,
+            "AWS::SQS::Queue" => {
+                let name = text("QueueName");
+                let mut request = self.sqs.create_queue().queue_name(&name);
+                for (key, value) in props.as_object().into_iter().flatten() {
+                    if key == "QueueName" {
+                        continue;
+                    }
+                    // Attributes that are objects (RedrivePolicy) travel as JSON strings.
+                    let value = if value.is_object() {
+                        value.to_string()
+                    } else {
+                        scalar_text(value)
+                    };
+                    request = request.attributes(QueueAttributeName::from(key.as_str()), value);
+                }
+                let url = request
+                    .send()
+                    .await
+                    .map_err(|e| aws("CreateQueue")(e.into()))?
+                    .queue_url
+                    .unwrap_or_default();
+                let arn = format!(
+                    "arn:aws:sqs:{}:{}:{name}",
+                    self.region,
+                    crate::template::ACCOUNT_ID
+                );
+                Ok(physical(
+                    &url,
+                    [
+                        ("Arn", arn),
+                        ("QueueName", name.clone()),
+                        ("QueueUrl", url.clone()),
+                    ],
+                ))
+            }
+            "AWS::SQS::QueuePolicy" => {
+                let policy = props
+                    .get("PolicyDocument")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                for queue_url in props
+                    .get("Queues")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.sqs
+                        .set_queue_attributes()
+                        .queue_url(scalar_text(queue_url))
+                        .attributes(QueueAttributeName::Policy, &policy)
+                        .send()
+                        .await
+                        .map_err(|e| aws("SetQueueAttributes")(e.into()))?;
+                }
+                Ok(physical(id, []))
+            }
+            "AWS::Events::EventBus" => {
+                let name = text("Name");
+                let out = self
+                    .events
+                    .create_event_bus()
+                    .name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| aws("CreateEventBus")(e.into()))?;
+                Ok(physical(
+                    &name,
+                    [
+                        ("Arn", out.event_bus_arn.unwrap_or_default()),
+                        ("Name", name.clone()),
+                    ],
+                ))
+            }
+            "AWS::Events::Rule" => {
+                let name = text("Name");
+                let bus = text("EventBusName");
+                let out = self
+                    .events
+                    .put_rule()
+                    .name(&name)
+                    .event_bus_name(&bus)
+                    .event_pattern(
+                        props
+                            .get("EventPattern")
+                            .map(Value::to_string)
+                            .unwrap_or_default(),
+                    )
+                    .state(text("State").as_str().into())
+                    .send()
+                    .await
+                    .map_err(|e| aws("PutRule")(e.into()))?;
+                let mut targets = self.events.put_targets().rule(&name).event_bus_name(&bus);
+                for target in props
+                    .get("Targets")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let field = |key: &str| target.get(key).map(scalar_text).unwrap_or_default();
+                    let built = aws_sdk_eventbridge::types::Target::builder()
+                        .id(field("Id"))
+                        .arn(field("Arn"))
+                        .build();
+                    targets = targets.targets(built.map_err(|e| aws("PutTargets")(e.into()))?);
+                }
+                targets
+                    .send()
+                    .await
+                    .map_err(|e| aws("PutTargets")(e.into()))?;
+                Ok(physical(&name, [("Arn", out.rule_arn.unwrap_or_default())]))
+            }
+            "AWS::Events::Archive" => {
+                let name = text("ArchiveName");
+                let out = self
+                    .events
+                    .create_archive()
+                    .archive_name(&name)
+                    .event_source_arn(text("SourceArn"))
+                    .set_description(props.get("Description").map(scalar_text))
+                    .set_event_pattern(props.get("EventPattern").map(Value::to_string))
+                    .set_retention_days(
+                        props
+                            .get("RetentionDays")
+                            .and_then(|v| scalar_text(v).parse().ok()),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws("CreateArchive")(e.into()))?;
+                Ok(physical(
+                    &name,
+                    [("Arn", out.archive_arn.unwrap_or_default())],
+                ))
+            }
+            other => Err(ProvisionError::Template {
+                logical_id: id.to_owned(),
+                message: format!("cannot create {other}"),
+            }),
+        }
+    }
+
+    async fn create_table(&self, id: &str, props: &Value) -> Result<Physical, ProvisionError> {
+        let invalid = |message: String| ProvisionError::Template {
+            logical_id: id.to_owned(),
+            message,
+        };
+        let name = props.get("TableName").map(scalar_text).unwrap_or_default();
+        let mut request = self
+            .dynamodb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest);
+        for definition in list(props, "AttributeDefinitions") {
+            let built = AttributeDefinition::builder()
+                .attribute_name(field(definition, "AttributeName"))
+                .attribute_type(ScalarAttributeType::from(
+                    field(definition, "AttributeType").as_str(),
+                ))
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            request = request.attribute_definitions(built);
+        }
+        for key in key_schema(props).map_err(invalid)? {
+            request = request.key_schema(key);
+        }
+        for index in list(props, "GlobalSecondaryIndexes") {
+            let projection = index.get("Projection");
+            let built = GlobalSecondaryIndex::builder()
+                .index_name(field(index, "IndexName"))
+                .set_key_schema(Some(key_schema(index).map_err(invalid)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            projection
+                                .map(|p| field(p, "ProjectionType"))
+                                .unwrap_or_else(|| "ALL".into())
+                                .as_str(),
+                        ))
+                        .set_non_key_attributes(
+                            projection
+                                .and_then(|p| p.get("NonKeyAttributes"))
+                                .and_then(|a| {
+                                    a.as_array()
+                                        .map(|items| items.iter().map(scalar_text).collect())
+                                }),
+                        )
+                        .build(),
+                )
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            request = request.global_secondary_indexes(built);
+        }
+        let out = request.send().await.map_err(|e| ProvisionError::Aws {
+            logical_id: id.to_owned(),
+            operation: "CreateTable",
+            source: e.into(),
+        })?;
+        if let Some(ttl) = props
+            .get("TimeToLiveSpecification")
+            .filter(|t| t.get("Enabled") == Some(&Value::Bool(true)))
+        {
+            let spec = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(field(ttl, "AttributeName"))
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            self.dynamodb
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+                .map_err(|e| ProvisionError::Aws {
+                    logical_id: id.to_owned(),
+                    operation: "UpdateTimeToLive",
+                    source: e.into(),
+                })?;
+        }
+        let arn = out
+            .table_description
+            .and_then(|t| t.table_arn)
+            .unwrap_or_default();
+        Ok(physical(&name, [("Arn", arn)]))
+    }
+}
+
+fn physical<const N: usize>(reference: &str, attributes: [(&str, String); N]) -> Physical {
+    Physical {
+        reference: reference.to_owned(),
+        attributes: attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    }
+}
+
+fn list<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn field(value: &Value, key: &str) -> String {
+    value.get(key).map(scalar_text).unwrap_or_default()
+}
+
+fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>, String> {
+    list(value, "KeySchema")
+        .map(|key| {
+            KeySchemaElement::builder()
+                .attribute_name(field(key, "AttributeName"))
+                .key_type(KeyType::from(field(key, "KeyType").as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}

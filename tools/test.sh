@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, the template linter, and all tests
+# (unit and end-to-end; the end-to-end tests start their own isolated local
+# stacks on free ports). Installs what it needs first.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "bootstrap (pinned Python tools into .venv)"
+tools/bootstrap.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cfn-lint template.yaml"
+.venv/bin/cfn-lint template.yaml
+
+step "cargo test (unit and end-to-end)"
+cargo test --workspace --quiet
