@@ -2,7 +2,9 @@
 //! config, SSE framing and telemetry. SDK types appear only in the adapters here.
 
 pub mod aws;
+pub mod knowledge;
 pub mod mask;
+pub mod model;
 pub mod settings;
 pub mod sse;
 pub mod telemetry;

@@ -11,8 +11,7 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 
 // A run of 7+ digits, optionally with a leading + and the usual separators.
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\+?\(?\d[\d\s().\-]{5,}\d")
-        .expect("constant pattern compiles (covered by the unit tests)")
+    Regex::new(r"\+?\(?\d[\d\s().\-]{5,}\d").expect("constant pattern compiles (covered by the unit tests)")
 });
 
 /// `jane.doe@example.org` → `j***@example.org`.
@@ -30,26 +29,16 @@ pub fn mask_email(email: &str) -> String {
 pub fn mask_phone(phone: &str) -> String {
     let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
     let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
-    if digits.len() <= 4 {
-        "***".to_owned()
-    } else {
-        format!("***{tail}")
-    }
+    if digits.len() <= 4 { "***".to_owned() } else { format!("***{tail}") }
 }
 
 /// Masks every email address and phone-like number inside free text.
 pub fn mask_personal_data(text: &str) -> String {
-    let emails_masked = EMAIL.replace_all(text, |caps: &Captures| {
-        format!("{}***@{}", &caps[1], &caps[2])
-    });
+    let emails_masked = EMAIL.replace_all(text, |caps: &Captures| format!("{}***@{}", &caps[1], &caps[2]));
     PHONE
         .replace_all(&emails_masked, |caps: &Captures| {
             let digits = caps[0].chars().filter(char::is_ascii_digit).count();
-            if digits >= 7 {
-                mask_phone(&caps[0])
-            } else {
-                caps[0].to_owned()
-            }
+            if digits >= 7 { mask_phone(&caps[0]) } else { caps[0].to_owned() }
         })
         .into_owned()
 }

@@ -31,6 +31,10 @@ pub struct Settings {
     pub event_bus_name: String,
     /// `AWS_ENDPOINT_URL`, when every AWS client is pointed at an emulator.
     pub endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`: where ConverseStream goes (the local stand-in).
+    pub bedrock_runtime_endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME`: where knowledge-base Retrieve goes.
+    pub bedrock_agent_runtime_endpoint_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,10 +55,7 @@ impl Settings {
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let in_aws = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-        if let Some(missing) = REQUIRED_IN_AWS
-            .into_iter()
-            .find(|name| in_aws && get(name).is_none())
-        {
+        if let Some(missing) = REQUIRED_IN_AWS.into_iter().find(|name| in_aws && get(name).is_none()) {
             return Err(SettingsError::Missing(missing));
         }
         let or = |name: &str, default: &str| get(name).unwrap_or(default).to_owned();
@@ -78,6 +79,9 @@ impl Settings {
             ses_from_email: or("SES_FROM_EMAIL", DEFAULT_SES_FROM_EMAIL),
             event_bus_name: or("EVENT_BUS_NAME", DEFAULT_EVENT_BUS_NAME),
             endpoint_url: get("AWS_ENDPOINT_URL").map(str::to_owned),
+            bedrock_runtime_endpoint_url: get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").map(str::to_owned),
+            bedrock_agent_runtime_endpoint_url: get("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME")
+                .map(str::to_owned),
         })
     }
 }
@@ -87,10 +91,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -125,11 +126,7 @@ mod tests {
 
     #[test]
     fn the_endpoint_override_is_read() {
-        let settings =
-            Settings::from_vars(vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")])).unwrap();
-        assert_eq!(
-            settings.endpoint_url.as_deref(),
-            Some("http://127.0.0.1:4566")
-        );
+        let settings = Settings::from_vars(vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")])).unwrap();
+        assert_eq!(settings.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
     }
 }

@@ -58,7 +58,10 @@ impl Frame<'_> {
 pub fn data_frame(payload: &impl Serialize) -> String {
     match serde_json::to_string(payload) {
         Ok(json) => format!("data: {json}\n\n"),
-        Err(_) => "data: {\"type\":\"error\",\"error\":\"could not encode frame\",\"code\":\"internal_error\"}\n\n".to_owned(),
+        Err(_) => {
+            "data: {\"type\":\"error\",\"error\":\"could not encode frame\",\"code\":\"internal_error\"}\n\n"
+                .to_owned()
+        }
     }
 }
 
@@ -74,30 +77,17 @@ mod tests {
 
     /// Parses a data frame back, checking it is exactly one `data:` line.
     fn parse(frame: &str) -> Value {
-        let body = frame
-            .strip_suffix("\n\n")
-            .expect("a frame ends with a blank line");
-        assert!(
-            !body.contains('\n'),
-            "frame spans more than one line: {frame:?}"
-        );
-        let json = body
-            .strip_prefix("data: ")
-            .expect("a data frame starts with `data: `");
+        let body = frame.strip_suffix("\n\n").expect("a frame ends with a blank line");
+        assert!(!body.contains('\n'), "frame spans more than one line: {frame:?}");
+        let json = body.strip_prefix("data: ").expect("a data frame starts with `data: `");
         serde_json::from_str(json).expect("the payload is valid JSON")
     }
 
     #[test]
     fn control_frames_have_the_exact_widget_shapes() {
         assert_eq!(Frame::Start.encode(), "data: {\"type\":\"start\"}\n\n");
-        assert_eq!(
-            Frame::Heartbeat.encode(),
-            "data: {\"type\":\"heartbeat\"}\n\n"
-        );
-        assert_eq!(
-            Frame::StreamStart.encode(),
-            "data: {\"type\":\"stream_start\"}\n\n"
-        );
+        assert_eq!(Frame::Heartbeat.encode(), "data: {\"type\":\"heartbeat\"}\n\n");
+        assert_eq!(Frame::StreamStart.encode(), "data: {\"type\":\"stream_start\"}\n\n");
         assert_eq!(PRELUDE, ":ok\n\n");
         assert_eq!(DONE, "data: [DONE]\n\n");
     }
@@ -105,37 +95,19 @@ mod tests {
     #[test]
     fn text_with_quotes_newlines_and_unicode_stays_valid_json_on_one_line() {
         let content = "He said \"hi\"\nthen left\r\n\tcafé ☕ 👋 \u{2028} \\ </script>";
-        let frame = Frame::Text {
-            content,
-            session_id: "s-1",
-        }
-        .encode();
-        assert_eq!(
-            parse(&frame),
-            json!({"type": "text", "content": content, "session_id": "s-1"})
-        );
+        let frame = Frame::Text { content, session_id: "s-1" }.encode();
+        assert_eq!(parse(&frame), json!({"type": "text", "content": content, "session_id": "s-1"}));
     }
 
     #[test]
     fn a_text_frame_carries_content_then_session_id() {
-        let frame = Frame::Text {
-            content: "Hel",
-            session_id: "abc",
-        }
-        .encode();
-        assert_eq!(
-            frame,
-            "data: {\"type\":\"text\",\"content\":\"Hel\",\"session_id\":\"abc\"}\n\n"
-        );
+        let frame = Frame::Text { content: "Hel", session_id: "abc" }.encode();
+        assert_eq!(frame, "data: {\"type\":\"text\",\"content\":\"Hel\",\"session_id\":\"abc\"}\n\n");
     }
 
     #[test]
     fn sources_frame_lists_title_uri_and_score_only() {
-        let sources = [Source {
-            title: "FAQ".into(),
-            uri: "s3://kb/faq.md".into(),
-            score: 0.5,
-        }];
+        let sources = [Source { title: "FAQ".into(), uri: "s3://kb/faq.md".into(), score: 0.5 }];
         let value = parse(&Frame::Sources { sources: &sources }.encode());
         assert_eq!(
             value,
@@ -148,12 +120,7 @@ mod tests {
         let buttons = [json!({"label": "Apply", "action": "start_form"})];
         let metadata = json!({});
         let value = parse(
-            &Frame::CtaButtons {
-                cta_buttons: &buttons,
-                metadata: &metadata,
-                session_id: "s",
-            }
-            .encode(),
+            &Frame::CtaButtons { cta_buttons: &buttons, metadata: &metadata, session_id: "s" }.encode(),
         );
         assert_eq!(
             value,
@@ -163,24 +130,12 @@ mod tests {
 
     #[test]
     fn error_frame_escapes_its_message() {
-        let value = parse(
-            &Frame::Error {
-                error: "bad \"input\"\n",
-                code: "bad_request",
-            }
-            .encode(),
-        );
-        assert_eq!(
-            value,
-            json!({"type": "error", "error": "bad \"input\"\n", "code": "bad_request"})
-        );
+        let value = parse(&Frame::Error { error: "bad \"input\"\n", code: "bad_request" }.encode());
+        assert_eq!(value, json!({"type": "error", "error": "bad \"input\"\n", "code": "bad_request"}));
     }
 
     #[test]
     fn comments_are_single_lines() {
-        assert_eq!(
-            comment("x-first-token-ms", 412),
-            ": x-first-token-ms=412\n\n"
-        );
+        assert_eq!(comment("x-first-token-ms", 412), ": x-first-token-ms=412\n\n");
     }
 }

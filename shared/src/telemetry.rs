@@ -16,3 +16,30 @@ pub fn init() {
         .with_env_filter(filter)
         .try_init();
 }
+
+/// The current time as RFC 3339 with milliseconds, e.g. `2026-11-25T03:04:05.123Z`.
+pub fn now_rfc3339() -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let now = DateTime::from(std::time::SystemTime::now());
+    let millis = now.subsec_nanos() / 1_000_000;
+    let seconds = DateTime::from_secs(now.secs());
+    match seconds.fmt(Format::DateTime) {
+        Ok(text) => format!("{}.{millis:03}Z", text.trim_end_matches('Z')),
+        Err(_) => String::new(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, as CloudWatch's Embedded Metric Format wants.
+pub fn now_epoch_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        let now = super::now_rfc3339();
+        assert_eq!(now.len(), "2026-11-25T03:04:05.123Z".len(), "{now}");
+        assert!(now.ends_with('Z') && now.contains('T'), "{now}");
+    }
+}

@@ -42,10 +42,7 @@ impl TenantConfig {
     }
 
     pub fn knowledge_base_id(&self) -> Option<&str> {
-        self.aws
-            .knowledge_base_id
-            .as_deref()
-            .filter(|id| !id.is_empty())
+        self.aws.knowledge_base_id.as_deref().filter(|id| !id.is_empty())
     }
 
     pub fn sends_confirmation_email(&self) -> bool {
@@ -54,11 +51,17 @@ impl TenantConfig {
 
     /// A form by its map key or its `form_id`.
     pub fn form(&self, key_or_id: &str) -> Option<&FormConfig> {
-        self.conversational_forms.get(key_or_id).or_else(|| {
-            self.conversational_forms
-                .values()
-                .find(|form| form.form_id.as_deref() == Some(key_or_id))
-        })
+        self.form_entry(key_or_id).map(|(_, form)| form)
+    }
+
+    /// A form and its map key, by map key or `form_id`.
+    pub fn form_entry(&self, key_or_id: &str) -> Option<(&str, &FormConfig)> {
+        let by_key = self.conversational_forms.get_key_value(key_or_id);
+        by_key
+            .or_else(|| {
+                self.conversational_forms.iter().find(|(_, form)| form.form_id.as_deref() == Some(key_or_id))
+            })
+            .map(|(key, form)| (key.as_str(), form))
     }
 }
 
@@ -79,10 +82,7 @@ pub struct StreamingSection {
 
 impl Default for StreamingSection {
     fn default() -> Self {
-        Self {
-            max_tokens: 1000,
-            temperature: 0.0,
-        }
+        Self { max_tokens: 1000, temperature: 0.0 }
     }
 }
 
@@ -106,6 +106,13 @@ pub struct FormConfig {
     pub notifications: Option<Notifications>,
     #[serde(deserialize_with = "null_as_default")]
     pub qualification_gates: Vec<QualificationGate>,
+}
+
+impl FormConfig {
+    /// The id the widget and the submissions use: `form_id`, else the map key.
+    pub fn id_or<'a>(&'a self, key: &'a str) -> &'a str {
+        self.form_id.as_deref().unwrap_or(key)
+    }
 }
 
 impl Default for FormConfig {
@@ -228,20 +235,11 @@ impl<'de> Deserialize<'de> for FieldOption {
         #[serde(untagged)]
         enum Raw {
             Plain(Scalar),
-            Labeled {
-                value: Scalar,
-                label: Option<String>,
-            },
+            Labeled { value: Scalar, label: Option<String> },
         }
         Ok(match Raw::deserialize(deserializer)? {
-            Raw::Plain(value) => Self {
-                value: value.0,
-                label: None,
-            },
-            Raw::Labeled { value, label } => Self {
-                value: value.0,
-                label,
-            },
+            Raw::Plain(value) => Self { value: value.0, label: None },
+            Raw::Labeled { value, label } => Self { value: value.0, label },
         })
     }
 }
@@ -256,9 +254,7 @@ impl<'de> Deserialize<'de> for Scalar {
             Value::String(s) => Ok(Self(s)),
             Value::Number(n) => Ok(Self(n.to_string())),
             Value::Bool(b) => Ok(Self(b.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a string or number, found {other}"
-            ))),
+            other => Err(serde::de::Error::custom(format!("expected a string or number, found {other}"))),
         }
     }
 }
@@ -442,10 +438,7 @@ pub struct CtaSettings {
 
 impl Default for CtaSettings {
     fn default() -> Self {
-        Self {
-            max_ctas_per_response: 3,
-            branch_priority: Vec::new(),
-        }
+        Self { max_ctas_per_response: 3, branch_priority: Vec::new() }
     }
 }
 
@@ -479,14 +472,8 @@ mod tests {
 
     #[test]
     fn model_id_falls_back_to_the_aws_section() {
-        assert_eq!(
-            parse(json!({"aws": {"model_id": "m"}})).model_id(),
-            Some("m")
-        );
-        assert_eq!(
-            parse(json!({"model_id": "top", "aws": {"model_id": "m"}})).model_id(),
-            Some("top")
-        );
+        assert_eq!(parse(json!({"aws": {"model_id": "m"}})).model_id(), Some("m"));
+        assert_eq!(parse(json!({"model_id": "top", "aws": {"model_id": "m"}})).model_id(), Some("top"));
     }
 
     #[test]
@@ -499,23 +486,11 @@ mod tests {
         ]}}}));
         let fields = &config.conversational_forms["f"].fields;
         assert_eq!(fields[0].key(), Some("first_name"));
-        assert_eq!(
-            fields[0].validation,
-            Some(Validation::Shorthand("name".into()))
-        );
+        assert_eq!(fields[0].validation, Some(Validation::Shorthand("name".into())));
         assert_eq!(fields[1].field_type, FieldType::Other("currency".into()));
-        assert_eq!(
-            fields[2].options[1],
-            FieldOption {
-                value: "2".into(),
-                label: Some("Two".into())
-            }
-        );
+        assert_eq!(fields[2].options[1], FieldOption { value: "2".into(), label: Some("Two".into()) });
         assert_eq!(fields[3].field_type, FieldType::Phone);
-        assert!(
-            fields[0].required,
-            "fields are required unless they say otherwise"
-        );
+        assert!(fields[0].required, "fields are required unless they say otherwise");
     }
 
     #[test]
@@ -529,8 +504,7 @@ mod tests {
     #[test]
     fn recipients_may_be_one_address_or_a_list() {
         let one: Fulfillment = serde_json::from_value(json!({"email_to": "a@x.org"})).unwrap();
-        let many: Fulfillment =
-            serde_json::from_value(json!({"email_to": ["a@x.org", "b@x.org"]})).unwrap();
+        let many: Fulfillment = serde_json::from_value(json!({"email_to": ["a@x.org", "b@x.org"]})).unwrap();
         assert_eq!(one.email_to.0, ["a@x.org"]);
         assert_eq!(many.email_to.0.len(), 2);
     }
@@ -539,23 +513,16 @@ mod tests {
     fn cta_label_and_action_accept_both_spellings() {
         let cta: CtaDefinition =
             serde_json::from_value(json!({"text": "Apply", "type": "start_form"})).unwrap();
-        assert_eq!(
-            (cta.label(), cta.action()),
-            (Some("Apply"), Some("start_form"))
-        );
+        assert_eq!((cta.label(), cta.action()), (Some("Apply"), Some("start_form")));
         let cta: CtaDefinition =
             serde_json::from_value(json!({"label": "Give", "action": "external_link"})).unwrap();
-        assert_eq!(
-            (cta.label(), cta.action()),
-            (Some("Give"), Some("external_link"))
-        );
+        assert_eq!((cta.label(), cta.action()), (Some("Give"), Some("external_link")));
     }
 
     #[test]
     fn null_collections_read_as_empty() {
-        let config = parse(
-            json!({"conversational_forms": null, "cta_definitions": null, "allowed_origins": null}),
-        );
+        let config =
+            parse(json!({"conversational_forms": null, "cta_definitions": null, "allowed_origins": null}));
         assert!(config.conversational_forms.is_empty());
     }
 

@@ -20,6 +20,22 @@ pub struct Tenant {
     pub hash: TenantHash,
     pub id: String,
     pub config: TenantConfig,
+    /// The document as stored, for parts the widget receives verbatim
+    /// (a form's `fields` in a CTA).
+    pub raw: serde_json::Value,
+}
+
+impl Tenant {
+    /// A form's `fields` exactly as the config holds them, for the widget.
+    pub fn raw_form_fields(&self, form_key: &str) -> serde_json::Value {
+        self.raw
+            .pointer(&format!(
+                "/conversational_forms/{}/fields",
+                form_key.replace('~', "~0").replace('/', "~1")
+            ))
+            .cloned()
+            .unwrap_or(serde_json::Value::Array(Vec::new()))
+    }
 }
 
 /// A failure to read from the config store (network, permissions, throttling).
@@ -89,10 +105,7 @@ impl<S: ConfigSource> TenantLoader<S> {
     pub fn new(source: S) -> Self {
         Self {
             source: Arc::new(source),
-            cache: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(CACHE_TTL)
-                .build(),
+            cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
         }
     }
 
@@ -102,9 +115,7 @@ impl<S: ConfigSource> TenantLoader<S> {
         let hash = TenantHash::parse(raw_hash)?;
         let source = Arc::clone(&self.source);
         self.cache
-            .try_get_with(hash.clone(), async move {
-                resolve(source.as_ref(), hash).await.map(Arc::new)
-            })
+            .try_get_with(hash.clone(), async move { resolve(source.as_ref(), hash).await.map(Arc::new) })
             .await
             .map_err(Arc::unwrap_or_clone)
     }
@@ -118,34 +129,37 @@ async fn resolve<S: ConfigSource>(source: &S, hash: TenantHash) -> Result<Tenant
     let Mapping { tenant_id } = parse(&mapping_key, &bytes)?;
     // The id comes from our own bucket, but it still becomes part of a key.
     if !is_safe_key_segment(&tenant_id) {
-        return Err(TenantError::BadTenantId {
-            object: mapping_key,
-            tenant_id,
-        });
+        return Err(TenantError::BadTenantId { object: mapping_key, tenant_id });
     }
-    for config_key in [
-        format!("tenants/{tenant_id}/config.json"),
-        format!("tenants/{tenant_id}/{tenant_id}-config.json"),
-    ] {
+    for config_key in
+        [format!("tenants/{tenant_id}/config.json"), format!("tenants/{tenant_id}/{tenant_id}-config.json")]
+    {
         if let Some(bytes) = fetch(source, &config_key).await? {
-            let mut config: TenantConfig = parse(&config_key, &bytes)?;
+            let raw: serde_json::Value = parse(&config_key, &bytes)?;
+            let mut config: TenantConfig = parse_value(&config_key, &raw)?;
             config.tenant_id.get_or_insert_with(|| tenant_id.clone());
             tracing::info!(tenant_hash = %hash, tenant_id, object = config_key, "tenant config loaded");
-            return Ok(Tenant {
-                hash,
-                id: tenant_id,
-                config,
-            });
+            return Ok(Tenant { hash, id: tenant_id, config, raw });
         }
     }
     Err(TenantError::NotFound(hash))
 }
 
-async fn fetch<S: ConfigSource>(source: &S, key: &str) -> Result<Option<Vec<u8>>, TenantError> {
-    source.get(key).await.map_err(|source| TenantError::Source {
-        object: key.to_owned(),
-        source: Arc::from(source),
+fn parse_value<T: serde::de::DeserializeOwned>(
+    object: &str,
+    value: &serde_json::Value,
+) -> Result<T, TenantError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let key = err.path().to_string();
+        TenantError::Malformed { object: object.to_owned(), key, source: Arc::new(err.into_inner()) }
     })
+}
+
+async fn fetch<S: ConfigSource>(source: &S, key: &str) -> Result<Option<Vec<u8>>, TenantError> {
+    source
+        .get(key)
+        .await
+        .map_err(|source| TenantError::Source { object: key.to_owned(), source: Arc::from(source) })
 }
 
 /// Parses JSON, naming the path of the first offending key on failure.
@@ -153,11 +167,7 @@ fn parse<T: serde::de::DeserializeOwned>(object: &str, bytes: &[u8]) -> Result<T
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let key = err.path().to_string();
-        TenantError::Malformed {
-            object: object.to_owned(),
-            key,
-            source: Arc::new(err.into_inner()),
-        }
+        TenantError::Malformed { object: object.to_owned(), key, source: Arc::new(err.into_inner()) }
     })
 }
 
@@ -170,22 +180,13 @@ pub struct S3ConfigSource {
 
 impl S3ConfigSource {
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
+        Self { client, bucket: bucket.into() }
     }
 }
 
 impl ConfigSource for S3ConfigSource {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await;
+        let response = self.client.get_object().bucket(&self.bucket).key(key).send().await;
         match response {
             Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
@@ -213,10 +214,7 @@ mod tests {
     impl MemorySource {
         fn with(objects: &[(&str, &str)]) -> Self {
             Self {
-                objects: objects
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                    .collect(),
+                objects: objects.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
                 requested: Arc::default(),
             }
         }
@@ -247,16 +245,7 @@ mod tests {
             ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
             ("tenants/T1/T1-config.json", r#"{"chat_title":"Legacy"}"#),
         ]));
-        assert_eq!(
-            loader
-                .load("h1")
-                .await
-                .unwrap()
-                .config
-                .chat_title
-                .as_deref(),
-            Some("Legacy")
-        );
+        assert_eq!(loader.load("h1").await.unwrap().config.chat_title.as_deref(), Some("Legacy"));
     }
 
     #[tokio::test]
@@ -271,18 +260,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_unmapped_hash_and_a_mapping_without_config_are_both_not_found() {
-        let loader = TenantLoader::new(MemorySource::with(&[(
-            "mappings/h2.json",
-            r#"{"tenant_id":"T2"}"#,
-        )]));
-        assert_eq!(
-            loader.load("nope").await.unwrap_err().code(),
-            "tenant_not_found"
-        );
-        assert_eq!(
-            loader.load("h2").await.unwrap_err().code(),
-            "tenant_not_found"
-        );
+        let loader = TenantLoader::new(MemorySource::with(&[("mappings/h2.json", r#"{"tenant_id":"T2"}"#)]));
+        assert_eq!(loader.load("nope").await.unwrap_err().code(), "tenant_not_found");
+        assert_eq!(loader.load("h2").await.unwrap_err().code(), "tenant_not_found");
     }
 
     #[tokio::test]
@@ -297,10 +277,7 @@ mod tests {
         let err = loader.load("h1").await.unwrap_err();
         assert_eq!(err.code(), "tenant_config_invalid");
         let message = err.to_string();
-        assert!(
-            message.contains("conversational_forms.vol.fields[0].required"),
-            "{message}"
-        );
+        assert!(message.contains("conversational_forms.vol.fields[0].required"), "{message}");
         assert!(message.contains("tenants/T1/config.json"), "{message}");
     }
 
@@ -323,10 +300,6 @@ mod tests {
         let loader = TenantLoader::new(source);
         loader.load("h1").await.unwrap();
         loader.load("h1").await.unwrap();
-        assert_eq!(
-            requested.lock().unwrap().len(),
-            2,
-            "one mapping read and one config read"
-        );
+        assert_eq!(requested.lock().unwrap().len(), 2, "one mapping read and one config read");
     }
 }

@@ -1,0 +1,38 @@
+//! The chat response as an HTTP response whose body yields one chunk per
+//! frame, as soon as it is written: the same type serves Lambda response
+//! streaming and the local host.
+
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use tokio::sync::mpsc;
+
+use crate::service::{ChatResponse, SSE_HEADERS};
+
+pub struct FrameBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for FrameBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+pub fn to_http_response(response: ChatResponse) -> Response<FrameBody> {
+    let mut http = Response::new(FrameBody(response.body));
+    *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in SSE_HEADERS {
+        http.headers_mut().insert(name, http::HeaderValue::from_static(value));
+    }
+    http
+}

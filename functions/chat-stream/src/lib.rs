@@ -1,0 +1,34 @@
+//! chat-stream: answers a visitor's question from the tenant's knowledge base
+//! with a Claude model on Bedrock, streamed as server-sent events.
+
+pub mod cta;
+pub mod http_body;
+pub mod prompt;
+pub mod qa_log;
+pub mod request;
+pub mod service;
+
+use shared::{Settings, knowledge::BedrockKnowledgeBase, model::BedrockModel, tenant::S3ConfigSource};
+
+pub use crate::{
+    http_body::{FrameBody, to_http_response},
+    service::{ChatOptions, ChatResponse, ChatService, RetryPolicy},
+};
+
+/// The service wired to AWS: S3 configs, Bedrock KB Retrieve, Bedrock ConverseStream.
+pub type AwsChatService = ChatService<S3ConfigSource, BedrockKnowledgeBase, BedrockModel>;
+
+/// Builds the AWS clients once and the service around them.
+pub async fn aws_service(
+    settings: Settings,
+    qa_sink: qa_log::LineSink,
+    options: ChatOptions,
+) -> AwsChatService {
+    let sdk_config = shared::aws::sdk_config(&settings).await;
+    let config_source =
+        S3ConfigSource::new(shared::aws::s3_client(&sdk_config), settings.config_bucket.clone());
+    let knowledge =
+        BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(&sdk_config, &settings));
+    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(&sdk_config, &settings));
+    ChatService::with_options(settings, config_source, knowledge, model, qa_sink, options)
+}

@@ -1,0 +1,38 @@
+#![recursion_limit = "256"]
+//! The chat-stream Lambda: a Function URL with response streaming.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Error, Request, Response, run_with_streaming_response, service_fn};
+
+use chat_stream::{
+    AwsChatService, ChatOptions, ChatResponse, FrameBody, aws_service, qa_log, to_http_response,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let settings = shared::Settings::from_env()?;
+    let service = Arc::new(aws_service(settings, qa_log::stdout_sink(), ChatOptions::default()).await);
+    run_with_streaming_response(service_fn(move |request| handle(Arc::clone(&service), request))).await
+}
+
+/// Function URL entry: POST streams an answer; OPTIONS (normally answered by
+/// the Function URL's CORS) gets an empty 204; anything else is refused.
+async fn handle(service: Arc<AwsChatService>, request: Request) -> Result<Response<FrameBody>, Error> {
+    let response = match request.method().as_str() {
+        "POST" => service.handle(body_bytes(request.body())).await,
+        "OPTIONS" => ChatResponse { status: 204, body: tokio::sync::mpsc::channel(1).1 },
+        _ => ChatResponse::refused(405, "method_not_allowed", "Use POST"),
+    };
+    Ok(to_http_response(response))
+}
+
+fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}

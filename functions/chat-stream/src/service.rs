@@ -1,0 +1,548 @@
+//! The chat service: one request in, one stream of SSE frames out. The Lambda
+//! binary and the local host run this same code.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use shared::{
+    Settings,
+    knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
+    model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
+    sse::{self, Frame, Source},
+    tenant::{ConfigSource, Tenant, TenantError, TenantLoader},
+};
+use tokio::{sync::mpsc, time::MissedTickBehavior};
+
+use crate::{
+    cta, prompt,
+    qa_log::{LineSink, QaRecord},
+    request::ChatRequest,
+};
+
+/// Frames buffered between the answer task and the HTTP body.
+const CHANNEL_FRAMES: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    pub heartbeat: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_secs(2), retry: RetryPolicy::default() }
+    }
+}
+
+/// Retries of one model before the first text frame, with exponential backoff.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 3, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(2) }
+    }
+}
+
+impl RetryPolicy {
+    /// `base * 2^attempt`, capped, plus up to one `base` of jitter so a burst
+    /// of throttled requests does not retry in lockstep.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exponential = self.base_delay.saturating_mul(2u32.saturating_pow(attempt)).min(self.max_delay);
+        let jitter_ms = fastrand::u64(0..=u64::try_from(self.base_delay.as_millis()).unwrap_or(0));
+        exponential + Duration::from_millis(jitter_ms)
+    }
+}
+
+/// Status and body of a chat response; the body yields one chunk per frame.
+pub struct ChatResponse {
+    pub status: u16,
+    pub body: mpsc::Receiver<Bytes>,
+}
+
+/// Headers of every chat response, streamed or refused.
+pub const SSE_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache, no-transform"),
+    ("x-accel-buffering", "no"),
+];
+
+impl ChatResponse {
+    /// A refusal before the stream starts: an error frame, then `[DONE]`.
+    pub fn refused(status: u16, code: &str, message: &str) -> Self {
+        let (tx, body) = mpsc::channel(2);
+        let _ = tx.try_send(Bytes::from(Frame::Error { error: message, code }.encode()));
+        let _ = tx.try_send(Bytes::from_static(sse::DONE.as_bytes()));
+        Self { status, body }
+    }
+}
+
+pub struct ChatService<C, K, M> {
+    settings: Settings,
+    tenants: TenantLoader<C>,
+    knowledge: CachedKnowledgeBase<K>,
+    model: M,
+    options: ChatOptions,
+    qa_sink: LineSink,
+    /// Tenant model ids already reported as rejected, so each is logged once.
+    rejected_models: Mutex<HashSet<String>>,
+}
+
+impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
+    pub fn new(settings: Settings, config_source: C, knowledge: K, model: M, qa_sink: LineSink) -> Self {
+        Self::with_options(settings, config_source, knowledge, model, qa_sink, ChatOptions::default())
+    }
+
+    pub fn with_options(
+        settings: Settings,
+        config_source: C,
+        knowledge: K,
+        model: M,
+        qa_sink: LineSink,
+        options: ChatOptions,
+    ) -> Self {
+        Self {
+            settings,
+            tenants: TenantLoader::new(config_source),
+            knowledge: CachedKnowledgeBase::new(knowledge),
+            model,
+            options,
+            qa_sink,
+            rejected_models: Mutex::default(),
+        }
+    }
+
+    /// Validates the request and loads the tenant; then streams the answer
+    /// from a task of its own while the caller sends the body.
+    pub async fn handle(self: &Arc<Self>, body: &[u8]) -> ChatResponse {
+        let started = Instant::now();
+        let request = match ChatRequest::parse(body) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::info!(code = err.code, status = err.status, "chat request refused");
+                return ChatResponse::refused(err.status, err.code, &err.message);
+            }
+        };
+        let tenant = match self.tenants.load(request.tenant_hash.as_str()).await {
+            Ok(tenant) => tenant,
+            Err(err) => return tenant_refusal(&err),
+        };
+        let (tx, body) = mpsc::channel(CHANNEL_FRAMES);
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut out = Outbound::new(tx, service.options.heartbeat);
+            if service.answer(&tenant, &request, &mut out, started).await.is_err() {
+                tracing::info!(
+                    tenant_id = tenant.id,
+                    session_id = request.session_id,
+                    "client went away; stream stopped"
+                );
+            }
+        });
+        ChatResponse { status: 200, body }
+    }
+
+    async fn answer(
+        &self,
+        tenant: &Tenant,
+        request: &ChatRequest,
+        out: &mut Outbound,
+        started: Instant,
+    ) -> Result<(), Gone> {
+        out.send(sse::PRELUDE.to_owned()).await?;
+        out.send(Frame::Start.encode()).await?;
+
+        let passages = self.retrieve(tenant, &request.user_input, out).await?;
+        let config = &tenant.config;
+        let model_request = ModelRequest {
+            model_id: config.model_id().unwrap_or(&self.settings.bedrock_model_id).to_owned(),
+            system: prompt::system_prompt(config),
+            turns: prompt::conversation(
+                &request.history,
+                prompt::question_with_context(&request.user_input, &passages),
+            ),
+            max_tokens: config.streaming.max_tokens,
+            temperature: config.streaming.temperature,
+        };
+        let answer = match self.stream_answer(tenant, model_request, request, out, started).await? {
+            Ok(answer) => answer,
+            Err(frame) => {
+                out.send(frame).await?;
+                return out.send(sse::DONE.to_owned()).await;
+            }
+        };
+
+        let sources = sources(&passages);
+        if !sources.is_empty() {
+            out.send(Frame::Sources { sources: &sources }.encode()).await?;
+        }
+        if let Some(outcome) = cta::enhance(tenant, &request.user_input, &answer.text, &request.session) {
+            let frame = Frame::CtaButtons {
+                cta_buttons: &outcome.buttons,
+                metadata: &outcome.metadata,
+                session_id: &request.session_id,
+            };
+            out.send(frame.encode()).await?;
+        }
+        let record = QaRecord {
+            session_id: &request.session_id,
+            tenant_hash: tenant.hash.as_str(),
+            tenant_id: &tenant.id,
+            conversation_id: request.conversation_id.as_deref(),
+            question: &request.user_input,
+            answer: &answer.text,
+            first_token_ms: answer.first_token_ms,
+            total_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            usage: answer.usage,
+        };
+        out.send(sse::comment(
+            "x-total-tokens",
+            record.usage.total_tokens.max(record.usage.input_tokens + record.usage.output_tokens),
+        ))
+        .await?;
+        out.send(sse::comment("x-total-time-ms", record.total_time_ms)).await?;
+        out.send(sse::DONE.to_owned()).await?;
+        (self.qa_sink)(record.qa_complete_line());
+        (self.qa_sink)(record.metrics_line());
+        Ok(())
+    }
+
+    /// Knowledge-base passages for the question; a failure means no context.
+    async fn retrieve(
+        &self,
+        tenant: &Tenant,
+        question: &str,
+        out: &mut Outbound,
+    ) -> Result<Vec<Passage>, Gone> {
+        let Some(kb_id) = tenant.config.knowledge_base_id() else {
+            return Ok(Vec::new());
+        };
+        match out.during(self.knowledge.retrieve(kb_id, question)).await? {
+            Ok(passages) => Ok(passages.as_ref().clone()),
+            Err(err) => {
+                tracing::warn!(tenant_id = tenant.id, kb_id, error = %error_chain(err.as_ref()), "knowledge base unavailable; answering without context");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Streams the model's answer as text frames. Returns the answer, or the
+    /// error frame to end the stream with.
+    async fn stream_answer(
+        &self,
+        tenant: &Tenant,
+        request: ModelRequest,
+        chat: &ChatRequest,
+        out: &mut Outbound,
+        started: Instant,
+    ) -> Result<Result<Answer, String>, Gone> {
+        let (mut events, prefix) = match self.open_with_retries(tenant, request, out).await {
+            Ok(opened) => opened,
+            Err(Attempt::Gone) => return Err(Gone),
+            Err(Attempt::Failed(err)) => {
+                tracing::error!(tenant_id = tenant.id, error = %error_chain(&err), "model unavailable before the answer started");
+                return Ok(Err(error_frame_before_text(&err)));
+            }
+        };
+        let mut answer = Answer::default();
+        let mut pending = prefix.into_iter();
+        loop {
+            let event = match pending.next() {
+                Some(event) => event,
+                None => match out.during(events.next()).await? {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(tenant_id = tenant.id, error = %error_chain(&err), "model stream failed after text was sent");
+                        let frame = Frame::Error {
+                            error: "The answer was interrupted. Please ask again.",
+                            code: "stream_interrupted",
+                        };
+                        return Ok(Err(frame.encode()));
+                    }
+                },
+            };
+            match event {
+                ModelEvent::BlockStart => out.stream_start().await?,
+                ModelEvent::Text(text) => {
+                    if answer.first_token_ms.is_none() {
+                        out.stream_start().await?;
+                        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        answer.first_token_ms = Some(ms);
+                        out.send(sse::comment("x-first-token-ms", ms)).await?;
+                    }
+                    out.send(Frame::Text { content: &text, session_id: &chat.session_id }.encode()).await?;
+                    answer.text.push_str(&text);
+                }
+                ModelEvent::Stop(_) => {}
+                ModelEvent::Metadata(usage) => answer.usage = usage,
+            }
+        }
+        Ok(Ok(answer))
+    }
+
+    /// Opens the model stream and reads up to its first text. Retries
+    /// throttling and 5xx with backoff; then tries the tenant's fallback model;
+    /// a model Bedrock rejects as unknown or retired gives way to the default.
+    async fn open_with_retries(
+        &self,
+        tenant: &Tenant,
+        mut request: ModelRequest,
+        out: &mut Outbound,
+    ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
+        let default_model = self.settings.bedrock_model_id.as_str();
+        let fallback = tenant.config.fallback_model_id.as_deref().filter(|m| !m.trim().is_empty());
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let err = match self.attempts(&request, out).await {
+                Ok(opened) => return Ok(opened),
+                Err(Attempt::Gone) => return Err(Attempt::Gone),
+                Err(Attempt::Failed(err)) => err,
+            };
+            tried.push(request.model_id.clone());
+            let untried = |model: &str| !tried.iter().any(|t| t == model);
+            let next = match err.kind {
+                ModelErrorKind::ModelRejected if untried(default_model) => {
+                    self.report_rejected_model(tenant, &request.model_id, &err);
+                    Some(default_model)
+                }
+                ModelErrorKind::Throttled | ModelErrorKind::Unavailable => fallback.filter(|m| untried(m)),
+                _ => None,
+            };
+            match next {
+                Some(model) => {
+                    tracing::warn!(tenant_id = tenant.id, from = request.model_id, to = model, error = %err, "switching model");
+                    request.model_id = model.to_owned();
+                }
+                None => return Err(Attempt::Failed(err)),
+            }
+        }
+    }
+
+    /// Up to `retry.attempts` tries of one model.
+    async fn attempts(
+        &self,
+        request: &ModelRequest,
+        out: &mut Outbound,
+    ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
+        let policy = &self.options.retry;
+        let mut attempt = 0;
+        loop {
+            match self.open_until_text(request, out).await {
+                Err(Attempt::Failed(err)) if err.is_retryable() && attempt + 1 < policy.attempts => {
+                    tracing::warn!(model_id = request.model_id, attempt, error = %err, "model call failed; retrying");
+                    out.during(tokio::time::sleep(policy.delay(attempt))).await.map_err(|_| Attempt::Gone)?;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_until_text(
+        &self,
+        request: &ModelRequest,
+        out: &mut Outbound,
+    ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
+        let mut events = out
+            .during(self.model.open(request))
+            .await
+            .map_err(|_| Attempt::Gone)?
+            .map_err(Attempt::Failed)?;
+        let mut prefix = Vec::new();
+        loop {
+            match out.during(events.next()).await.map_err(|_| Attempt::Gone)?.map_err(Attempt::Failed)? {
+                Some(event @ ModelEvent::Text(_)) => {
+                    prefix.push(event);
+                    return Ok((events, prefix));
+                }
+                Some(event) => prefix.push(event),
+                None => return Ok((events, prefix)),
+            }
+        }
+    }
+
+    fn report_rejected_model(&self, tenant: &Tenant, model_id: &str, err: &ModelError) {
+        let first_time =
+            self.rejected_models.lock().map(|mut seen| seen.insert(model_id.to_owned())).unwrap_or(true);
+        if first_time {
+            tracing::warn!(
+                tenant_id = tenant.id,
+                model_id,
+                default = self.settings.bedrock_model_id,
+                error = %err,
+                "Bedrock rejected the tenant's model; using BEDROCK_MODEL_ID instead"
+            );
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Answer {
+    text: String,
+    first_token_ms: Option<u64>,
+    usage: Usage,
+}
+
+/// The visitor closed the connection.
+#[derive(Debug)]
+pub struct Gone;
+
+enum Attempt {
+    Gone,
+    Failed(ModelError),
+}
+
+/// The response body's sender, with the heartbeat: every wait on something
+/// slow goes through `during`, which sends a heartbeat each period and gives
+/// up the moment the client disconnects. One writer, so frames never interleave.
+struct Outbound {
+    tx: mpsc::Sender<Bytes>,
+    ticker: tokio::time::Interval,
+    stream_started: bool,
+}
+
+impl Outbound {
+    fn new(tx: mpsc::Sender<Bytes>, period: Duration) -> Self {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { tx, ticker, stream_started: false }
+    }
+
+    async fn send(&mut self, frame: String) -> Result<(), Gone> {
+        self.tx.send(Bytes::from(frame)).await.map_err(|_| Gone)
+    }
+
+    async fn stream_start(&mut self) -> Result<(), Gone> {
+        if !self.stream_started {
+            self.stream_started = true;
+            self.send(Frame::StreamStart.encode()).await?;
+        }
+        Ok(())
+    }
+
+    async fn during<F: Future>(&mut self, work: F) -> Result<F::Output, Gone> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut work => return Ok(output),
+                () = self.tx.closed() => return Err(Gone),
+                _ = self.ticker.tick() => {}
+            }
+            self.send(Frame::Heartbeat.encode()).await?;
+        }
+    }
+}
+
+fn tenant_refusal(err: &TenantError) -> ChatResponse {
+    let (status, message) = match err {
+        TenantError::InvalidHash(_) => (400, "tenant_hash is not valid".to_owned()),
+        TenantError::NotFound(_) => (404, "No tenant is configured for this tenant_hash".to_owned()),
+        TenantError::Malformed { .. } | TenantError::BadTenantId { .. } => {
+            tracing::error!(error = %error_chain(err), "tenant config is invalid");
+            (500, "This chat is misconfigured; the site owner has been notified".to_owned())
+        }
+        TenantError::Source { .. } => {
+            tracing::error!(error = %error_chain(err), "tenant config unavailable");
+            (503, "The chat is temporarily unavailable; please try again".to_owned())
+        }
+    };
+    ChatResponse::refused(status, err.code(), &message)
+}
+
+fn error_frame_before_text(err: &ModelError) -> String {
+    let (message, code) = match err.kind {
+        ModelErrorKind::Throttled => {
+            ("The assistant is very busy right now. Please try again in a moment.", "model_throttled")
+        }
+        ModelErrorKind::Unavailable | ModelErrorKind::ModelRejected => {
+            ("The assistant is unavailable right now. Please try again shortly.", "model_unavailable")
+        }
+        ModelErrorKind::Permanent => ("The assistant could not answer this question.", "model_error"),
+    };
+    Frame::Error { error: message, code }.encode()
+}
+
+/// One citation per document, best score first.
+fn sources(passages: &[Passage]) -> Vec<Source> {
+    let mut sources: Vec<Source> = Vec::new();
+    for passage in passages.iter().filter(|p| !p.uri.is_empty()) {
+        match sources.iter_mut().find(|s| s.uri == passage.uri) {
+            Some(existing) => existing.score = existing.score.max(passage.score),
+            None => sources.push(Source {
+                title: passage.title.clone(),
+                uri: passage.uri.clone(),
+                score: passage.score,
+            }),
+        }
+    }
+    sources.sort_by(|a, b| b.score.total_cmp(&a.score));
+    sources
+}
+
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        let within = |attempt, low: u64, high: u64| {
+            let delay = policy.delay(attempt).as_millis() as u64;
+            assert!((low..=high).contains(&delay), "attempt {attempt}: {delay} ms");
+        };
+        within(0, 100, 200);
+        within(1, 200, 300);
+        within(4, 300, 400);
+    }
+
+    #[test]
+    fn sources_are_one_per_document_best_first() {
+        let passage = |uri: &str, score| Passage {
+            text: "t".into(),
+            title: uri.to_uppercase(),
+            uri: uri.into(),
+            score,
+        };
+        let listed = sources(&[passage("a", 0.2), passage("b", 0.9), passage("a", 0.5), passage("", 1.0)]);
+        let uris: Vec<(&str, f64)> = listed.iter().map(|s| (s.uri.as_str(), s.score)).collect();
+        assert_eq!(uris, [("b", 0.9), ("a", 0.5)]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_an_error_frame_then_done() {
+        let mut response = ChatResponse::refused(400, "invalid_json", "bad");
+        assert_eq!(response.status, 400);
+        assert_eq!(
+            response.body.recv().await.unwrap(),
+            "data: {\"type\":\"error\",\"error\":\"bad\",\"code\":\"invalid_json\"}\n\n"
+        );
+        assert_eq!(response.body.recv().await.unwrap(), "data: [DONE]\n\n");
+        assert_eq!(response.body.recv().await, None);
+    }
+}
