@@ -16,6 +16,7 @@ pub async fn spawn_stack() -> LocalStack {
         repo_root: repo_root(),
         moto_port: 0,
         host_port: 0,
+        bedrock_port: 0,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     match LocalStack::start(options).await {
@@ -58,4 +59,88 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// One SSE block (a data frame or a comment) as the client received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: std::time::Instant,
+    /// The block without its trailing blank line, e.g. `data: {...}` or `: x-total-tokens=12`.
+    pub raw: String,
+}
+
+impl Received {
+    /// The JSON payload of a data frame (`None` for comments and `[DONE]`).
+    pub fn json(&self) -> Option<serde_json::Value> {
+        self.raw.strip_prefix("data: ").and_then(|data| serde_json::from_str(data).ok())
+    }
+
+    pub fn frame_type(&self) -> Option<String> {
+        self.json().and_then(|v| v["type"].as_str().map(str::to_owned))
+    }
+}
+
+/// A chat response read block by block, each stamped with its arrival time.
+pub struct ChatReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub blocks: Vec<Received>,
+    /// How many network chunks carried the body (each frame should be its own).
+    pub chunks: usize,
+}
+
+impl ChatReply {
+    pub fn types(&self) -> Vec<String> {
+        self.blocks
+            .iter()
+            .map(|b| match b.frame_type() {
+                Some(t) => t,
+                None if b.raw == "data: [DONE]" => "[DONE]".to_owned(),
+                None => b.raw.split('=').next().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+
+    pub fn frames_of(&self, frame_type: &str) -> Vec<serde_json::Value> {
+        self.blocks
+            .iter()
+            .filter(|b| b.frame_type().as_deref() == Some(frame_type))
+            .filter_map(Received::json)
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.frames_of("text").iter().filter_map(|f| f["content"].as_str().map(str::to_owned)).collect()
+    }
+}
+
+/// POSTs `body` to the host's `/chat` and reads the whole stream.
+pub async fn post_chat(stack: &LocalStack, body: impl Into<reqwest::Body>) -> ChatReply {
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat", stack.host_url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /chat: {e}"));
+    read_reply(response).await
+}
+
+pub async fn read_reply(mut response: reqwest::Response) -> ChatReply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut buffer = String::new();
+    let mut blocks = Vec::new();
+    let mut chunks = 0;
+    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("reading the stream: {e}")) {
+        chunks += 1;
+        let at = std::time::Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            blocks.push(Received { at, raw: buffer[..end].to_owned() });
+            buffer.drain(..end + 2);
+        }
+    }
+    assert!(buffer.is_empty(), "stream ended mid-frame: {buffer:?}");
+    ChatReply { status, headers, blocks, chunks }
 }

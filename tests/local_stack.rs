@@ -22,19 +22,11 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
         let physical = stack.created.get(&resource.logical_id);
         match resource.kind.as_str() {
             "AWS::S3::Bucket" => {
-                s3.head_bucket()
-                    .bucket(&physical.unwrap().reference)
-                    .send()
-                    .await
-                    .unwrap();
+                s3.head_bucket().bucket(&physical.unwrap().reference).send().await.unwrap();
             }
             "AWS::DynamoDB::Table" => {
-                let table = dynamodb
-                    .describe_table()
-                    .table_name(&physical.unwrap().reference)
-                    .send()
-                    .await
-                    .unwrap();
+                let table =
+                    dynamodb.describe_table().table_name(&physical.unwrap().reference).send().await.unwrap();
                 let keys: Vec<Value> = table
                     .table
                     .unwrap()
@@ -43,12 +35,7 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
                     .into_iter()
                     .map(|k| json!({"AttributeName": k.attribute_name, "KeyType": k.key_type.as_str()}))
                     .collect();
-                assert_eq!(
-                    Value::from(keys),
-                    declared["KeySchema"],
-                    "{}",
-                    resource.logical_id
-                );
+                assert_eq!(Value::from(keys), declared["KeySchema"], "{}", resource.logical_id);
             }
             "AWS::SQS::Queue" => {
                 let attributes = sqs
@@ -62,29 +49,13 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
                     .unwrap();
                 if let Some(redrive) = declared.get("RedrivePolicy") {
                     let actual: Value =
-                        serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy])
-                            .unwrap();
-                    let dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
-                        .as_str()
-                        .unwrap();
-                    assert_eq!(
-                        actual["deadLetterTargetArn"],
-                        arn_of(dlq),
-                        "{}",
-                        resource.logical_id
-                    );
-                    assert_eq!(
-                        actual["maxReceiveCount"].to_string(),
-                        "5",
-                        "{}",
-                        resource.logical_id
-                    );
+                        serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+                    let dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().unwrap();
+                    assert_eq!(actual["deadLetterTargetArn"], arn_of(dlq), "{}", resource.logical_id);
+                    assert_eq!(actual["maxReceiveCount"].to_string(), "5", "{}", resource.logical_id);
                 }
                 if let Some(timeout) = declared.get("VisibilityTimeout") {
-                    assert_eq!(
-                        attributes[&QueueAttributeName::VisibilityTimeout],
-                        timeout.to_string()
-                    );
+                    assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], timeout.to_string());
                 }
             }
             "AWS::SQS::QueuePolicy" => {
@@ -103,35 +74,17 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
                 assert!(policy.contains("events.amazonaws.com"), "{policy}");
             }
             "AWS::Events::EventBus" => {
-                events
-                    .describe_event_bus()
-                    .name(&physical.unwrap().reference)
-                    .send()
-                    .await
-                    .unwrap();
+                events.describe_event_bus().name(&physical.unwrap().reference).send().await.unwrap();
             }
             "AWS::Events::Rule" => {
                 let name = &physical.unwrap().reference;
                 let bus = &stack.settings.event_bus_name;
-                let rule = events
-                    .describe_rule()
-                    .name(name)
-                    .event_bus_name(bus)
-                    .send()
-                    .await
-                    .unwrap();
+                let rule = events.describe_rule().name(name).event_bus_name(bus).send().await.unwrap();
                 let pattern: Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
                 assert_eq!(pattern, declared["EventPattern"]);
-                let targets = events
-                    .list_targets_by_rule()
-                    .rule(name)
-                    .event_bus_name(bus)
-                    .send()
-                    .await
-                    .unwrap();
-                let queue = declared["Targets"][0]["Arn"]["Fn::GetAtt"][0]
-                    .as_str()
-                    .unwrap();
+                let targets =
+                    events.list_targets_by_rule().rule(name).event_bus_name(bus).send().await.unwrap();
+                let queue = declared["Targets"][0]["Arn"]["Fn::GetAtt"][0].as_str().unwrap();
                 assert_eq!(targets.targets()[0].arn(), arn_of(queue));
             }
             "AWS::Events::Archive" => {
@@ -141,12 +94,8 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(
-                    archive.event_source_arn(),
-                    Some(arn_of("EventBus").as_str())
-                );
-                let pattern: Value =
-                    serde_json::from_str(archive.event_pattern().unwrap()).unwrap();
+                assert_eq!(archive.event_source_arn(), Some(arn_of("EventBus").as_str()));
+                let pattern: Value = serde_json::from_str(archive.event_pattern().unwrap()).unwrap();
                 assert_eq!(pattern, declared["EventPattern"]);
             }
             _ => continue,
@@ -154,10 +103,7 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
         *checked.entry(resource.kind.as_str()).or_default() += 1;
     }
 
-    assert_eq!(
-        checked["AWS::SQS::Queue"], 6,
-        "three consumer queues and their DLQs"
-    );
+    assert_eq!(checked["AWS::SQS::Queue"], 6, "three consumer queues and their DLQs");
     assert_eq!(checked["AWS::Events::Rule"], 3, "one rule per consumer");
     assert_eq!(checked["AWS::DynamoDB::Table"], 2);
     assert_eq!(checked["AWS::Events::Archive"], 1);
@@ -179,12 +125,7 @@ async fn a_form_submitted_event_reaches_every_consumer_queue() {
 
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
     for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
-        let received = sqs
-            .receive_message()
-            .queue_url(&stack.created[queue].reference)
-            .send()
-            .await
-            .unwrap();
+        let received = sqs.receive_message().queue_url(&stack.created[queue].reference).send().await.unwrap();
         let body: Value = serde_json::from_str(received.messages()[0].body().unwrap()).unwrap();
         assert_eq!(body["detail"]["submission_id"], "s1", "{queue}");
     }
@@ -194,17 +135,12 @@ async fn a_form_submitted_event_reaches_every_consumer_queue() {
 #[tokio::test]
 async fn healthz_reports_the_aws_endpoint_and_that_everything_is_up() {
     let stack = spawn_stack().await;
-    let response = reqwest::get(format!("{}/healthz", stack.host_url()))
-        .await
-        .unwrap();
+    let response = reqwest::get(format!("{}/healthz", stack.host_url())).await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["aws_endpoint"], stack.endpoint);
-    assert_eq!(
-        body["checks"],
-        json!({"emulator": "up", "config_bucket": "up", "demo_tenant": "up"})
-    );
+    assert_eq!(body["checks"], json!({"emulator": "up", "config_bucket": "up", "demo_tenant": "up"}));
     stack.stop().await;
 }
 
@@ -215,20 +151,10 @@ async fn the_outbox_shows_emails_and_sms_the_emulator_captured() {
     let content = aws_sdk_sesv2::types::EmailContent::builder()
         .simple(
             aws_sdk_sesv2::types::Message::builder()
-                .subject(
-                    aws_sdk_sesv2::types::Content::builder()
-                        .data("New application")
-                        .build()
-                        .unwrap(),
-                )
+                .subject(aws_sdk_sesv2::types::Content::builder().data("New application").build().unwrap())
                 .body(
                     aws_sdk_sesv2::types::Body::builder()
-                        .text(
-                            aws_sdk_sesv2::types::Content::builder()
-                                .data("Hello team")
-                                .build()
-                                .unwrap(),
-                        )
+                        .text(aws_sdk_sesv2::types::Content::builder().data("Hello team").build().unwrap())
                         .build(),
                 )
                 .build(),
@@ -236,11 +162,7 @@ async fn the_outbox_shows_emails_and_sms_the_emulator_captured() {
         .build();
     ses.send_email()
         .from_email_address(&stack.settings.ses_from_email)
-        .destination(
-            aws_sdk_sesv2::types::Destination::builder()
-                .to_addresses("team@example.org")
-                .build(),
-        )
+        .destination(aws_sdk_sesv2::types::Destination::builder().to_addresses("team@example.org").build())
         .content(content)
         .send()
         .await
@@ -253,12 +175,8 @@ async fn the_outbox_shows_emails_and_sms_the_emulator_captured() {
         .await
         .unwrap();
 
-    let outbox: Value = reqwest::get(format!("{}/outbox", stack.host_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox: Value =
+        reqwest::get(format!("{}/outbox", stack.host_url())).await.unwrap().json().await.unwrap();
     assert_eq!(outbox["emails"][0]["to"], json!(["team@example.org"]));
     assert_eq!(outbox["emails"][0]["subject"], "New application");
     assert_eq!(outbox["emails"][0]["from"], stack.settings.ses_from_email);
@@ -280,9 +198,6 @@ async fn the_demo_tenant_mapping_is_listed_under_mappings() {
         .await
         .unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(
-        keys,
-        [format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH)]
-    );
+    assert_eq!(keys, [format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH)]);
     stack.stop().await;
 }

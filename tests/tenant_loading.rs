@@ -17,28 +17,15 @@ async fn the_demo_tenant_loads_with_its_forms_ctas_and_branches() {
     assert_eq!(config.conversational_forms.len(), 2);
     assert!(config.knowledge_base_id().is_some());
     for branch in config.conversation_branches.values() {
-        let ctas = branch
-            .available_ctas
-            .primary
-            .iter()
-            .chain(&branch.available_ctas.secondary);
+        let ctas = branch.available_ctas.primary.iter().chain(&branch.available_ctas.secondary);
         for cta in ctas {
-            assert!(
-                config.cta_definitions.contains_key(cta),
-                "branch names unknown CTA {cta}"
-            );
+            assert!(config.cta_definitions.contains_key(cta), "branch names unknown CTA {cta}");
         }
     }
     for (id, cta) in &config.cta_definitions {
-        assert!(
-            cta.label().is_some() && cta.action().is_some(),
-            "CTA {id} lacks a label or action"
-        );
+        assert!(cta.label().is_some() && cta.action().is_some(), "CTA {id} lacks a label or action");
         if let Some(form_id) = cta.form_id() {
-            assert!(
-                config.form(form_id).is_some(),
-                "CTA {id} starts unknown form {form_id}"
-            );
+            assert!(config.form(form_id).is_some(), "CTA {id} starts unknown form {form_id}");
         }
     }
     stack.stop().await;
@@ -55,12 +42,7 @@ async fn an_unknown_tenant_is_tenant_not_found() {
 #[tokio::test]
 async fn a_malformed_config_is_an_error_naming_the_key() {
     let stack = spawn_stack().await;
-    put_config_object(
-        &stack,
-        "mappings/broken0hash.json",
-        r#"{"tenant_id":"BRK000001"}"#,
-    )
-    .await;
+    put_config_object(&stack, "mappings/broken0hash.json", r#"{"tenant_id":"BRK000001"}"#).await;
     let config = r#"{"chat_title":"Broken","streaming":{"max_tokens":"lots"}}"#;
     put_config_object(&stack, "tenants/BRK000001/config.json", config).await;
 
@@ -74,10 +56,7 @@ async fn a_malformed_config_is_an_error_naming_the_key() {
 async fn a_path_walking_tenant_hash_is_refused_before_any_s3_call() {
     // A client pointed at a closed port: any S3 call would surface as a source error.
     let unreachable = shared::aws::emulator_sdk_config("http://127.0.0.1:9", "us-east-1").await;
-    let loader = TenantLoader::new(S3ConfigSource::new(
-        shared::aws::s3_client(&unreachable),
-        "bucket",
-    ));
+    let loader = TenantLoader::new(S3ConfigSource::new(shared::aws::s3_client(&unreachable), "bucket"));
     for hash in ["../x", "..%2Fx", "a/../../b", ""] {
         let err = loader.load(hash).await.unwrap_err();
         assert_eq!(err.code(), "invalid_tenant_hash", "{hash:?}: {err}");
@@ -107,26 +86,12 @@ async fn every_real_tenant_config_loads_from_the_emulators_s3() {
         };
         put_config_object(&stack, &key, std::fs::read(path).unwrap()).await;
 
-        let tenant = loader
-            .load(&hash)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let tenant = loader.load(&hash).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let raw_forms = raw["conversational_forms"]
-            .as_object()
-            .map_or(0, |forms| forms.len());
-        assert_eq!(
-            tenant.config.conversational_forms.len(),
-            raw_forms,
-            "{}",
-            path.display()
-        );
+        let raw_forms = raw["conversational_forms"].as_object().map_or(0, |forms| forms.len());
+        assert_eq!(tenant.config.conversational_forms.len(), raw_forms, "{}", path.display());
         for (key, form) in &tenant.config.conversational_forms {
-            assert!(
-                !form.fields.is_empty(),
-                "{}: form {key} lost its fields",
-                path.display()
-            );
+            assert!(!form.fields.is_empty(), "{}: form {key} lost its fields", path.display());
             assert!(
                 form.fields.iter().all(|f| f.key().is_some()),
                 "{}: a field of {key} has no id",

@@ -18,17 +18,27 @@ pub use crate::{
 /// The service wired to AWS: S3 configs, Bedrock KB Retrieve, Bedrock ConverseStream.
 pub type AwsChatService = ChatService<S3ConfigSource, BedrockKnowledgeBase, BedrockModel>;
 
-/// Builds the AWS clients once and the service around them.
+/// Builds the AWS clients once (default credential chain) and the service around them.
 pub async fn aws_service(
     settings: Settings,
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
     let sdk_config = shared::aws::sdk_config(&settings).await;
+    aws_service_with(&sdk_config, settings, qa_sink, options)
+}
+
+/// The service on an SDK configuration of the caller's (the local host's emulator credentials).
+pub fn aws_service_with(
+    sdk_config: &aws_config::SdkConfig,
+    settings: Settings,
+    qa_sink: qa_log::LineSink,
+    options: ChatOptions,
+) -> AwsChatService {
     let config_source =
-        S3ConfigSource::new(shared::aws::s3_client(&sdk_config), settings.config_bucket.clone());
+        S3ConfigSource::new(shared::aws::s3_client(sdk_config), settings.config_bucket.clone());
     let knowledge =
-        BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(&sdk_config, &settings));
-    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(&sdk_config, &settings));
+        BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
+    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
     ChatService::with_options(settings, config_source, knowledge, model, qa_sink, options)
 }

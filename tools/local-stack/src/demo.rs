@@ -32,10 +32,7 @@ pub enum SeedError {
 /// `knowledge-base/<kb id>/`, the data-source prefix a Bedrock KB would ingest.
 pub fn demo_objects(demo_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, SeedError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| SeedError::Read {
-            path: path.display().to_string(),
-            source,
-        })
+        std::fs::read(path).map_err(|source| SeedError::Read { path: path.display().to_string(), source })
     };
     let config = read(&demo_dir.join("config.json"))?;
     let kb_id = serde_json::from_slice::<serde_json::Value>(&config)?
@@ -49,38 +46,22 @@ pub fn demo_objects(demo_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, SeedError
         (format!("tenants/{DEMO_TENANT_ID}/config.json"), config),
     ];
     let kb_dir = demo_dir.join("kb");
-    let entries = std::fs::read_dir(&kb_dir).map_err(|source| SeedError::Read {
-        path: kb_dir.display().to_string(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(&kb_dir)
+        .map_err(|source| SeedError::Read { path: kb_dir.display().to_string(), source })?;
     let mut documents: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     documents.sort();
-    for document in documents
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-    {
-        let name = document
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    for document in documents.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        let name = document.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         objects.push((format!("knowledge-base/{kb_id}/{name}"), read(document)?));
     }
     Ok(objects)
 }
 
 /// Writes the demo tenant into `bucket`.
-pub async fn seed(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    demo_dir: &Path,
-) -> Result<usize, SeedError> {
+pub async fn seed(s3: &aws_sdk_s3::Client, bucket: &str, demo_dir: &Path) -> Result<usize, SeedError> {
     let objects = demo_objects(demo_dir)?;
     for (key, body) in &objects {
-        let content_type = if key.ends_with(".md") {
-            "text/markdown"
-        } else {
-            "application/json"
-        };
+        let content_type = if key.ends_with(".md") { "text/markdown" } else { "application/json" };
         s3.put_object()
             .bucket(bucket)
             .key(key)
@@ -88,10 +69,7 @@ pub async fn seed(
             .body(ByteStream::from(body.clone()))
             .send()
             .await
-            .map_err(|e| SeedError::Put {
-                key: key.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|e| SeedError::Put { key: key.clone(), source: e.into() })?;
     }
     Ok(objects.len())
 }

@@ -34,9 +34,7 @@ pub fn moto_server_path(repo_root: &Path) -> Result<PathBuf, EmulatorError> {
     }
     std::env::var_os("PATH")
         .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("moto_server"))
-                .find(|p| p.exists())
+            std::env::split_paths(&paths).map(|dir| dir.join("moto_server")).find(|p| p.exists())
         })
         .ok_or_else(|| EmulatorError::NotInstalled(venv.display().to_string()))
 }
@@ -47,11 +45,7 @@ impl Emulator {
     pub async fn start(repo_root: &Path, port: u16, quiet: bool) -> Result<Self, EmulatorError> {
         let binary = moto_server_path(repo_root)?;
         let output = || {
-            if quiet {
-                Stdio::null()
-            } else {
-                Stdio::inherit()
-            }
+            if quiet { Stdio::null() } else { Stdio::inherit() }
         };
         let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -61,10 +55,7 @@ impl Emulator {
             .kill_on_drop(true)
             .spawn()
             .map_err(EmulatorError::Spawn)?;
-        let emulator = Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-        };
+        let emulator = Self { endpoint: format!("http://127.0.0.1:{port}"), child };
         emulator.wait_ready(Duration::from_secs(30)).await?;
         emulator.configure().await?;
         Ok(emulator)
@@ -75,12 +66,7 @@ impl Emulator {
         let started = Instant::now();
         let url = format!("{}/moto-api/data.json", self.endpoint);
         while started.elapsed() < timeout {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

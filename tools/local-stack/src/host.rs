@@ -1,11 +1,20 @@
 //! The local host on 127.0.0.1:3000: what Lambda's front doors would be in AWS.
-//! `GET /healthz` and `GET /outbox` today; the chat and form Function URLs and
-//! the queue pollers are mounted here by the issues that build them.
+//! `POST /chat` runs the chat-stream service (the code the Lambda binary runs)
+//! with real streaming, behind the CORS a Function URL would apply; `GET /` is
+//! a small chat page; `GET /healthz` and `GET /outbox` help you look inside.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::{Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
 use serde_json::{Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use shared::Settings;
 
@@ -16,40 +25,50 @@ pub struct HostState {
     pub s3: aws_sdk_s3::Client,
     pub http: reqwest::Client,
     pub demo_tenant_hash: String,
+    pub chat: Arc<chat_stream::AwsChatService>,
 }
+
+const CHAT_PAGE: &str = include_str!("../static/index.html");
 
 pub fn router(state: Arc<HostState>) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/chat", post(chat))
+        .layer(function_url_cors())
         .route("/healthz", get(healthz))
         .route("/outbox", get(outbox))
         .with_state(state)
 }
 
+/// What the Function URL's CORS configuration does in AWS: the seed's
+/// methods, headers and max age. Locally any origin is echoed back.
+fn function_url_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+        .max_age(Duration::from_secs(86_400))
+}
+
+async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
+    Html(CHAT_PAGE.replace("{{DEMO_TENANT_HASH}}", &state.demo_tenant_hash))
+}
+
+/// The chat Function URL: the chat-stream service, its frames streamed as written.
+async fn chat(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
+    let response = state.chat.handle(&body).await;
+    chat_stream::to_http_response(response).map(Body::new)
+}
+
 /// Reports the AWS endpoint and whether the emulator, the config bucket and the
 /// demo tenant answer. 200 when all are up, 503 otherwise.
 async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
-    let emulator = state
-        .http
-        .get(moto_data_url(&state.endpoint))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    let bucket = state
-        .s3
-        .head_bucket()
-        .bucket(&state.settings.config_bucket)
-        .send()
-        .await
-        .is_ok();
+    let emulator =
+        state.http.get(moto_data_url(&state.endpoint)).send().await.is_ok_and(|r| r.status().is_success());
+    let bucket = state.s3.head_bucket().bucket(&state.settings.config_bucket).send().await.is_ok();
     let mapping_key = format!("mappings/{}.json", state.demo_tenant_hash);
-    let demo_tenant = state
-        .s3
-        .head_object()
-        .bucket(&state.settings.config_bucket)
-        .key(&mapping_key)
-        .send()
-        .await
-        .is_ok();
+    let demo_tenant =
+        state.s3.head_object().bucket(&state.settings.config_bucket).key(&mapping_key).send().await.is_ok();
     let up = |ok: bool| if ok { "up" } else { "down" };
     let healthy = emulator && bucket && demo_tenant;
     let body = json!({
@@ -68,23 +87,14 @@ async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
         },
         "demo_tenant_hash": state.demo_tenant_hash,
     });
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }
 
 /// The emails and SMS the emulator captured, newest last.
 async fn outbox(State(state): State<Arc<HostState>>) -> impl IntoResponse {
     let data = async {
-        let response = state
-            .http
-            .get(moto_data_url(&state.endpoint))
-            .send()
-            .await?
-            .error_for_status()?;
+        let response = state.http.get(moto_data_url(&state.endpoint)).send().await?.error_for_status()?;
         response.json::<Value>().await
     };
     match data.await {
@@ -93,9 +103,7 @@ async fn outbox(State(state): State<Arc<HostState>>) -> impl IntoResponse {
             tracing::warn!(error = %err, "emulator unreachable for /outbox");
             (
                 StatusCode::BAD_GATEWAY,
-                Json(
-                    json!({"error": "the AWS emulator did not answer", "code": "emulator_unavailable"}),
-                ),
+                Json(json!({"error": "the AWS emulator did not answer", "code": "emulator_unavailable"})),
             )
         }
     }
@@ -108,10 +116,7 @@ fn moto_data_url(endpoint: &str) -> String {
 /// Picks the sent messages out of moto's state dump.
 pub fn outbox_from_moto(data: &Value) -> Value {
     let items = |service: &str, kind: &str| {
-        data.pointer(&format!("/{service}/{kind}"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+        data.pointer(&format!("/{service}/{kind}")).and_then(Value::as_array).cloned().unwrap_or_default()
     };
     let emails: Vec<Value> = items("ses", "Message")
         .into_iter()
@@ -156,9 +161,6 @@ mod tests {
 
     #[test]
     fn an_empty_emulator_has_an_empty_outbox() {
-        assert_eq!(
-            outbox_from_moto(&json!({})),
-            json!({"emails": [], "sms": []})
-        );
+        assert_eq!(outbox_from_moto(&json!({})), json!({"emails": [], "sms": []}));
     }
 }

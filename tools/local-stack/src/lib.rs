@@ -1,8 +1,10 @@
 //! The whole system on one machine: the AWS emulator, every resource that
-//! `template.yaml` declares, the demo tenant, a verified SES sender, and the
-//! local host. `LocalStack::start` is used by the `local-stack` binary and by
-//! the end-to-end tests, which start one isolated stack per test on free ports.
+//! `template.yaml` declares, the demo tenant, a verified SES sender, the
+//! Bedrock stand-in, and the local host. `LocalStack::start` is used by the
+//! `local-stack` binary and by the end-to-end tests, which start one isolated
+//! stack per test on free ports.
 
+pub mod bedrock;
 pub mod demo;
 pub mod emulator;
 pub mod host;
@@ -13,17 +15,23 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use aws_config::SdkConfig;
 use shared::Settings;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-use crate::{emulator::Emulator, provision::Created, template::Template};
+use crate::{
+    bedrock::{BedrockStandIn, StandInOptions, StandInServer},
+    emulator::Emulator,
+    provision::Created,
+    template::Template,
+};
 
 pub const DEFAULT_MOTO_PORT: u16 = 4566;
 pub const DEFAULT_HOST_PORT: u16 = 3000;
+pub use bedrock::DEFAULT_BEDROCK_PORT;
 pub const REGION: &str = "us-east-1";
 
 /// Which template resource each function setting names: the template is the
@@ -70,6 +78,8 @@ pub struct StackOptions {
     pub moto_port: u16,
     /// 0 picks a free port.
     pub host_port: u16,
+    /// The Bedrock stand-in's port; 0 picks a free port.
+    pub bedrock_port: u16,
     /// Silence moto's request log.
     pub quiet: bool,
 }
@@ -80,6 +90,7 @@ impl Default for StackOptions {
             repo_root: repo_root(),
             moto_port: DEFAULT_MOTO_PORT,
             host_port: DEFAULT_HOST_PORT,
+            bedrock_port: DEFAULT_BEDROCK_PORT,
             quiet: false,
         }
     }
@@ -88,67 +99,68 @@ impl Default for StackOptions {
 /// The repository this crate was built from (the stack reads template.yaml and
 /// the demo tenant from it).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
 }
 
 pub struct LocalStack {
     pub endpoint: String,
     pub host_addr: SocketAddr,
+    /// Where ConverseStream and Retrieve go (`AWS_ENDPOINT_URL_BEDROCK_*` in `settings`).
+    pub bedrock_url: String,
+    /// The stand-in's faults and records, for tests.
+    pub bedrock: Arc<BedrockStandIn>,
     pub sdk_config: SdkConfig,
     pub settings: Settings,
+    /// Every line the chat service logged as QA_COMPLETE or EMF, in order.
+    pub qa_lines: Arc<Mutex<Vec<String>>>,
     pub template: Template,
     pub created: Created,
     emulator: Emulator,
+    bedrock_server: StandInServer,
     host: JoinHandle<()>,
     stop_host: oneshot::Sender<()>,
 }
 
 impl LocalStack {
     pub async fn start(options: StackOptions) -> Result<Self, StackError> {
-        let moto_port = if options.moto_port == 0 {
-            free_port()?
-        } else {
-            options.moto_port
-        };
+        let moto_port = if options.moto_port == 0 { free_port()? } else { options.moto_port };
         let emulator = Emulator::start(&options.repo_root, moto_port, options.quiet).await?;
         let endpoint = emulator.endpoint.clone();
         let sdk_config = shared::aws::emulator_sdk_config(&endpoint, REGION).await;
 
         let mut template = Template::load(&options.repo_root.join("template.yaml"))?;
         template.set_parameter("Stage", "local");
-        let created = provision::Provisioner::new(&sdk_config)
-            .provision(&template)
-            .await?;
-        let settings = settings_for(&created, &endpoint)?;
+        let created = provision::Provisioner::new(&sdk_config).provision(&template).await?;
+        // Bound now so its URL can go into the settings; it serves after seeding.
+        let bedrock_listener = listen(options.bedrock_port).await?;
+        let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
+        let settings = settings_for(&created, &endpoint, &bedrock_url)?;
 
         let s3 = shared::aws::s3_client(&sdk_config);
-        demo::seed(
-            &s3,
-            &settings.config_bucket,
-            &options.repo_root.join("tools/demo-tenant"),
-        )
-        .await?;
+        demo::seed(&s3, &settings.config_bucket, &options.repo_root.join("tools/demo-tenant")).await?;
         verify_sender(&sdk_config, &settings.ses_from_email).await?;
 
-        let addr = format!("127.0.0.1:{}", options.host_port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StackError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-        let host_addr = listener
-            .local_addr()
-            .map_err(|source| StackError::Listen { addr, source })?;
+        let listener = listen(options.host_port).await?;
+        let host_addr = local_addr(&listener)?;
+
+        let bedrock =
+            BedrockStandIn::new(s3.clone(), settings.config_bucket.clone(), StandInOptions::default());
+        let bedrock_server = StandInServer::spawn(&bedrock, bedrock_listener)
+            .map_err(|source| StackError::Listen { addr: bedrock_url.clone(), source })?;
+        let qa_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let chat = chat_stream::aws_service_with(
+            &sdk_config,
+            settings.clone(),
+            qa_sink(Arc::clone(&qa_lines), !options.quiet),
+            chat_stream::ChatOptions::default(),
+        );
         let state = Arc::new(host::HostState {
             settings: settings.clone(),
             endpoint: endpoint.clone(),
             s3,
             http: reqwest::Client::new(),
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
+            chat: Arc::new(chat),
         });
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {
@@ -163,11 +175,15 @@ impl LocalStack {
         Ok(Self {
             endpoint,
             host_addr,
+            bedrock_url,
+            bedrock,
             sdk_config,
             settings,
+            qa_lines,
             template,
             created,
             emulator,
+            bedrock_server,
             host,
             stop_host,
         })
@@ -177,26 +193,28 @@ impl LocalStack {
         format!("http://{}", self.host_addr)
     }
 
-    /// Stops the host and the emulator, waiting for both.
+    /// Stops the host, the Bedrock stand-in and the emulator, waiting for each.
     pub async fn stop(self) {
         let _ = self.stop_host.send(());
         let _ = self.host.await;
+        self.bedrock_server.stop().await;
         self.emulator.stop().await;
     }
 }
 
 /// Function settings for this stack: resource names from what the template
-/// created, the emulator's endpoint, and the process environment for the rest.
-fn settings_for(created: &Created, endpoint: &str) -> Result<Settings, StackError> {
+/// created, the emulator's endpoint, the Bedrock stand-in for both Bedrock
+/// clients, and the process environment for the rest.
+fn settings_for(created: &Created, endpoint: &str, bedrock_url: &str) -> Result<Settings, StackError> {
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.remove("AWS_LAMBDA_FUNCTION_NAME");
     for (variable, logical_id) in SETTING_RESOURCES {
-        let physical = created
-            .get(logical_id)
-            .ok_or(StackError::MissingResource(logical_id))?;
+        let physical = created.get(logical_id).ok_or(StackError::MissingResource(logical_id))?;
         vars.insert(variable.to_owned(), physical.reference.clone());
     }
     vars.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
+    vars.insert("AWS_ENDPOINT_URL_BEDROCK_RUNTIME".into(), bedrock_url.to_owned());
+    vars.insert("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME".into(), bedrock_url.to_owned());
     vars.insert("AWS_REGION".into(), REGION.into());
     Ok(Settings::from_vars(vars)?)
 }
@@ -209,19 +227,34 @@ async fn verify_sender(config: &SdkConfig, sender: &str) -> Result<(), StackErro
         .email_identity(sender)
         .send()
         .await
-        .map_err(|e| StackError::VerifySender {
-            sender: sender.to_owned(),
-            source: e.into(),
-        })?;
+        .map_err(|e| StackError::VerifySender { sender: sender.to_owned(), source: e.into() })?;
     Ok(())
+}
+
+async fn listen(port: u16) -> Result<TcpListener, StackError> {
+    let addr = format!("127.0.0.1:{port}");
+    TcpListener::bind(&addr).await.map_err(|source| StackError::Listen { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StackError> {
+    listener.local_addr().map_err(|source| StackError::Listen { addr: "127.0.0.1".into(), source })
 }
 
 fn free_port() -> Result<u16, StackError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .map_err(|source| StackError::Listen {
-            addr: "127.0.0.1:0".into(),
-            source,
-        })
+        .map_err(|source| StackError::Listen { addr: "127.0.0.1:0".into(), source })
+}
+
+/// Keeps every QA_COMPLETE / metrics line for tests, and prints it like Lambda would.
+fn qa_sink(lines: Arc<Mutex<Vec<String>>>, print: bool) -> chat_stream::qa_log::LineSink {
+    Arc::new(move |line: String| {
+        if print {
+            println!("{line}");
+        }
+        if let Ok(mut lines) = lines.lock() {
+            lines.push(line);
+        }
+    })
 }

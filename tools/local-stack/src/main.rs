@@ -10,7 +10,9 @@ async fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
-            eprintln!("{message}\nusage: local-stack [--moto-port N] [--host-port N] [--quiet]");
+            eprintln!(
+                "{message}\nusage: local-stack [--moto-port N] [--host-port N] [--bedrock-port N] [--quiet]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -32,13 +34,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<StackOptions, St
     let mut options = StackOptions::default();
     while let Some(arg) = args.next() {
         let mut port = |name: &str| -> Result<u16, String> {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} needs a port number"))
+            args.next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{name} needs a port number"))
         };
         match arg.as_str() {
             "--moto-port" => options.moto_port = port("--moto-port")?,
             "--host-port" => options.host_port = port("--host-port")?,
+            "--bedrock-port" => options.bedrock_port = port("--bedrock-port")?,
             "--quiet" => options.quiet = true,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -52,14 +53,17 @@ fn print_banner(stack: &LocalStack) {
         "\nPicasso local stack is up.\n\
          \n  local host      {host}   (GET /healthz, GET /outbox)\
          \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...)\
+         \n  Bedrock         {bedrock}   (ConverseStream, Retrieve; GET /_standin/streams)\
          \n  config bucket   s3://{bucket}   demo tenant_hash {hash}\
          \n  tables          {subs}, {sms}\
          \n  event bus       {bus}\
          \n\nTo point a function or the AWS CLI at it:\
          \n  export AWS_ENDPOINT_URL={aws} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test\
+         \n  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={bedrock} AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME={bedrock}\
          \n\nCtrl-C stops everything.",
         host = stack.host_url(),
         aws = stack.endpoint,
+        bedrock = stack.bedrock_url,
         bucket = s.config_bucket,
         hash = demo::DEMO_TENANT_HASH,
         subs = s.form_submissions_table,
@@ -72,11 +76,10 @@ async fn wait_for_stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return std::mem::drop(interrupt.await),
-            };
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::mem::drop(interrupt.await),
+        };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

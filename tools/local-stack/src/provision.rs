@@ -57,29 +57,19 @@ impl Provisioner {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
-            region: config
-                .region()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "us-east-1".into()),
+            region: config.region().map(ToString::to_string).unwrap_or_else(|| "us-east-1".into()),
         }
     }
 
     /// Creates every provisioned resource, each after the ones it refers to.
     pub async fn provision(&self, template: &Template) -> Result<Created, ProvisionError> {
         let mut created = Created::new();
-        let mut pending: Vec<&Resource> = template
-            .resources
-            .iter()
-            .filter(|r| PROVISIONED_KINDS.contains(&r.kind.as_str()))
-            .collect();
+        let mut pending: Vec<&Resource> =
+            template.resources.iter().filter(|r| PROVISIONED_KINDS.contains(&r.kind.as_str())).collect();
         while !pending.is_empty() {
             let mut waiting = Vec::new();
             for resource in pending.iter().copied() {
-                let context = Context {
-                    template,
-                    region: &self.region,
-                    created: &created,
-                };
+                let context = Context { template, region: &self.region, created: &created };
                 match context.eval(&resource.properties) {
                     Ok(properties) => {
                         let physical = self.create(resource, &properties).await?;
@@ -134,11 +124,7 @@ impl Provisioner {
                         continue;
                     }
                     // Attributes that are objects (RedrivePolicy) travel as JSON strings.
-                    let value = if value.is_object() {
-                        value.to_string()
-                    } else {
-                        scalar_text(value)
-                    };
+                    let value = if value.is_object() { value.to_string() } else { scalar_text(value) };
                     request = request.attributes(QueueAttributeName::from(key.as_str()), value);
                 }
                 let url = request
@@ -147,31 +133,12 @@ impl Provisioner {
                     .map_err(|e| aws("CreateQueue")(e.into()))?
                     .queue_url
                     .unwrap_or_default();
-                let arn = format!(
-                    "arn:aws:sqs:{}:{}:{name}",
-                    self.region,
-                    crate::template::ACCOUNT_ID
-                );
-                Ok(physical(
-                    &url,
-                    [
-                        ("Arn", arn),
-                        ("QueueName", name.clone()),
-                        ("QueueUrl", url.clone()),
-                    ],
-                ))
+                let arn = format!("arn:aws:sqs:{}:{}:{name}", self.region, crate::template::ACCOUNT_ID);
+                Ok(physical(&url, [("Arn", arn), ("QueueName", name.clone()), ("QueueUrl", url.clone())]))
             }
             "AWS::SQS::QueuePolicy" => {
-                let policy = props
-                    .get("PolicyDocument")
-                    .map(Value::to_string)
-                    .unwrap_or_default();
-                for queue_url in props
-                    .get("Queues")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                let policy = props.get("PolicyDocument").map(Value::to_string).unwrap_or_default();
+                for queue_url in props.get("Queues").and_then(Value::as_array).into_iter().flatten() {
                     self.sqs
                         .set_queue_attributes()
                         .queue_url(scalar_text(queue_url))
@@ -191,13 +158,7 @@ impl Provisioner {
                     .send()
                     .await
                     .map_err(|e| aws("CreateEventBus")(e.into()))?;
-                Ok(physical(
-                    &name,
-                    [
-                        ("Arn", out.event_bus_arn.unwrap_or_default()),
-                        ("Name", name.clone()),
-                    ],
-                ))
+                Ok(physical(&name, [("Arn", out.event_bus_arn.unwrap_or_default()), ("Name", name.clone())]))
             }
             "AWS::Events::Rule" => {
                 let name = text("Name");
@@ -207,23 +168,13 @@ impl Provisioner {
                     .put_rule()
                     .name(&name)
                     .event_bus_name(&bus)
-                    .event_pattern(
-                        props
-                            .get("EventPattern")
-                            .map(Value::to_string)
-                            .unwrap_or_default(),
-                    )
+                    .event_pattern(props.get("EventPattern").map(Value::to_string).unwrap_or_default())
                     .state(text("State").as_str().into())
                     .send()
                     .await
                     .map_err(|e| aws("PutRule")(e.into()))?;
                 let mut targets = self.events.put_targets().rule(&name).event_bus_name(&bus);
-                for target in props
-                    .get("Targets")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for target in props.get("Targets").and_then(Value::as_array).into_iter().flatten() {
                     let field = |key: &str| target.get(key).map(scalar_text).unwrap_or_default();
                     let built = aws_sdk_eventbridge::types::Target::builder()
                         .id(field("Id"))
@@ -231,10 +182,7 @@ impl Provisioner {
                         .build();
                     targets = targets.targets(built.map_err(|e| aws("PutTargets")(e.into()))?);
                 }
-                targets
-                    .send()
-                    .await
-                    .map_err(|e| aws("PutTargets")(e.into()))?;
+                targets.send().await.map_err(|e| aws("PutTargets")(e.into()))?;
                 Ok(physical(&name, [("Arn", out.rule_arn.unwrap_or_default())]))
             }
             "AWS::Events::Archive" => {
@@ -246,18 +194,11 @@ impl Provisioner {
                     .event_source_arn(text("SourceArn"))
                     .set_description(props.get("Description").map(scalar_text))
                     .set_event_pattern(props.get("EventPattern").map(Value::to_string))
-                    .set_retention_days(
-                        props
-                            .get("RetentionDays")
-                            .and_then(|v| scalar_text(v).parse().ok()),
-                    )
+                    .set_retention_days(props.get("RetentionDays").and_then(|v| scalar_text(v).parse().ok()))
                     .send()
                     .await
                     .map_err(|e| aws("CreateArchive")(e.into()))?;
-                Ok(physical(
-                    &name,
-                    [("Arn", out.archive_arn.unwrap_or_default())],
-                ))
+                Ok(physical(&name, [("Arn", out.archive_arn.unwrap_or_default())]))
             }
             other => Err(ProvisionError::Template {
                 logical_id: id.to_owned(),
@@ -267,22 +208,14 @@ impl Provisioner {
     }
 
     async fn create_table(&self, id: &str, props: &Value) -> Result<Physical, ProvisionError> {
-        let invalid = |message: String| ProvisionError::Template {
-            logical_id: id.to_owned(),
-            message,
-        };
+        let invalid = |message: String| ProvisionError::Template { logical_id: id.to_owned(), message };
         let name = props.get("TableName").map(scalar_text).unwrap_or_default();
-        let mut request = self
-            .dynamodb
-            .create_table()
-            .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest);
+        let mut request =
+            self.dynamodb.create_table().table_name(&name).billing_mode(BillingMode::PayPerRequest);
         for definition in list(props, "AttributeDefinitions") {
             let built = AttributeDefinition::builder()
                 .attribute_name(field(definition, "AttributeName"))
-                .attribute_type(ScalarAttributeType::from(
-                    field(definition, "AttributeType").as_str(),
-                ))
+                .attribute_type(ScalarAttributeType::from(field(definition, "AttributeType").as_str()))
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
             request = request.attribute_definitions(built);
@@ -304,12 +237,9 @@ impl Provisioner {
                                 .as_str(),
                         ))
                         .set_non_key_attributes(
-                            projection
-                                .and_then(|p| p.get("NonKeyAttributes"))
-                                .and_then(|a| {
-                                    a.as_array()
-                                        .map(|items| items.iter().map(scalar_text).collect())
-                                }),
+                            projection.and_then(|p| p.get("NonKeyAttributes")).and_then(|a| {
+                                a.as_array().map(|items| items.iter().map(scalar_text).collect())
+                            }),
                         )
                         .build(),
                 )
@@ -322,9 +252,8 @@ impl Provisioner {
             operation: "CreateTable",
             source: e.into(),
         })?;
-        if let Some(ttl) = props
-            .get("TimeToLiveSpecification")
-            .filter(|t| t.get("Enabled") == Some(&Value::Bool(true)))
+        if let Some(ttl) =
+            props.get("TimeToLiveSpecification").filter(|t| t.get("Enabled") == Some(&Value::Bool(true)))
         {
             let spec = TimeToLiveSpecification::builder()
                 .enabled(true)
@@ -343,10 +272,7 @@ impl Provisioner {
                     source: e.into(),
                 })?;
         }
-        let arn = out
-            .table_description
-            .and_then(|t| t.table_arn)
-            .unwrap_or_default();
+        let arn = out.table_description.and_then(|t| t.table_arn).unwrap_or_default();
         Ok(physical(&name, [("Arn", arn)]))
     }
 }
@@ -354,19 +280,12 @@ impl Provisioner {
 fn physical<const N: usize>(reference: &str, attributes: [(&str, String); N]) -> Physical {
     Physical {
         reference: reference.to_owned(),
-        attributes: attributes
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+        attributes: attributes.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     }
 }
 
 fn list<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    value.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
 fn field(value: &Value, key: &str) -> String {

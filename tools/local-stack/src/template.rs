@@ -43,10 +43,8 @@ pub struct Template {
 
 impl Template {
     pub fn load(path: &std::path::Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TemplateError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text)
     }
 
@@ -70,34 +68,19 @@ impl Template {
             .iter()
             .map(|(logical_id, spec)| Resource {
                 logical_id: logical_id.clone(),
-                kind: spec
-                    .get("Type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                properties: spec
-                    .get("Properties")
-                    .cloned()
-                    .unwrap_or(Value::Object(Map::new())),
+                kind: spec.get("Type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                properties: spec.get("Properties").cloned().unwrap_or(Value::Object(Map::new())),
             })
             .collect();
-        Ok(Self {
-            parameters,
-            mappings: doc.get("Mappings").cloned().unwrap_or(Value::Null),
-            resources,
-        })
+        Ok(Self { parameters, mappings: doc.get("Mappings").cloned().unwrap_or(Value::Null), resources })
     }
 
     /// Overrides a parameter (e.g. `Stage=local`).
     pub fn set_parameter(&mut self, name: &str, value: &str) {
-        self.parameters
-            .insert(name.to_owned(), Value::String(value.to_owned()));
+        self.parameters.insert(name.to_owned(), Value::String(value.to_owned()));
     }
 
-    pub fn resources_of_kind<'a>(
-        &'a self,
-        kind: &'a str,
-    ) -> impl Iterator<Item = &'a Resource> + 'a {
+    pub fn resources_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.iter().filter(move |r| r.kind == kind)
     }
 }
@@ -115,10 +98,7 @@ fn to_json(yaml: Yaml) -> Value {
                 .map(|(k, v)| {
                     let key = match k {
                         Yaml::String(s) => s,
-                        other => serde_yaml_ng::to_string(&other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_owned(),
+                        other => serde_yaml_ng::to_string(&other).unwrap_or_default().trim().to_owned(),
                     };
                     (key, to_json(v))
                 })
@@ -135,11 +115,8 @@ fn to_json(yaml: Yaml) -> Value {
                 }
                 (_, value) => value,
             };
-            let long = if name == "Ref" || name == "Condition" {
-                name.to_owned()
-            } else {
-                format!("Fn::{name}")
-            };
+            let long =
+                if name == "Ref" || name == "Condition" { name.to_owned() } else { format!("Fn::{name}") };
             Value::Object(Map::from_iter([(long, value)]))
         }
     }
@@ -170,27 +147,20 @@ pub struct Context<'a> {
 impl Context<'_> {
     pub fn eval(&self, value: &Value) -> Result<Value, EvalError> {
         match value {
-            Value::Array(items) => items
-                .iter()
-                .map(|v| self.eval(v))
-                .collect::<Result<_, _>>()
-                .map(Value::Array),
+            Value::Array(items) => {
+                items.iter().map(|v| self.eval(v)).collect::<Result<_, _>>().map(Value::Array)
+            }
             Value::Object(map) if map.len() == 1 => {
-                let (key, arg) = map
-                    .iter()
-                    .next()
-                    .ok_or_else(|| EvalError::Invalid("empty map".into()))?;
+                let (key, arg) = map.iter().next().ok_or_else(|| EvalError::Invalid("empty map".into()))?;
                 match key.as_str() {
-                    "Ref" => self
-                        .reference(arg.as_str().unwrap_or_default())
-                        .map(Value::String),
+                    "Ref" => self.reference(arg.as_str().unwrap_or_default()).map(Value::String),
                     "Fn::GetAtt" => self.get_att(arg).map(Value::String),
                     "Fn::Sub" => self.sub(arg).map(Value::String),
                     "Fn::Join" => self.join(arg).map(Value::String),
                     "Fn::FindInMap" => self.find_in_map(arg),
-                    other if other.starts_with("Fn::") => Err(EvalError::Invalid(format!(
-                        "the local stack does not evaluate {other}"
-                    ))),
+                    other if other.starts_with("Fn::") => {
+                        Err(EvalError::Invalid(format!("the local stack does not evaluate {other}")))
+                    }
                     _ => self.eval_object(map),
                 }
             }
@@ -228,29 +198,24 @@ impl Context<'_> {
     }
 
     fn get_att(&self, arg: &Value) -> Result<String, EvalError> {
-        let parts: Vec<&str> = arg
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let parts: Vec<&str> =
+            arg.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         let [resource, attribute] = parts[..] else {
             return Err(EvalError::Invalid(format!("malformed Fn::GetAtt {arg}")));
         };
-        let physical = self
-            .created
-            .get(resource)
-            .ok_or_else(|| EvalError::Pending(resource.to_owned()))?;
-        physical.attributes.get(attribute).cloned().ok_or_else(|| {
-            EvalError::Invalid(format!("{resource} has no attribute {attribute} locally"))
-        })
+        let physical = self.created.get(resource).ok_or_else(|| EvalError::Pending(resource.to_owned()))?;
+        physical
+            .attributes
+            .get(attribute)
+            .cloned()
+            .ok_or_else(|| EvalError::Invalid(format!("{resource} has no attribute {attribute} locally")))
     }
 
     fn sub(&self, arg: &Value) -> Result<String, EvalError> {
         let (text, vars) = match arg {
             Value::String(text) => (text.as_str(), Map::new()),
             Value::Array(items) => match (items.first(), items.get(1)) {
-                (Some(Value::String(text)), Some(Value::Object(vars))) => {
-                    (text.as_str(), vars.clone())
-                }
+                (Some(Value::String(text)), Some(Value::Object(vars))) => (text.as_str(), vars.clone()),
                 _ => return Err(EvalError::Invalid(format!("malformed Fn::Sub {arg}"))),
             },
             _ => return Err(EvalError::Invalid(format!("malformed Fn::Sub {arg}"))),
@@ -260,9 +225,7 @@ impl Context<'_> {
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| EvalError::Invalid(format!("unclosed ${{ in {text}")))?;
+            let end = after.find('}').ok_or_else(|| EvalError::Invalid(format!("unclosed ${{ in {text}")))?;
             let name = &after[..end];
             let value = if let Some(literal) = name.strip_prefix('!') {
                 format!("${{{literal}}}")
@@ -285,21 +248,17 @@ impl Context<'_> {
     fn join(&self, arg: &Value) -> Result<String, EvalError> {
         let evaluated = self.eval(arg)?;
         match evaluated.as_array().map(Vec::as_slice) {
-            Some([Value::String(separator), Value::Array(items)]) => Ok(items
-                .iter()
-                .map(scalar_text)
-                .collect::<Vec<_>>()
-                .join(separator)),
+            Some([Value::String(separator), Value::Array(items)]) => {
+                Ok(items.iter().map(scalar_text).collect::<Vec<_>>().join(separator))
+            }
             _ => Err(EvalError::Invalid(format!("malformed Fn::Join {arg}"))),
         }
     }
 
     fn find_in_map(&self, arg: &Value) -> Result<Value, EvalError> {
         let keys = self.eval(arg)?;
-        let keys: Vec<String> = keys
-            .as_array()
-            .map(|a| a.iter().map(scalar_text).collect())
-            .unwrap_or_default();
+        let keys: Vec<String> =
+            keys.as_array().map(|a| a.iter().map(scalar_text).collect()).unwrap_or_default();
         let [map, top, second] = &keys[..] else {
             return Err(EvalError::Invalid(format!("malformed Fn::FindInMap {arg}")));
         };
@@ -350,16 +309,9 @@ Resources:
         let mut template = Template::parse(TEMPLATE).unwrap();
         template.set_parameter("Stage", "local");
         let mut created = HashMap::new();
-        let context = Context {
-            template: &template,
-            region: "us-east-1",
-            created: &created,
-        };
+        let context = Context { template: &template, region: "us-east-1", created: &created };
         let queue = &template.resources[0];
-        assert_eq!(
-            context.eval(&queue.properties),
-            Err(EvalError::Pending("Dlq".into()))
-        );
+        assert_eq!(context.eval(&queue.properties), Err(EvalError::Pending("Dlq".into())));
 
         created.insert(
             "Dlq".to_owned(),
@@ -368,11 +320,7 @@ Resources:
                 attributes: HashMap::from([("Arn".into(), "arn:dlq".into())]),
             },
         );
-        let context = Context {
-            template: &template,
-            region: "us-east-1",
-            created: &created,
-        };
+        let context = Context { template: &template, region: "us-east-1", created: &created };
         assert_eq!(
             context.eval(&queue.properties).unwrap(),
             json!({"QueueName": "picasso-local", "Redrive": "arn:dlq", "Size": 128,
@@ -383,14 +331,8 @@ Resources:
     #[test]
     fn resources_keep_template_order_and_kind() {
         let template = Template::parse(TEMPLATE).unwrap();
-        let kinds: Vec<_> = template
-            .resources
-            .iter()
-            .map(|r| (r.logical_id.as_str(), r.kind.as_str()))
-            .collect();
-        assert_eq!(
-            kinds,
-            [("Queue", "AWS::SQS::Queue"), ("Dlq", "AWS::SQS::Queue")]
-        );
+        let kinds: Vec<_> =
+            template.resources.iter().map(|r| (r.logical_id.as_str(), r.kind.as_str())).collect();
+        assert_eq!(kinds, [("Queue", "AWS::SQS::Queue"), ("Dlq", "AWS::SQS::Queue")]);
     }
 }
