@@ -144,3 +144,22 @@ pub async fn read_reply(mut response: reqwest::Response) -> ChatReply {
     assert!(buffer.is_empty(), "stream ended mid-frame: {buffer:?}");
     ChatReply { status, headers, blocks, chunks }
 }
+
+/// Registers a tenant (mapping and config) in the stack's config bucket.
+pub async fn put_tenant(stack: &LocalStack, hash: &str, tenant_id: &str, config: &serde_json::Value) {
+    put_config_object(stack, &format!("mappings/{hash}.json"), format!(r#"{{"tenant_id":"{tenant_id}"}}"#))
+        .await;
+    put_config_object(stack, &format!("tenants/{tenant_id}/config.json"), config.to_string()).await;
+}
+
+/// The demo tenant's config, to derive test tenants from.
+pub fn demo_config() -> serde_json::Value {
+    let path = repo_root().join("tools/demo-tenant/config.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A chat request body for the demo tenant.
+pub fn ask(question: &str) -> serde_json::Value {
+    serde_json::json!({"tenant_hash": demo::DEMO_TENANT_HASH, "user_input": question, "session_id": "test-session"})
+}
