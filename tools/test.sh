@@ -11,6 +11,13 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "bootstrap (pinned Python tools into .venv)"
 tools/bootstrap.sh
 
+step "chromium for the browser test (Debian's package)"
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""; [[ "$(id -u)" != 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,0 +1,172 @@
+//! The chat page in a real browser: headless Chromium (Debian's `chromium`,
+//! which tools/test.sh installs) opens `/`, a question is typed and sent, and
+//! the answer streams in, followed by its CTA buttons. Chromium is driven over
+//! the DevTools protocol.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use e2e::spawn_stack;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpStream,
+    process::{Child, Command},
+};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+struct Browser {
+    _process: Child,
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// Starts headless Chromium on `url` and attaches to its page.
+    async fn open(url: &str) -> Self {
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let profile =
+            std::env::temp_dir().join(format!("picasso-chromium-{}-{}", std::process::id(), url.len()));
+        let mut process = Command::new(&binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{binary} did not start ({e}); tools/test.sh installs Debian's chromium")
+            });
+
+        let mut stderr = BufReader::new(process.stderr.take().unwrap()).lines();
+        let devtools = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                if let Some(ws) = line.split("DevTools listening on ").nth(1) {
+                    return ws.trim().to_owned();
+                }
+            }
+            panic!("chromium exited before opening DevTools");
+        })
+        .await
+        .expect("chromium opens DevTools within 20 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+
+        let port = devtools.trim_start_matches("ws://").split([':', '/']).nth(1).unwrap().to_owned();
+        let page_socket = loop {
+            let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let page = targets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["type"] == "page" && t["url"].as_str().unwrap_or_default().starts_with(url));
+            if let Some(page) = page {
+                break page["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (socket, _) = tokio_tungstenite::connect_async(page_socket).await.unwrap();
+        Self { _process: process, socket, next_id: 0, profile }
+    }
+
+    /// Evaluates JavaScript in the page and returns its (JSON) value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let command = json!({"id": id, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": true}});
+        self.socket.send(Message::text(command.to_string())).await.unwrap();
+        while let Some(message) = self.socket.next().await {
+            let Ok(Message::Text(text)) = message else { continue };
+            let reply: Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                assert!(reply["result"]["exceptionDetails"].is_null(), "{expression}: {reply}");
+                return reply["result"]["result"]["value"].clone();
+            }
+        }
+        panic!("DevTools closed");
+    }
+
+    async fn wait_for(&mut self, expression: &str, timeout: Duration) {
+        let started = Instant::now();
+        while self.eval(expression).await != Value::Bool(true) {
+            assert!(started.elapsed() < timeout, "timed out waiting for `{expression}`");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_asks_in_the_browser_and_sees_the_answer_stream_in_with_a_cta_button() {
+    let stack = spawn_stack().await;
+    stack.bedrock.set_delta_delay(Duration::from_millis(30));
+    let mut browser = Browser::open(&format!("{}/", stack.host_url())).await;
+    browser
+        .wait_for(
+            "document.readyState === 'complete' && !!document.getElementById('question')",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    browser
+        .eval(
+            "document.getElementById('question').value = 'What is Reading Buddies?';\
+             document.querySelector('#ask button[type=submit]').click(); true",
+        )
+        .await;
+
+    // While the answer streams, the bubble shows part of it.
+    let mut partial_seen = false;
+    let started = Instant::now();
+    while browser.eval("document.body.dataset.state").await != "done" {
+        assert!(started.elapsed() < Duration::from_secs(20), "the answer did not finish");
+        let shown = browser.eval("(document.querySelector('.msg.bot') || {}).textContent || ''").await;
+        partial_seen |= !shown.as_str().unwrap_or_default().is_empty();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(partial_seen, "text appeared before the stream ended");
+
+    let page = browser
+        .eval(
+            "JSON.stringify({answer: document.querySelector('.msg.bot').textContent,\
+             error: document.querySelector('.msg.bot').classList.contains('error'),\
+             ctas: [...document.querySelectorAll('button.cta')].map(b => b.textContent),\
+             sources: (document.querySelector('.sources') || {}).textContent || ''})",
+        )
+        .await;
+    let page: Value = serde_json::from_str(page.as_str().unwrap()).unwrap();
+    let record = &stack.bedrock.streams()[0];
+    assert_eq!(page["error"], false);
+    assert_eq!(page["answer"], record.answer.as_str());
+    assert!(page["ctas"].as_array().is_some_and(|ctas| !ctas.is_empty()), "{page}");
+    assert!(page["sources"].as_str().unwrap().contains("Reading Buddies"), "{page}");
+    drop(browser);
+    stack.stop().await;
+}
