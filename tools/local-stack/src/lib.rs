@@ -164,7 +164,7 @@ impl LocalStack {
         });
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {
-            let serve = axum::serve(listener, host::router(state)).with_graceful_shutdown(async {
+            let serve = axum::serve(no_delay(listener), host::router(state)).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
             if let Err(err) = serve.await {
@@ -257,4 +257,36 @@ fn qa_sink(lines: Arc<Mutex<Vec<String>>>, print: bool) -> chat_stream::qa_log::
             lines.push(line);
         }
     })
+}
+
+/// Streams are many small writes: with Nagle's algorithm each one after the
+/// first waits for the client's delayed ACK (40 ms on Linux). Lambda's and
+/// Bedrock's front ends send at once, so the local servers must too.
+pub(crate) fn no_delay(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set_no_delay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    listener.tap_io(set_no_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    use super::*;
+
+    /// The benchmark found 40 ms added to every first token before this: the
+    /// host and the stand-in answered streams with Nagle's algorithm on.
+    #[tokio::test]
+    async fn local_servers_send_each_small_write_at_once() {
+        let mut listener = no_delay(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY set on accepted connections");
+        client.await.unwrap().unwrap();
+    }
 }

@@ -235,7 +235,7 @@ impl StandInServer {
         let router = standin.router();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let serve = axum::serve(crate::no_delay(listener), router).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
             if let Err(err) = serve.await {
