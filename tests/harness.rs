@@ -21,7 +21,7 @@ pub async fn spawn_stack() -> LocalStack {
     };
     match LocalStack::start(options).await {
         Ok(stack) => stack,
-        Err(err) => panic!("local stack did not start: {}", chain(&err)),
+        Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),
     }
 }
 
@@ -47,18 +47,7 @@ pub async fn put_config_object(stack: &LocalStack, key: &str, body: impl Into<Ve
         .body(body.into().into())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("put {key}: {}", chain(&e)));
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+        .unwrap_or_else(|e| panic!("put {key}: {}", shared::telemetry::error_chain(&e)));
 }
 
 /// One SSE block (a data frame or a comment) as the client received it.

@@ -219,12 +219,7 @@ fn classify_open_error(
         }
         _ => ModelErrorKind::Permanent,
     };
-    let message = err
-        .as_service_error()
-        .and_then(|e| e.message())
-        .map(str::to_owned)
-        .unwrap_or_else(|| err.to_string());
-    ModelError { kind, message, source: Some(Box::new(err)) }
+    model_error(kind, err)
 }
 
 fn classify_stream_error(
@@ -236,6 +231,15 @@ fn classify_stream_error(
         Some(_) => ModelErrorKind::Unavailable,
         None => ModelErrorKind::Unavailable,
     };
+    model_error(kind, err)
+}
+
+/// Keeps the service's own message (e.g. "Too many requests") when there is one.
+fn model_error<E, R>(kind: ModelErrorKind, err: SdkError<E, R>) -> ModelError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
     let message = err
         .as_service_error()
         .and_then(|e| e.message())

@@ -17,6 +17,18 @@ pub fn init() {
         .try_init();
 }
 
+/// An error and its chain of sources on one line, for logs and CLI output.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 /// The current time as RFC 3339 with milliseconds, e.g. `2026-11-25T03:04:05.123Z`.
 pub fn now_rfc3339() -> String {
     use aws_smithy_types::date_time::{DateTime, Format};

@@ -28,7 +28,8 @@ pub struct QaRecord<'a> {
 }
 
 impl QaRecord<'_> {
-    fn total_tokens(&self) -> u32 {
+    /// The stream's total, or input + output when the model did not report one.
+    pub fn total_tokens(&self) -> u32 {
         if self.usage.total_tokens > 0 {
             self.usage.total_tokens
         } else {

@@ -14,6 +14,7 @@ use shared::{
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
     sse::{self, Frame, Source},
+    telemetry::error_chain,
     tenant::{ConfigSource, Tenant, TenantError, TenantLoader},
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
@@ -204,11 +205,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             total_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             usage: answer.usage,
         };
-        out.send(sse::comment(
-            "x-total-tokens",
-            record.usage.total_tokens.max(record.usage.input_tokens + record.usage.output_tokens),
-        ))
-        .await?;
+        out.send(sse::comment("x-total-tokens", record.total_tokens())).await?;
         out.send(sse::comment("x-total-time-ms", record.total_time_ms)).await?;
         out.send(sse::DONE.to_owned()).await?;
         (self.qa_sink)(record.qa_complete_line());
@@ -488,17 +485,6 @@ fn sources(passages: &[Passage]) -> Vec<Source> {
     }
     sources.sort_by(|a, b| b.score.total_cmp(&a.score));
     sources
-}
-
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

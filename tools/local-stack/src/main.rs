@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let stack = match LocalStack::start(options).await {
         Ok(stack) => stack,
         Err(err) => {
-            eprintln!("local stack failed to start: {}", error_chain(&err));
+            eprintln!("local stack failed to start: {}", shared::telemetry::error_chain(&err));
             return ExitCode::FAILURE;
         }
     };
@@ -87,15 +87,4 @@ async fn wait_for_stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
