@@ -2,11 +2,14 @@
 //! config, SSE framing and telemetry. SDK types appear only in the adapters here.
 
 pub mod aws;
+pub mod events;
+pub mod forms;
 pub mod knowledge;
 pub mod mask;
 pub mod model;
 pub mod settings;
 pub mod sse;
+pub mod submissions;
 pub mod telemetry;
 pub mod tenant;
 

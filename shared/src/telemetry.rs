@@ -31,10 +31,14 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// The current time as RFC 3339 with milliseconds, e.g. `2026-11-25T03:04:05.123Z`.
 pub fn now_rfc3339() -> String {
+    rfc3339_at(now_epoch_millis())
+}
+
+/// Milliseconds since the epoch as RFC 3339 with milliseconds (sorts as text).
+pub fn rfc3339_at(epoch_millis: u128) -> String {
     use aws_smithy_types::date_time::{DateTime, Format};
-    let now = DateTime::from(std::time::SystemTime::now());
-    let millis = now.subsec_nanos() / 1_000_000;
-    let seconds = DateTime::from_secs(now.secs());
+    let millis = epoch_millis % 1000;
+    let seconds = DateTime::from_secs(i64::try_from(epoch_millis / 1000).unwrap_or(i64::MAX));
     match seconds.fmt(Format::DateTime) {
         Ok(text) => format!("{}.{millis:03}Z", text.trim_end_matches('Z')),
         Err(_) => String::new(),

@@ -8,6 +8,8 @@ pub mod qa_log;
 pub mod request;
 pub mod service;
 
+use std::sync::Arc;
+
 use shared::{Settings, knowledge::BedrockKnowledgeBase, model::BedrockModel, tenant::S3ConfigSource};
 
 pub use crate::{
@@ -35,10 +37,11 @@ pub fn aws_service_with(
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
-    let config_source =
-        S3ConfigSource::new(shared::aws::s3_client(sdk_config), settings.config_bucket.clone());
+    let tenants = form_intake::tenant_loader(sdk_config, &settings);
+    let forms = form_intake::aws_service_with(sdk_config, &settings, Arc::clone(&tenants));
     let knowledge =
         BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
     let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
-    ChatService::with_options(settings, config_source, knowledge, model, qa_sink, options)
+    ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
+        .with_forms(Arc::new(forms))
 }

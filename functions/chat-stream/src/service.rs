@@ -19,6 +19,8 @@ use shared::{
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
+use form_intake::FormEndpoint;
+
 use crate::{
     cta, prompt,
     qa_log::{LineSink, QaRecord},
@@ -78,6 +80,15 @@ pub const SSE_HEADERS: [(&str, &str); 3] = [
 ];
 
 impl ChatResponse {
+    /// A response whose frames are all known already.
+    pub fn complete(status: u16, frames: Vec<String>) -> Self {
+        let (tx, body) = mpsc::channel(frames.len().max(1));
+        for frame in frames {
+            let _ = tx.try_send(Bytes::from(frame));
+        }
+        Self { status, body }
+    }
+
     /// A refusal before the stream starts: an error frame, then `[DONE]`.
     pub fn refused(status: u16, code: &str, message: &str) -> Self {
         let (tx, body) = mpsc::channel(2);
@@ -89,7 +100,9 @@ impl ChatResponse {
 
 pub struct ChatService<C, K, M> {
     settings: Settings,
-    tenants: TenantLoader<C>,
+    tenants: Arc<TenantLoader<C>>,
+    /// Form requests sent to the chat URL (`"form_mode": true`) go here.
+    forms: Option<Arc<dyn FormEndpoint>>,
     knowledge: CachedKnowledgeBase<K>,
     model: M,
     options: ChatOptions,
@@ -100,12 +113,13 @@ pub struct ChatService<C, K, M> {
 
 impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     pub fn new(settings: Settings, config_source: C, knowledge: K, model: M, qa_sink: LineSink) -> Self {
-        Self::with_options(settings, config_source, knowledge, model, qa_sink, ChatOptions::default())
+        let tenants = Arc::new(TenantLoader::new(config_source));
+        Self::with_options(settings, tenants, knowledge, model, qa_sink, ChatOptions::default())
     }
 
     pub fn with_options(
         settings: Settings,
-        config_source: C,
+        tenants: Arc<TenantLoader<C>>,
         knowledge: K,
         model: M,
         qa_sink: LineSink,
@@ -113,7 +127,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     ) -> Self {
         Self {
             settings,
-            tenants: TenantLoader::new(config_source),
+            tenants,
+            forms: None,
             knowledge: CachedKnowledgeBase::new(knowledge),
             model,
             options,
@@ -122,10 +137,21 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         }
     }
 
+    /// Answers `form_mode` requests with the form service: the same code and
+    /// frames as the form URL.
+    pub fn with_forms(mut self, forms: Arc<dyn FormEndpoint>) -> Self {
+        self.forms = Some(forms);
+        self
+    }
+
     /// Validates the request and loads the tenant; then streams the answer
     /// from a task of its own while the caller sends the body.
     pub async fn handle(self: &Arc<Self>, body: &[u8]) -> ChatResponse {
         let started = Instant::now();
+        if let Some(forms) = self.forms.as_ref().filter(|_| form_intake::is_form_mode(body)) {
+            let response = forms.respond(body).await;
+            return ChatResponse::complete(response.status, response.frames);
+        }
         let request = match ChatRequest::parse(body) {
             Ok(request) => request,
             Err(err) => {
@@ -442,19 +468,10 @@ impl Outbound {
 }
 
 fn tenant_refusal(err: &TenantError) -> ChatResponse {
-    let (status, message) = match err {
-        TenantError::InvalidHash(_) => (400, "tenant_hash is not valid".to_owned()),
-        TenantError::NotFound(_) => (404, "No tenant is configured for this tenant_hash".to_owned()),
-        TenantError::Malformed { .. } | TenantError::BadTenantId { .. } => {
-            tracing::error!(error = %error_chain(err), "tenant config is invalid");
-            (500, "This chat is misconfigured; the site owner has been notified".to_owned())
-        }
-        TenantError::Source { .. } => {
-            tracing::error!(error = %error_chain(err), "tenant config unavailable");
-            (503, "The chat is temporarily unavailable; please try again".to_owned())
-        }
-    };
-    ChatResponse::refused(status, err.code(), &message)
+    if err.status() >= 500 {
+        tracing::error!(code = err.code(), error = %error_chain(err), "tenant unavailable");
+    }
+    ChatResponse::refused(err.status(), err.code(), err.public_message())
 }
 
 fn error_frame_before_text(err: &ModelError) -> String {

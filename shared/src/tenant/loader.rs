@@ -83,6 +83,28 @@ impl TenantError {
         }
     }
 
+    /// The HTTP status a request for this tenant is refused with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidHash(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Malformed { .. } | Self::BadTenantId { .. } => 500,
+            Self::Source { .. } => 503,
+        }
+    }
+
+    /// What the visitor is told; the details go to the log only.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::InvalidHash(_) => "tenant_hash is not valid",
+            Self::NotFound(_) => "No tenant is configured for this tenant_hash",
+            Self::Malformed { .. } | Self::BadTenantId { .. } => {
+                "This chat is misconfigured; the site owner has been notified"
+            }
+            Self::Source { .. } => "The service is temporarily unavailable; please try again",
+        }
+    }
+
     /// Whether retrying the same request later could succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Source { .. })

@@ -26,6 +26,7 @@ pub struct HostState {
     pub http: reqwest::Client,
     pub demo_tenant_hash: String,
     pub chat: Arc<chat_stream::AwsChatService>,
+    pub forms: Arc<form_intake::AwsFormService>,
 }
 
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -34,6 +35,7 @@ pub fn router(state: Arc<HostState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/chat", post(chat))
+        .route("/forms", post(forms))
         .layer(function_url_cors())
         .route("/healthz", get(healthz))
         .route("/outbox", get(outbox))
@@ -48,6 +50,15 @@ fn function_url_cors() -> CorsLayer {
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
         .max_age(Duration::from_secs(86_400))
+}
+
+/// The form Function URL: the form-intake service, answered whole.
+async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
+    let response = state.forms.handle(&body).await;
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers =
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache, no-transform")];
+    (status, headers, response.body()).into_response()
 }
 
 async fn page(State(state): State<Arc<HostState>>) -> Html<String> {

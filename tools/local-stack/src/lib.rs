@@ -161,6 +161,11 @@ impl LocalStack {
             http: reqwest::Client::new(),
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
             chat: Arc::new(chat),
+            forms: Arc::new(form_intake::aws_service_with(
+                &sdk_config,
+                &settings,
+                form_intake::tenant_loader(&sdk_config, &settings),
+            )),
         });
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {

@@ -1,0 +1,46 @@
+//! form-intake: conversational form validation and submission.
+
+pub mod request;
+pub mod service;
+
+use std::sync::Arc;
+
+use shared::{
+    Settings,
+    events::EventBridgePublisher,
+    submissions::DynamoSubmissionStore,
+    tenant::{S3ConfigSource, TenantLoader},
+};
+
+pub use crate::{
+    request::is_form_mode,
+    service::{FormEndpoint, FormResponse, FormService},
+};
+
+/// The service wired to AWS: S3 configs, the submissions table, the event bus.
+pub type AwsFormService = FormService<S3ConfigSource, DynamoSubmissionStore, EventBridgePublisher>;
+
+pub fn aws_service_with(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &Settings,
+    tenants: Arc<TenantLoader<S3ConfigSource>>,
+) -> AwsFormService {
+    let store = DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(sdk_config),
+        &settings.form_submissions_table,
+    );
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(sdk_config), &settings.event_bus_name);
+    FormService::new(tenants, store, publisher)
+}
+
+/// The tenant loader every function builds once, over the config bucket.
+pub fn tenant_loader(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &Settings,
+) -> Arc<TenantLoader<S3ConfigSource>> {
+    Arc::new(TenantLoader::new(S3ConfigSource::new(
+        shared::aws::s3_client(sdk_config),
+        settings.config_bucket.clone(),
+    )))
+}

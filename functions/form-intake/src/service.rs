@@ -1,0 +1,231 @@
+//! Form requests: `validate_field` answers as the visitor types;
+//! `submit_form` validates, stores the submission and publishes FormSubmitted.
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use serde_json::{Map, Value, json};
+use shared::{
+    events::{EventPublisher, FormSubmitted},
+    forms::{self, MAX_FORM_BYTES},
+    sse::{self, Frame},
+    submissions::{Created, NewSubmission, SubmissionStore},
+    telemetry::{error_chain, now_epoch_millis, now_rfc3339},
+    tenant::{ConfigSource, FormConfig, Tenant, TenantLoader},
+};
+
+use crate::request::FormRequest;
+
+/// The whole answer to a form request: a status and its frames, which both
+/// the form URL and the chat URL (`form_mode`) send byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormResponse {
+    pub status: u16,
+    pub frames: Vec<String>,
+}
+
+impl FormResponse {
+    /// `:ok`, `start`, the result frame, `[DONE]`.
+    fn result(frame: &Value) -> Self {
+        Self {
+            status: 200,
+            frames: vec![
+                sse::PRELUDE.to_owned(),
+                Frame::Start.encode(),
+                sse::data_frame(frame),
+                sse::DONE.to_owned(),
+            ],
+        }
+    }
+
+    fn refused(status: u16, code: &str, message: &str) -> Self {
+        Self { status, frames: vec![Frame::Error { error: message, code }.encode(), sse::DONE.to_owned()] }
+    }
+
+    pub fn body(&self) -> String {
+        self.frames.concat()
+    }
+}
+
+/// A form handler behind a trait object, so the chat URL can hold one.
+pub trait FormEndpoint: Send + Sync {
+    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>>;
+}
+
+pub struct FormService<C, S, P> {
+    tenants: Arc<TenantLoader<C>>,
+    store: S,
+    publisher: P,
+}
+
+impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormEndpoint for FormService<C, S, P> {
+    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>> {
+        Box::pin(self.handle(body))
+    }
+}
+
+impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P> {
+    pub fn new(tenants: Arc<TenantLoader<C>>, store: S, publisher: P) -> Self {
+        Self { tenants, store, publisher }
+    }
+
+    pub async fn handle(&self, body: &[u8]) -> FormResponse {
+        let request = match FormRequest::parse(body) {
+            Ok(request) => request,
+            Err(err) => return FormResponse::refused(err.status, err.code, &err.message),
+        };
+        let hash = match &request {
+            FormRequest::ValidateField { tenant_hash, .. } | FormRequest::SubmitForm { tenant_hash, .. } => {
+                tenant_hash
+            }
+        };
+        let tenant = match self.tenants.load(hash.as_str()).await {
+            Ok(tenant) => tenant,
+            Err(err) => {
+                if err.status() >= 500 {
+                    tracing::error!(code = err.code(), error = %error_chain(&err), "tenant unavailable");
+                }
+                return FormResponse::refused(err.status(), err.code(), err.public_message());
+            }
+        };
+        match request {
+            FormRequest::ValidateField { form_id, field_id, value, .. } => {
+                let form = form_id.as_deref().and_then(|id| tenant.config.form(id));
+                FormResponse::result(&match forms::validate_field(form, &field_id, &value) {
+                    Ok(()) => {
+                        json!({"type": "validation_success", "field": field_id, "status": "success", "message": "Valid"})
+                    }
+                    Err(errors) => {
+                        json!({"type": "validation_error", "field": field_id, "errors": errors, "status": "error"})
+                    }
+                })
+            }
+            FormRequest::SubmitForm { form_id, form_data, client_submission_id, .. } => {
+                self.submit(&tenant, &form_id, form_data, client_submission_id).await
+            }
+        }
+    }
+
+    async fn submit(
+        &self,
+        tenant: &Tenant,
+        form_id: &str,
+        data: Map<String, Value>,
+        client_submission_id: Option<String>,
+    ) -> FormResponse {
+        let Some((key, form)) = tenant.config.form_entry(form_id) else {
+            return form_error("This form is not available.", &[]);
+        };
+        if !form.enabled {
+            return form_error("This form is not accepting submissions right now.", &[]);
+        }
+        if serde_json::to_vec(&data).map_or(usize::MAX, |bytes| bytes.len()) > MAX_FORM_BYTES {
+            return FormResponse::refused(413, "form_too_large", "The form is larger than 32 KiB");
+        }
+        let form_id = form.id_or(key).to_owned();
+        let channels = planned_channels(tenant, form);
+        let priority = forms::priority(form, &data);
+        let submission_id = format!("{form_id}_{}_{}", now_epoch_millis(), short_random());
+        let complete = |submission_id: &str| {
+            json!({
+                "type": "form_complete",
+                "status": "success",
+                "message": format!("Thank you! Your {} was received.", form.title.as_deref().unwrap_or("submission")),
+                "submissionId": submission_id,
+                "priority": priority,
+                "fulfillment": channels.iter().map(|c| json!({"channel": c, "status": "queued"})).collect::<Vec<_>>(),
+            })
+        };
+        // A bot filled the field no person sees: look successful, keep nothing.
+        if data.get("_hp").map(forms::value_text).is_some_and(|hp| !hp.is_empty()) {
+            tracing::info!(tenant_id = tenant.id, form_id, "honeypot submission discarded");
+            return FormResponse::result(&complete(&submission_id));
+        }
+        let validated = match forms::validate_submission(form, &data) {
+            Ok(validated) => validated,
+            Err(errors) => {
+                let errors: Vec<Value> =
+                    errors.iter().map(|e| json!({"field": e.field, "errors": e.errors})).collect();
+                return form_error("Please correct the highlighted fields.", &errors);
+            }
+        };
+
+        let event = FormSubmitted {
+            schema_version: 1,
+            submission_id: submission_id.clone(),
+            tenant_id: tenant.id.clone(),
+            form_id: form_id.clone(),
+            priority: priority.clone(),
+            submitted_at: now_rfc3339(),
+            channels: channels.clone(),
+        };
+        let response = complete(&submission_id);
+        let submission = NewSubmission { event, form_data: validated.data, client_submission_id };
+        match self.store.create(&submission, &response.to_string()).await {
+            Ok(Created::New) => {}
+            Ok(Created::Duplicate(first)) => {
+                let mut first: Value = serde_json::from_str(&first).unwrap_or(response);
+                first["duplicate"] = Value::Bool(true);
+                return FormResponse::result(&first);
+            }
+            Err(err) => {
+                tracing::error!(tenant_id = tenant.id, form_id, error = %error_chain(&err), "submission not stored");
+                return FormResponse::refused(
+                    503,
+                    "submission_not_saved",
+                    "We could not save your submission. Please try again.",
+                );
+            }
+        }
+        tracing::info!(tenant_id = tenant.id, form_id, submission_id, priority, "submission stored");
+        match self.publisher.publish(&submission.event).await {
+            Ok(()) => {
+                if let Err(err) = self.store.mark_published(&submission_id).await {
+                    tracing::warn!(submission_id, error = %error_chain(&err), "published, but still in the outbox; the sweeper will publish again");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(submission_id, error = %error_chain(&err), "FormSubmitted not published; left in the outbox for the sweeper");
+            }
+        }
+        FormResponse::result(&response)
+    }
+}
+
+fn form_error(message: &str, validation_errors: &[Value]) -> FormResponse {
+    FormResponse::result(&json!({
+        "type": "form_error",
+        "status": "error",
+        "message": message,
+        "validation_errors": validation_errors,
+    }))
+}
+
+/// The channels fulfillment will run for this form: email when someone is to
+/// be notified or confirmed, SMS when a number is configured, the handler
+/// when the form names a downstream fulfillment.
+fn planned_channels(tenant: &Tenant, form: &FormConfig) -> Vec<String> {
+    let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+    let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
+    let confirmation = form
+        .notifications
+        .as_ref()
+        .and_then(|n| n.applicant_confirmation.as_ref())
+        .is_some_and(|c| c.enabled && tenant.config.sends_confirmation_email());
+    let email = internal.is_some_and(|i| !i.recipients.is_empty())
+        || fulfillment.is_some_and(|f| !f.email_to.0.is_empty())
+        || confirmation;
+    let sms = internal.is_some_and(|i| !i.sms_recipients.is_empty())
+        || fulfillment.is_some_and(|f| !f.sms_to.0.is_empty());
+    let handler =
+        fulfillment.and_then(|f| f.kind.as_deref()).is_some_and(|k| matches!(k, "lambda" | "s3" | "webhook"));
+    [("email", email), ("sms", sms), ("handler", handler)]
+        .into_iter()
+        .filter(|(_, planned)| *planned)
+        .map(|(channel, _)| channel.to_owned())
+        .collect()
+}
+
+/// Six base-36 characters: with the millisecond timestamp, ids do not collide.
+fn short_random() -> String {
+    (0..6).map(|_| fastrand::alphanumeric().to_ascii_lowercase()).collect()
+}

@@ -1,0 +1,29 @@
+//! The outbox-sweeper Lambda, run on a schedule.
+
+use std::time::Duration;
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+use shared::{events::EventBridgePublisher, submissions::DynamoSubmissionStore};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let settings = shared::Settings::from_env()?;
+    let sdk_config = shared::aws::sdk_config(&settings).await;
+    let store = DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config),
+        &settings.form_submissions_table,
+    );
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk_config), &settings.event_bus_name);
+    let grace = std::env::var("OUTBOX_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(outbox_sweeper::DEFAULT_GRACE, Duration::from_secs);
+    let (store, publisher) = (&store, &publisher);
+    run(service_fn(move |_: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(outbox_sweeper::sweep(store, publisher, grace).await)
+    }))
+    .await
+}

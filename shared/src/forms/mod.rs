@@ -1,0 +1,13 @@
+//! Conversational forms: field validation, priority, and the submission
+//! record and event that fulfillment is built on.
+
+mod priority;
+mod validate;
+
+pub use priority::priority;
+pub use validate::{FieldErrors, ValidatedForm, validate_field, validate_submission, value_text};
+
+/// A single value may be at most this many characters.
+pub const MAX_FIELD_CHARS: usize = 2_000;
+/// The whole `form_data`, serialised, may be at most this many bytes.
+pub const MAX_FORM_BYTES: usize = 32 * 1024;

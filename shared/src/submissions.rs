@@ -1,0 +1,263 @@
+//! Form submissions in DynamoDB: the record, its creation (idempotent on the
+//! client's submission id) and the outbox of events not yet published.
+
+use std::{collections::HashMap, future::Future};
+
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    types::{AttributeValue, Put, TransactWriteItem},
+};
+use serde_json::{Map, Value};
+
+use crate::events::FormSubmitted;
+
+/// Sparse index of submissions whose event is not yet published.
+pub const OUTBOX_INDEX: &str = "outbox-index";
+const OUTBOX_PENDING: &str = "pending";
+/// Idempotency records expire after 30 days (the table's TTL attribute).
+const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// A new submission, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubmission {
+    pub event: FormSubmitted,
+    pub form_data: Map<String, Value>,
+    pub client_submission_id: Option<String>,
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The client already submitted this; the first response, as stored.
+    Duplicate(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("submission store: {operation} failed")]
+pub struct StoreError {
+    pub operation: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn store_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError { operation, source: Box::new(e) }
+}
+
+/// The submissions table (`dynamodb:PutItem`, `TransactWriteItems`, `GetItem`,
+/// `UpdateItem`, `Query` on the outbox index).
+pub trait SubmissionStore: Send + Sync + 'static {
+    /// Writes the submission, marked unpublished, unless the client already
+    /// submitted under `client_submission_id` (then `response` is not stored
+    /// and the first one is returned).
+    fn create(
+        &self,
+        submission: &NewSubmission,
+        response: &str,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// Takes the submission out of the outbox once its event is on the bus.
+    fn mark_published(&self, submission_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Events of submissions made before `before` (RFC 3339) still in the outbox.
+    fn unpublished(
+        &self,
+        before: &str,
+    ) -> impl Future<Output = Result<Vec<FormSubmitted>, StoreError>> + Send;
+    /// Leases an outbox entry to one sweeper until `until_ms`; false if another holds it or it is gone.
+    fn claim(
+        &self,
+        submission_id: &str,
+        now_ms: u128,
+        until_ms: u128,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+#[derive(Clone)]
+pub struct DynamoSubmissionStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoSubmissionStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn item(submission: &NewSubmission) -> HashMap<String, AttributeValue> {
+        let event = &submission.event;
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let form_data = submission
+            .form_data
+            .iter()
+            .map(|(k, v)| (k.clone(), s(&crate::forms::value_text(v))))
+            .collect::<HashMap<_, _>>();
+        let fulfillment = event
+            .channels
+            .iter()
+            .map(|c| (c.clone(), AttributeValue::M(HashMap::from([("status".to_owned(), s("queued"))]))))
+            .collect::<HashMap<_, _>>();
+        let mut item = HashMap::from([
+            ("submission_id".to_owned(), s(&event.submission_id)),
+            ("tenant_id".to_owned(), s(&event.tenant_id)),
+            ("form_id".to_owned(), s(&event.form_id)),
+            ("priority".to_owned(), s(&event.priority)),
+            ("submitted_at".to_owned(), s(&event.submitted_at)),
+            ("status".to_owned(), s("pending_fulfillment")),
+            ("channels".to_owned(), AttributeValue::L(event.channels.iter().map(|c| s(c)).collect())),
+            ("form_data".to_owned(), AttributeValue::M(form_data)),
+            ("fulfillment".to_owned(), AttributeValue::M(fulfillment)),
+            ("schema_version".to_owned(), AttributeValue::N(event.schema_version.to_string())),
+            ("outbox".to_owned(), s(OUTBOX_PENDING)),
+        ]);
+        if let Some(client_id) = &submission.client_submission_id {
+            item.insert("client_submission_id".to_owned(), s(client_id));
+        }
+        item
+    }
+
+    fn idempotency_key(tenant_id: &str, client_submission_id: &str) -> String {
+        format!("client#{tenant_id}#{client_submission_id}")
+    }
+
+    async fn first_response(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("submission_id", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error("GetItem"))?
+            .item;
+        Ok(item.and_then(|mut item| match item.remove("response") {
+            Some(AttributeValue::S(response)) => Some(response),
+            _ => None,
+        }))
+    }
+}
+
+impl SubmissionStore for DynamoSubmissionStore {
+    async fn create(&self, submission: &NewSubmission, response: &str) -> Result<Created, StoreError> {
+        let put = |item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(submission_id)")
+                .build()
+                .map_err(store_error("build Put"))
+        };
+        let Some(client_id) = &submission.client_submission_id else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::item(submission)))
+                .condition_expression("attribute_not_exists(submission_id)")
+                .send()
+                .await
+                .map_err(store_error("PutItem"))?;
+            return Ok(Created::New);
+        };
+        let key = Self::idempotency_key(&submission.event.tenant_id, client_id);
+        let expires = crate::telemetry::now_epoch_millis() / 1000 + u128::from(IDEMPOTENCY_TTL_SECS);
+        let record = HashMap::from([
+            ("submission_id".to_owned(), AttributeValue::S(key.clone())),
+            ("kind".to_owned(), AttributeValue::S("idempotency".to_owned())),
+            ("response".to_owned(), AttributeValue::S(response.to_owned())),
+            ("expires_at".to_owned(), AttributeValue::N(expires.to_string())),
+        ]);
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put(record)?).build())
+            .transact_items(TransactWriteItem::builder().put(put(Self::item(submission))?).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Created::New),
+            Err(SdkError::ServiceError(service)) if service.err().is_transaction_canceled_exception() => {
+                match self.first_response(&key).await? {
+                    Some(first) => Ok(Created::Duplicate(first)),
+                    None => Err(StoreError {
+                        operation: "TransactWriteItems",
+                        source: Box::new(service.into_err()),
+                    }),
+                }
+            }
+            Err(err) => Err(store_error("TransactWriteItems")(err)),
+        }
+    }
+
+    async fn mark_published(&self, submission_id: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+            .update_expression("REMOVE outbox, outbox_claim_until SET published_at = :now")
+            .condition_expression("attribute_exists(submission_id)")
+            .expression_attribute_values(":now", AttributeValue::S(crate::telemetry::now_rfc3339()))
+            .send()
+            .await
+            .map_err(store_error("UpdateItem"))?;
+        Ok(())
+    }
+
+    async fn unpublished(&self, before: &str) -> Result<Vec<FormSubmitted>, StoreError> {
+        let mut events = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OUTBOX_INDEX)
+            .key_condition_expression("outbox = :pending AND submitted_at < :before")
+            .expression_attribute_values(":pending", AttributeValue::S(OUTBOX_PENDING.to_owned()))
+            .expression_attribute_values(":before", AttributeValue::S(before.to_owned()))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(store_error("Query"))?;
+            let text = |key: &str| match item.get(key) {
+                Some(AttributeValue::S(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let channels = match item.get("channels") {
+                Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+                _ => Vec::new(),
+            };
+            events.push(FormSubmitted {
+                schema_version: 1,
+                submission_id: text("submission_id"),
+                tenant_id: text("tenant_id"),
+                form_id: text("form_id"),
+                priority: text("priority"),
+                submitted_at: text("submitted_at"),
+                channels,
+            });
+        }
+        Ok(events)
+    }
+
+    async fn claim(&self, submission_id: &str, now_ms: u128, until_ms: u128) -> Result<bool, StoreError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+            .update_expression("SET outbox_claim_until = :until")
+            .condition_expression(
+                "attribute_exists(outbox) AND (attribute_not_exists(outbox_claim_until) OR outbox_claim_until < :now)",
+            )
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(err) => Err(store_error("UpdateItem")(err)),
+        }
+    }
+}
