@@ -152,3 +152,57 @@ pub fn demo_config() -> serde_json::Value {
 pub fn ask(question: &str) -> serde_json::Value {
     serde_json::json!({"tenant_hash": demo::DEMO_TENANT_HASH, "user_input": question, "session_id": "test-session"})
 }
+
+/// POSTs `body` to the host's `/forms` and reads the answer.
+pub async fn post_forms(stack: &LocalStack, body: &serde_json::Value) -> ChatReply {
+    post_to(stack, "/forms", body.to_string()).await
+}
+
+/// POSTs a raw body to any host path and reads the answer block by block.
+pub async fn post_to(stack: &LocalStack, path: &str, body: String) -> ChatReply {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", stack.host_url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    read_reply(response).await
+}
+
+/// Every item of the submissions table.
+pub async fn submissions(
+    stack: &LocalStack,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .scan()
+        .table_name(&stack.settings.form_submissions_table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scan: {e}"))
+        .items
+        .unwrap_or_default()
+}
+
+/// Receives (and deletes) every message waiting on a queue of the template.
+pub async fn drain_queue(stack: &LocalStack, logical_id: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    let url = &stack.created[logical_id].reference;
+    let mut bodies = Vec::new();
+    loop {
+        let received = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for message in messages {
+            bodies.push(serde_json::from_str(message.body().unwrap_or("null")).unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
