@@ -7,10 +7,14 @@
 //!   bench cold-start --binary PATH [--starts 50]
 //!       Process spawn to the first `GET /runtime/invocation/next` of the
 //!       release binary against a minimal fake Lambda Runtime API.
+//!   bench forms [--submissions 500]
+//!       form-intake latency through the local host, and, measured in
+//!       process, the share spent in our code versus waiting on the emulator.
 //!   bench rss --binary PATH [--chats 1000]
 //!       Peak RSS of the release binary answering sequential chats through the
 //!       fake Runtime API, against the local stack.
 
+mod forms;
 mod runtime_api;
 
 use std::{
@@ -20,7 +24,7 @@ use std::{
 
 use local_stack::{LocalStack, StackOptions, demo};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -30,6 +34,7 @@ async fn main() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("first-token") => first_token(count("--requests", 200)).await,
         Some("cold-start") => cold_start(binary(flag("--binary"))?, count("--starts", 50)).await,
+        Some("forms") => forms::run(count("--submissions", 500)).await,
         Some("rss") => rss(binary(flag("--binary"))?, count("--chats", 1_000)).await,
         _ => Err(
             "usage: bench first-token|cold-start|rss [--requests N] [--starts N] [--chats N] [--binary PATH]"
@@ -46,7 +51,7 @@ fn binary(path: Option<String>) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
-async fn quiet_stack() -> Result<LocalStack, Error> {
+pub(crate) async fn quiet_stack() -> Result<LocalStack, Error> {
     let options =
         StackOptions { moto_port: 0, host_port: 0, bedrock_port: 0, quiet: true, ..StackOptions::default() };
     let stack = LocalStack::start(options).await?;
@@ -163,7 +168,7 @@ fn stack_env(stack: &LocalStack) -> Vec<(String, String)> {
     .collect()
 }
 
-fn report(label: &str, samples: &mut [Duration]) {
+pub(crate) fn report(label: &str, samples: &mut [Duration]) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
