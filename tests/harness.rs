@@ -104,15 +104,8 @@ impl ChatReply {
 }
 
 /// POSTs `body` to the host's `/chat` and reads the whole stream.
-pub async fn post_chat(stack: &LocalStack, body: impl Into<reqwest::Body>) -> ChatReply {
-    let response = reqwest::Client::new()
-        .post(format!("{}/chat", stack.host_url()))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST /chat: {e}"));
-    read_reply(response).await
+pub async fn post_chat(stack: &LocalStack, body: impl Into<String>) -> ChatReply {
+    post_to(stack, "/chat", body.into()).await
 }
 
 pub async fn read_reply(mut response: reqwest::Response) -> ChatReply {

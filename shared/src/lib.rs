@@ -2,6 +2,7 @@
 //! config, SSE framing and telemetry. SDK types appear only in the adapters here.
 
 pub mod aws;
+pub mod edge;
 pub mod events;
 pub mod forms;
 pub mod knowledge;

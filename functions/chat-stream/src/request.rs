@@ -4,12 +4,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 use shared::{
+    edge,
     model::{Role, Turn},
     tenant::TenantHash,
 };
 
-/// Larger bodies are refused with 413 before they are parsed.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use shared::edge::{MAX_BODY_BYTES, RequestError};
 pub const MAX_USER_INPUT_CHARS: usize = 4_000;
 /// History kept for the model: the last turns, within a size budget.
 pub const MAX_HISTORY_TURNS: usize = 20;
@@ -38,20 +38,6 @@ pub struct SessionContext {
     pub program_interest: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct RequestError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl RequestError {
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: 400, code, message: message.into() }
-    }
-}
-
 #[derive(Deserialize)]
 struct RawRequest {
     tenant_hash: Option<Value>,
@@ -65,24 +51,8 @@ struct RawRequest {
 
 impl ChatRequest {
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(RequestError {
-                status: 413,
-                code: "payload_too_large",
-                message: format!("request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
-            });
-        }
-        let raw: RawRequest = serde_json::from_slice(body).map_err(|e| {
-            RequestError::bad("invalid_json", format!("request body is not a JSON object: {e}"))
-        })?;
-
-        let tenant_hash = match raw.tenant_hash.as_ref().and_then(Value::as_str) {
-            None | Some("") => {
-                return Err(RequestError::bad("missing_tenant_hash", "tenant_hash is required"));
-            }
-            Some(hash) => TenantHash::parse(hash)
-                .map_err(|e| RequestError::bad("invalid_tenant_hash", e.to_string()))?,
-        };
+        let raw: RawRequest = edge::parse_body(body)?;
+        let tenant_hash = edge::tenant_hash(raw.tenant_hash.as_ref())?;
         let user_input = raw.user_input.as_ref().and_then(Value::as_str).map(str::trim).unwrap_or_default();
         if user_input.is_empty() {
             return Err(RequestError::bad("missing_user_input", "user_input is required"));

@@ -2,10 +2,9 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use shared::tenant::TenantHash;
+use shared::{edge, tenant::TenantHash};
 
-/// Same bound as the chat URL, which also receives form requests.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use shared::edge::RequestError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FormRequest {
@@ -23,16 +22,8 @@ pub enum FormRequest {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct RequestError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
 fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
-    RequestError { status: 400, code, message: message.into() }
+    RequestError::bad(code, message)
 }
 
 #[derive(Deserialize)]
@@ -61,21 +52,10 @@ pub fn is_form_mode(body: &[u8]) -> bool {
 
 impl FormRequest {
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(RequestError {
-                status: 413,
-                code: "payload_too_large",
-                message: format!("request body is larger than {} KiB", MAX_BODY_BYTES / 1024),
-            });
-        }
-        let raw: Raw = serde_json::from_slice(body)
-            .map_err(|e| bad("invalid_json", format!("request body is not a JSON object: {e}")))?;
+        let raw: Raw = edge::parse_body(body)?;
+        let tenant_hash = edge::tenant_hash(raw.tenant_hash.as_ref())?;
         let text = |value: &Option<Value>| {
             value.as_ref().and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
-        };
-        let tenant_hash = match text(&raw.tenant_hash) {
-            None => return Err(bad("missing_tenant_hash", "tenant_hash is required")),
-            Some(hash) => TenantHash::parse(&hash).map_err(|e| bad("invalid_tenant_hash", e.to_string()))?,
         };
         match text(&raw.action).as_deref() {
             Some("validate_field") => Ok(Self::ValidateField {
