@@ -460,3 +460,31 @@ async fn every_form_of_the_real_tenant_configs_accepts_a_complete_submission_and
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_local_host_sweeps_the_outbox_on_a_timer_as_the_schedule_does_in_aws() {
+    let sweep = local_stack::Sweep { every: Duration::from_millis(200), grace: Duration::ZERO };
+    let stack = e2e::spawn_stack_with(Some(sweep)).await;
+    let mut broken = stack.settings.clone();
+    broken.event_bus_name = "no-such-bus".to_owned();
+    let intake = form_intake::aws_service_with(
+        &stack.sdk_config,
+        &broken,
+        form_intake::tenant_loader(&stack.sdk_config, &stack.settings),
+    );
+    let reply = intake.handle(submit(READING, reading_data()).to_string().as_bytes()).await;
+    assert_eq!(reply.status, 200);
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events.extend(drain_queue(&stack, "HandlerQueue").await);
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events.len(), 1, "the timer published the stranded submission");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(drain_queue(&stack, "HandlerQueue").await.is_empty(), "and only once");
+    stack.stop().await;
+}

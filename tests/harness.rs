@@ -9,6 +9,11 @@ use local_stack::{StackOptions, repo_root};
 
 /// Starts a fresh stack. Panics (failing the test) if it cannot start.
 pub async fn spawn_stack() -> LocalStack {
+    spawn_stack_with(None).await
+}
+
+/// A fresh stack whose host also runs the outbox sweeper on a timer.
+pub async fn spawn_stack_with(sweep: Option<local_stack::Sweep>) -> LocalStack {
     if std::env::var_os("TEST_LOG").is_some() {
         shared::telemetry::init();
     }
@@ -17,6 +22,8 @@ pub async fn spawn_stack() -> LocalStack {
         moto_port: 0,
         host_port: 0,
         bedrock_port: 0,
+        // Tests sweep explicitly unless they ask, so nothing publishes behind their back.
+        sweep,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     match LocalStack::start(options).await {

@@ -52,8 +52,14 @@ fn binary(path: Option<String>) -> Result<PathBuf, Error> {
 }
 
 pub(crate) async fn quiet_stack() -> Result<LocalStack, Error> {
-    let options =
-        StackOptions { moto_port: 0, host_port: 0, bedrock_port: 0, quiet: true, ..StackOptions::default() };
+    let options = StackOptions {
+        moto_port: 0,
+        host_port: 0,
+        bedrock_port: 0,
+        quiet: true,
+        sweep: None,
+        ..StackOptions::default()
+    };
     let stack = LocalStack::start(options).await?;
     stack.bedrock.set_delta_delay(Duration::ZERO);
     stack.bedrock.set_first_token_delay(Duration::ZERO);

@@ -82,6 +82,15 @@ pub struct StackOptions {
     pub bedrock_port: u16,
     /// Silence moto's request log.
     pub quiet: bool,
+    /// Run the outbox sweeper on a timer, as its schedule does in AWS (`None`: never).
+    pub sweep: Option<Sweep>,
+}
+
+/// How often the local outbox sweeper runs, and how old an entry must be.
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    pub every: std::time::Duration,
+    pub grace: std::time::Duration,
 }
 
 impl Default for StackOptions {
@@ -92,6 +101,10 @@ impl Default for StackOptions {
             host_port: DEFAULT_HOST_PORT,
             bedrock_port: DEFAULT_BEDROCK_PORT,
             quiet: false,
+            sweep: Some(Sweep {
+                every: std::time::Duration::from_secs(60),
+                grace: outbox_sweeper::DEFAULT_GRACE,
+            }),
         }
     }
 }
@@ -117,6 +130,7 @@ pub struct LocalStack {
     pub created: Created,
     emulator: Emulator,
     bedrock_server: StandInServer,
+    sweeper: Option<JoinHandle<()>>,
     host: JoinHandle<()>,
     stop_host: oneshot::Sender<()>,
 }
@@ -167,6 +181,7 @@ impl LocalStack {
                 form_intake::tenant_loader(&sdk_config, &settings),
             )),
         });
+        let sweeper = options.sweep.map(|sweep| spawn_sweeper(&sdk_config, &settings, sweep));
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {
             let serve = axum::serve(no_delay(listener), host::router(state)).with_graceful_shutdown(async {
@@ -189,6 +204,7 @@ impl LocalStack {
             created,
             emulator,
             bedrock_server,
+            sweeper,
             host,
             stop_host,
         })
@@ -200,6 +216,9 @@ impl LocalStack {
 
     /// Stops the host, the Bedrock stand-in and the emulator, waiting for each.
     pub async fn stop(self) {
+        if let Some(sweeper) = self.sweeper {
+            sweeper.abort();
+        }
         let _ = self.stop_host.send(());
         let _ = self.host.await;
         self.bedrock_server.stop().await;
@@ -250,6 +269,25 @@ fn free_port() -> Result<u16, StackError> {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|source| StackError::Listen { addr: "127.0.0.1:0".into(), source })
+}
+
+/// The outbox sweeper on a timer, as the scheduled Lambda runs in AWS.
+fn spawn_sweeper(sdk_config: &SdkConfig, settings: &Settings, sweep: Sweep) -> JoinHandle<()> {
+    let store = shared::submissions::DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(sdk_config),
+        &settings.form_submissions_table,
+    );
+    let publisher = shared::events::EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(sdk_config),
+        &settings.event_bus_name,
+    );
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + sweep.every, sweep.every);
+        loop {
+            ticker.tick().await;
+            outbox_sweeper::sweep(&store, &publisher, sweep.grace).await;
+        }
+    })
 }
 
 /// Keeps every QA_COMPLETE / metrics line for tests, and prints it like Lambda would.

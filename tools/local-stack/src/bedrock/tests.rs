@@ -266,6 +266,7 @@ async fn stack() -> LocalStack {
         moto_port: 0,
         host_port: 0,
         bedrock_port: 0,
+        sweep: None,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     LocalStack::start(options).await.expect("local stack starts")
