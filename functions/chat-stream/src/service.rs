@@ -112,11 +112,6 @@ pub struct ChatService<C, K, M> {
 }
 
 impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
-    pub fn new(settings: Settings, config_source: C, knowledge: K, model: M, qa_sink: LineSink) -> Self {
-        let tenants = Arc::new(TenantLoader::new(config_source));
-        Self::with_options(settings, tenants, knowledge, model, qa_sink, ChatOptions::default())
-    }
-
     pub fn with_options(
         settings: Settings,
         tenants: Arc<TenantLoader<C>>,

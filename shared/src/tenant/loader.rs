@@ -104,11 +104,6 @@ impl TenantError {
             Self::Source { .. } => "The service is temporarily unavailable; please try again",
         }
     }
-
-    /// Whether retrying the same request later could succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Source { .. })
-    }
 }
 
 #[derive(Deserialize)]
