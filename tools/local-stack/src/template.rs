@@ -31,6 +31,8 @@ pub struct Resource {
     pub logical_id: String,
     pub kind: String,
     pub properties: Value,
+    /// `Metadata` (e.g. a function's `BuildProperties.Binary`).
+    pub metadata: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ impl Template {
                 logical_id: logical_id.clone(),
                 kind: spec.get("Type").and_then(Value::as_str).unwrap_or_default().to_owned(),
                 properties: spec.get("Properties").cloned().unwrap_or(Value::Object(Map::new())),
+                metadata: spec.get("Metadata").cloned().unwrap_or(Value::Null),
             })
             .collect();
         Ok(Self { parameters, mappings: doc.get("Mappings").cloned().unwrap_or(Value::Null), resources })
