@@ -140,7 +140,11 @@ async fn healthz_reports_the_aws_endpoint_and_that_everything_is_up() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["aws_endpoint"], stack.endpoint);
-    assert_eq!(body["checks"], json!({"emulator": "up", "config_bucket": "up", "demo_tenant": "up"}));
+    assert_eq!(
+        body["checks"],
+        json!({"emulator": "up", "config_bucket": "up", "demo_tenant": "up", "bedrock_standin": "up"})
+    );
+    assert_eq!(body["bedrock_endpoint"], stack.bedrock_url);
     stack.stop().await;
 }
 

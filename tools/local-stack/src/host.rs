@@ -25,6 +25,8 @@ pub struct HostState {
     pub s3: aws_sdk_s3::Client,
     pub http: reqwest::Client,
     pub demo_tenant_hash: String,
+    /// The Bedrock stand-in's address.
+    pub bedrock_url: String,
     pub chat: Arc<chat_stream::AwsChatService>,
     pub forms: Arc<form_intake::AwsFormService>,
 }
@@ -80,8 +82,14 @@ async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
     let mapping_key = format!("mappings/{}.json", state.demo_tenant_hash);
     let demo_tenant =
         state.s3.head_object().bucket(&state.settings.config_bucket).key(&mapping_key).send().await.is_ok();
+    let bedrock = state
+        .http
+        .get(format!("{}/_standin/faults", state.bedrock_url))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
     let up = |ok: bool| if ok { "up" } else { "down" };
-    let healthy = emulator && bucket && demo_tenant;
+    let healthy = emulator && bucket && demo_tenant && bedrock;
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "aws_endpoint": state.endpoint,
@@ -89,7 +97,9 @@ async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
             "emulator": up(emulator),
             "config_bucket": up(bucket),
             "demo_tenant": up(demo_tenant),
+            "bedrock_standin": up(bedrock),
         },
+        "bedrock_endpoint": state.bedrock_url,
         "resources": {
             "config_bucket": state.settings.config_bucket,
             "form_submissions_table": state.settings.form_submissions_table,

@@ -174,6 +174,7 @@ impl LocalStack {
             s3,
             http: reqwest::Client::new(),
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
+            bedrock_url: bedrock_url.clone(),
             chat: Arc::new(chat),
             forms: Arc::new(form_intake::aws_service_with(
                 &sdk_config,
