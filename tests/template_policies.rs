@@ -62,3 +62,22 @@ fn no_function_policy_grants_on_every_resource() {
         }
     }
 }
+
+#[test]
+fn every_consumer_queue_has_a_dead_letter_queue_with_a_depth_alarm() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let alarmed: BTreeSet<String> = template
+        .resources_of_kind("AWS::CloudWatch::Alarm")
+        .flat_map(|alarm| alarm.properties["Dimensions"].as_array().cloned().unwrap_or_default())
+        .filter_map(|dimension| dimension["Value"]["Fn::GetAtt"][0].as_str().map(str::to_owned))
+        .collect();
+    let queues: Vec<_> = template.resources_of_kind("AWS::SQS::Queue").collect();
+    let consumers: Vec<_> = queues.iter().filter(|q| !q.logical_id.contains("DeadLetter")).collect();
+    assert_eq!(consumers.len(), 3);
+    for queue in consumers {
+        let redrive = &queue.properties["RedrivePolicy"];
+        assert_eq!(redrive["maxReceiveCount"], 5, "{}", queue.logical_id);
+        let dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().unwrap();
+        assert!(alarmed.contains(dlq), "{dlq} has no depth alarm");
+    }
+}
