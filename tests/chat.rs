@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use e2e::{ChatReply, ask, demo, demo_config, post_chat, put_tenant, read_reply, spawn_stack};
+use e2e::{
+    ChatReply, ask, demo, demo_config, open_chat, post_chat, put_tenant, read_reply, read_until_text_frames,
+    spawn_stack,
+};
 use local_stack::bedrock::StreamStatus;
 use serde_json::{Value, json};
 
@@ -62,16 +65,8 @@ async fn an_answer_streams_every_frame_in_order_with_the_exact_shapes() {
 async fn text_frames_arrive_one_by_one_while_the_model_is_still_answering() {
     let stack = spawn_stack().await;
     stack.bedrock.set_delta_delay(Duration::from_millis(40));
-    let mut response = reqwest::Client::new()
-        .post(format!("{}/chat", stack.host_url()))
-        .body(ask("What is Reading Buddies?").to_string())
-        .send()
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    while !seen.contains("\"type\":\"text\"") {
-        seen.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()));
-    }
+    let mut response = open_chat(&stack, &ask("What is Reading Buddies?")).await;
+    read_until_text_frames(&mut response, 1).await;
     assert_eq!(
         stack.bedrock.streams()[0].status,
         StreamStatus::Streaming,
@@ -187,16 +182,9 @@ async fn a_mid_stream_failure_yields_an_error_frame_then_done_without_retrying()
 async fn a_client_that_disconnects_stops_the_upstream_model_stream() {
     let stack = spawn_stack().await;
     stack.bedrock.set_delta_delay(Duration::from_millis(100));
-    let mut response = reqwest::Client::new()
-        .post(format!("{}/chat", stack.host_url()))
-        .body(ask("What does volunteering with Reading Buddies involve each week?").to_string())
-        .send()
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    while seen.matches("\"type\":\"text\"").count() < 2 {
-        seen.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()));
-    }
+    let mut response =
+        open_chat(&stack, &ask("What does volunteering with Reading Buddies involve each week?")).await;
+    read_until_text_frames(&mut response, 2).await;
     drop(response);
 
     let record = stack.bedrock.wait_for_stream(1, Duration::from_secs(5)).await.unwrap();

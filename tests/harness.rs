@@ -115,6 +115,27 @@ pub async fn post_chat(stack: &LocalStack, body: impl Into<String>) -> ChatReply
     post_to(stack, "/chat", body.into()).await
 }
 
+/// Starts a chat and returns the response before reading its body.
+pub async fn open_chat(stack: &LocalStack, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/chat", stack.host_url()))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /chat: {e}"))
+}
+
+/// Reads an open chat stream until `count` text frames have arrived.
+pub async fn read_until_text_frames(response: &mut reqwest::Response, count: usize) {
+    let mut seen = String::new();
+    while seen.matches("\"type\":\"text\"").count() < count {
+        match response.chunk().await {
+            Ok(Some(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("stream ended after {seen:?}: {other:?}"),
+        }
+    }
+}
+
 pub async fn read_reply(mut response: reqwest::Response) -> ChatReply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
