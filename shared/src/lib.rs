@@ -2,10 +2,13 @@
 //! config, SSE framing and telemetry. SDK types appear only in the adapters here.
 
 pub mod aws;
+pub mod consumer;
 pub mod edge;
 pub mod events;
 pub mod forms;
+pub mod fulfillment;
 pub mod knowledge;
+pub mod mail;
 pub mod mask;
 pub mod model;
 pub mod settings;

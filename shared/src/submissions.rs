@@ -85,6 +85,14 @@ impl DynamoSubmissionStore {
         Self { client, table: table.into() }
     }
 
+    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub(crate) fn table(&self) -> &str {
+        &self.table
+    }
+
     fn item(submission: &NewSubmission) -> HashMap<String, AttributeValue> {
         let event = &submission.event;
         let s = |v: &str| AttributeValue::S(v.to_owned());

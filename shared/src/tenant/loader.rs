@@ -115,7 +115,8 @@ struct Mapping {
 /// that also collapses concurrent loads of the same tenant into one.
 pub struct TenantLoader<S> {
     source: Arc<S>,
-    cache: Cache<TenantHash, Arc<Tenant>>,
+    /// Keyed by `h:<hash>` (widget requests) or `id:<tenant_id>` (consumers).
+    cache: Cache<String, Arc<Tenant>>,
 }
 
 impl<S: ConfigSource> TenantLoader<S> {
@@ -132,7 +133,24 @@ impl<S: ConfigSource> TenantLoader<S> {
         let hash = TenantHash::parse(raw_hash)?;
         let source = Arc::clone(&self.source);
         self.cache
-            .try_get_with(hash.clone(), async move { resolve(source.as_ref(), hash).await.map(Arc::new) })
+            .try_get_with(
+                format!("h:{hash}"),
+                async move { resolve(source.as_ref(), hash).await.map(Arc::new) },
+            )
+            .await
+            .map_err(Arc::unwrap_or_clone)
+    }
+
+    /// Loads a tenant by its internal id, as the fulfillment consumers know it
+    /// from a submission (no mapping read). The id is validated like a hash.
+    pub async fn load_by_id(&self, tenant_id: &str) -> Result<Arc<Tenant>, TenantError> {
+        let id_as_key = TenantHash::parse(tenant_id)?;
+        let source = Arc::clone(&self.source);
+        let id = tenant_id.to_owned();
+        self.cache
+            .try_get_with(format!("id:{id}"), async move {
+                load_config(source.as_ref(), id_as_key, id).await.map(Arc::new)
+            })
             .await
             .map_err(Arc::unwrap_or_clone)
     }
@@ -148,6 +166,15 @@ async fn resolve<S: ConfigSource>(source: &S, hash: TenantHash) -> Result<Tenant
     if !is_safe_key_segment(&tenant_id) {
         return Err(TenantError::BadTenantId { object: mapping_key, tenant_id });
     }
+    load_config(source, hash, tenant_id).await
+}
+
+/// `tenants/<id>/config.json`, else `tenants/<id>/<id>-config.json`.
+async fn load_config<S: ConfigSource>(
+    source: &S,
+    hash: TenantHash,
+    tenant_id: String,
+) -> Result<Tenant, TenantError> {
     for config_key in
         [format!("tenants/{tenant_id}/config.json"), format!("tenants/{tenant_id}/{tenant_id}-config.json")]
     {
