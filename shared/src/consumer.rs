@@ -1,9 +1,18 @@
 //! What every fulfillment consumer shares: the EventBridge envelope an SQS
-//! record carries, and what to tell the queue about each record.
+//! record carries, the claim → side effect → finish flow that makes a
+//! redelivered or replayed event harmless, and the SQS batch response.
 
+use std::{future::Future, sync::Arc, time::Duration};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 
-use crate::events::{DETAIL_TYPE, FormSubmitted, SOURCE};
+use crate::{
+    events::{DETAIL_TYPE, FormSubmitted, SOURCE},
+    fulfillment::{Claim, FulfillmentLedger, Outcome, StoredSubmission},
+    telemetry::{error_chain, now_epoch_millis},
+    tenant::{ConfigSource, Tenant, TenantLoader},
+};
 
 /// The standard EventBridge envelope, parsed tolerantly (moto omits `account`).
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +48,170 @@ pub fn parse_envelope(body: &str) -> Result<Envelope, EnvelopeError> {
         return Err(EnvelopeError::Unexpected(format!("{}/{}", envelope.source, envelope.detail_type)));
     }
     Ok(envelope)
+}
+
+/// Why a channel's side effect did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retrying the same event will not help until someone fixes something
+    /// (config, a verified sender): recorded as `failed` and acknowledged; a
+    /// replay after the fix delivers it.
+    Permanent(String),
+    /// Worth another try: recorded as `failed` and left for SQS to redeliver.
+    Transient(String),
+}
+
+/// One fulfillment channel (`email`, `sms`, `handler`): the side effect a
+/// consumer performs once it holds the channel's lease.
+pub trait Channel: Send + Sync + 'static {
+    /// The channel's name in `channels` and `fulfillment.<name>`.
+    const NAME: &'static str;
+    /// Longer than the side effect can take; an expired lease is taken over.
+    const LEASE: Duration = Duration::from_secs(120);
+
+    fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+}
+
+/// A claimed channel of one submission.
+pub struct Job<'a, L> {
+    pub event: &'a FormSubmitted,
+    pub submission: &'a StoredSubmission,
+    channel: &'static str,
+    ledger: &'a L,
+}
+
+impl<L: FulfillmentLedger> Job<'_, L> {
+    /// Runs one part of the channel (one email, one SMS) unless an earlier
+    /// delivery already did, and records it done, so a retry after a partial
+    /// failure repeats nothing that already reached a person.
+    pub async fn once<F>(&self, part: &str, effect: F) -> Result<(), Failure>
+    where
+        F: Future<Output = Result<(), Failure>> + Send,
+    {
+        if self.submission.part_done(self.channel, part) {
+            return Ok(());
+        }
+        effect.await?;
+        self.ledger
+            .part_done(&self.submission.submission_id, self.channel, part)
+            .await
+            .map_err(|err| Failure::Transient(error_chain(&err)))
+    }
+}
+
+/// A consumer: its channel and the ledger that guards it.
+pub struct Consumer<L, C> {
+    ledger: L,
+    channel: C,
+}
+
+impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
+    pub fn new(ledger: L, channel: C) -> Self {
+        Self { ledger, channel }
+    }
+
+    pub fn channel(&self) -> &C {
+        &self.channel
+    }
+
+    /// Reads the records one by one and reports the ones to deliver again.
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for record in event.records {
+            let body = record.body.as_deref().unwrap_or_default();
+            if self.handle_record(body).await == Disposition::Retry {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = record.message_id.unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// One SQS record. A body that is not a FormSubmitted envelope is retried
+    /// until the queue's redrive policy moves it to the DLQ, which keeps it
+    /// for an operator (nothing to record it against in the table).
+    pub async fn handle_record(&self, body: &str) -> Disposition {
+        let channel = C::NAME;
+        let envelope = match parse_envelope(body) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::error!(channel, error = %error_chain(&err), "unreadable record; it will reach the DLQ");
+                return Disposition::Retry;
+            }
+        };
+        let event = &envelope.detail;
+        let id = event.submission_id.as_str();
+        let replay = envelope.replay_name.as_deref();
+        if !event.channels.iter().any(|c| c == channel) {
+            return Disposition::Ack;
+        }
+        match self.ledger.claim(id, channel, now_epoch_millis(), C::LEASE.as_millis()).await {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Done) => {
+                tracing::info!(channel, submission_id = id, replay, "already done; nothing to do");
+                return Disposition::Ack;
+            }
+            Ok(Claim::Missing) => {
+                tracing::warn!(channel, submission_id = id, replay, "no such submission; nothing to do");
+                return Disposition::Ack;
+            }
+            Ok(Claim::Busy) => {
+                tracing::info!(channel, submission_id = id, replay, "another delivery holds the lease");
+                return Disposition::Retry;
+            }
+            Err(err) => {
+                tracing::error!(channel, submission_id = id, error = %error_chain(&err), "channel not claimed");
+                return Disposition::Retry;
+            }
+        }
+        let result = match self.ledger.load(id).await {
+            Ok(Some(submission)) => {
+                let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
+                self.channel.fulfil(&job).await
+            }
+            Ok(None) => Ok(Outcome::Skipped { reason: "submission_deleted".into(), details: Default::default() }),
+            Err(err) => Err(Failure::Transient(error_chain(&err))),
+        };
+        let (outcome, disposition) = match result {
+            Ok(outcome) => (outcome, Disposition::Ack),
+            Err(Failure::Permanent(error)) => (Outcome::Failed { error }, Disposition::Ack),
+            Err(Failure::Transient(error)) => (Outcome::Failed { error }, Disposition::Retry),
+        };
+        if let Err(err) = self.ledger.finish(id, channel, &outcome).await {
+            tracing::error!(channel, submission_id = id, error = %error_chain(&err), "outcome not recorded");
+            return Disposition::Retry;
+        }
+        match &outcome {
+            Outcome::Failed { error } => {
+                tracing::error!(channel, submission_id = id, replay, error, retry = ?disposition, "channel failed")
+            }
+            outcome => tracing::info!(channel, submission_id = id, replay, ?outcome, "channel finished"),
+        }
+        disposition
+    }
+}
+
+/// The submission's tenant. A config that is missing or broken is permanent
+/// (fix it, then replay); S3 being unreachable is transient.
+pub async fn load_tenant<S: ConfigSource>(
+    tenants: &TenantLoader<S>,
+    tenant_id: &str,
+) -> Result<Arc<Tenant>, Failure> {
+    tenants.load_by_id(tenant_id).await.map_err(|err| {
+        let message = error_chain(&err);
+        if err.code() == "config_unavailable" { Failure::Transient(message) } else { Failure::Permanent(message) }
+    })
+}
+
+/// Runs a consumer as a Lambda function fed by an SQS event source with
+/// `ReportBatchItemFailures`.
+pub async fn serve<L: FulfillmentLedger, C: Channel>(consumer: Consumer<L, C>) -> Result<(), lambda_runtime::Error> {
+    let consumer = &consumer;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
+    }))
+    .await
 }
 
 #[cfg(test)]

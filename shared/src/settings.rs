@@ -15,6 +15,7 @@ pub const DEFAULT_BEDROCK_MODEL_ID: &str = "us.anthropic.claude-haiku-4-5-202510
 pub const DEFAULT_SMS_MONTHLY_LIMIT: u32 = 100;
 pub const DEFAULT_SES_FROM_EMAIL: &str = "noreply@picasso.ai";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "picasso-events";
+pub const DEFAULT_SUBMISSIONS_BUCKET: &str = "tenant-form-submissions";
 
 /// Variables that name stage-specific resources; required when running in AWS.
 const REQUIRED_IN_AWS: [&str; 3] = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE"];
@@ -29,12 +30,20 @@ pub struct Settings {
     pub sms_monthly_limit: u32,
     pub ses_from_email: String,
     pub event_bus_name: String,
+    /// `SUBMISSIONS_BUCKET`: where `s3` fulfillment archives a submission when
+    /// the form names no `fulfillment.bucket`.
+    pub submissions_bucket: String,
+    /// `WEBHOOK_ALLOW_PRIVATE=true` (local development only): webhooks may go to
+    /// plain HTTP and to loopback, private and link-local addresses.
+    pub webhook_allow_private: bool,
     /// `AWS_ENDPOINT_URL`, when every AWS client is pointed at an emulator.
     pub endpoint_url: Option<String>,
     /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`: where ConverseStream goes (the local stand-in).
     pub bedrock_runtime_endpoint_url: Option<String>,
     /// `AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME`: where knowledge-base Retrieve goes.
     pub bedrock_agent_runtime_endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_LAMBDA`: where handler Invoke goes (the local stand-in).
+    pub lambda_endpoint_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,10 +87,19 @@ impl Settings {
             sms_monthly_limit,
             ses_from_email: or("SES_FROM_EMAIL", DEFAULT_SES_FROM_EMAIL),
             event_bus_name: or("EVENT_BUS_NAME", DEFAULT_EVENT_BUS_NAME),
+            submissions_bucket: or("SUBMISSIONS_BUCKET", DEFAULT_SUBMISSIONS_BUCKET),
+            webhook_allow_private: match get("WEBHOOK_ALLOW_PRIVATE") {
+                None => false,
+                Some(raw) => raw.parse().map_err(|_| SettingsError::Invalid {
+                    name: "WEBHOOK_ALLOW_PRIVATE",
+                    reason: format!("expected true or false, got {raw:?}"),
+                })?,
+            },
             endpoint_url: get("AWS_ENDPOINT_URL").map(str::to_owned),
             bedrock_runtime_endpoint_url: get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").map(str::to_owned),
             bedrock_agent_runtime_endpoint_url: get("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME")
                 .map(str::to_owned),
+            lambda_endpoint_url: get("AWS_ENDPOINT_URL_LAMBDA").map(str::to_owned),
         })
     }
 }
@@ -105,6 +123,8 @@ mod tests {
         assert_eq!(settings.ses_from_email, "noreply@picasso.ai");
         assert_eq!(settings.event_bus_name, "picasso-events");
         assert_eq!(settings.endpoint_url, None);
+        assert_eq!(settings.submissions_bucket, "tenant-form-submissions");
+        assert!(!settings.webhook_allow_private, "webhooks refuse private targets unless told otherwise");
     }
 
     #[test]

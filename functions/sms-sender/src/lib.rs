@@ -1,0 +1,1 @@
+//! Sends the SMS alert of a form submission (SNS), within the tenant's monthly quota

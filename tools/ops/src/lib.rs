@@ -1,0 +1,1 @@
+//! Operator CLI: archive replay, DLQ redrive, fulfillment status, SMS usage
