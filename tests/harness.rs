@@ -14,6 +14,17 @@ pub async fn spawn_stack() -> LocalStack {
 
 /// A fresh stack whose host also runs the outbox sweeper on a timer.
 pub async fn spawn_stack_with(sweep: Option<local_stack::Sweep>) -> LocalStack {
+    start(sweep, None).await
+}
+
+/// A fresh stack that also runs fulfillment: the host polls the email, SMS and
+/// handler queues. A failed record comes back after a second (Lambda waits the
+/// queue's 180 s), so five receives and the DLQ take seconds, not minutes.
+pub async fn spawn_fulfilling_stack() -> LocalStack {
+    start(None, Some(local_stack::consumers::Polling { visibility: std::time::Duration::from_secs(1) })).await
+}
+
+async fn start(sweep: Option<local_stack::Sweep>, consumers: Option<local_stack::consumers::Polling>) -> LocalStack {
     if std::env::var_os("TEST_LOG").is_some() {
         shared::telemetry::init();
     }
@@ -24,6 +35,7 @@ pub async fn spawn_stack_with(sweep: Option<local_stack::Sweep>) -> LocalStack {
         bedrock_port: 0,
         // Tests sweep explicitly unless they ask, so nothing publishes behind their back.
         sweep,
+        consumers,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     match LocalStack::start(options).await {

@@ -88,10 +88,20 @@ impl<L: FulfillmentLedger> Job<'_, L> {
     where
         F: Future<Output = Result<(), Failure>> + Send,
     {
-        if self.submission.part_done(self.channel, part) {
+        if self.done(part) {
             return Ok(());
         }
         effect.await?;
+        self.record(part).await
+    }
+
+    /// Whether an earlier delivery already did this part.
+    pub fn done(&self, part: &str) -> bool {
+        self.submission.part_done(self.channel, part)
+    }
+
+    /// Records one part done.
+    pub async fn record(&self, part: &str) -> Result<(), Failure> {
         self.ledger
             .part_done(&self.submission.submission_id, self.channel, part)
             .await

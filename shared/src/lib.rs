@@ -5,6 +5,7 @@ pub mod aws;
 pub mod consumer;
 pub mod edge;
 pub mod events;
+pub mod fill;
 pub mod forms;
 pub mod fulfillment;
 pub mod knowledge;

@@ -8,13 +8,28 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use shared::{
-    consumer::{Channel, Failure, Job, load_tenant},
+    consumer::{Channel, Consumer, Failure, Job, load_tenant},
     forms,
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
-    mail::{Email, MailError, Mailer},
+    mail::{Email, MailError, Mailer, SesMailer},
+    submissions::DynamoSubmissionStore,
     telemetry::error_chain,
-    tenant::{ConfigSource, Tenant, TenantLoader},
+    tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
+
+/// The consumer the Lambda runs and the local host polls with.
+pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
+
+pub fn aws_consumer(
+    config: &aws_config::SdkConfig,
+    settings: &shared::Settings,
+    tenants: Arc<TenantLoader<S3ConfigSource>>,
+) -> AwsEmailConsumer {
+    let ledger =
+        DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(config), &settings.form_submissions_table);
+    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(config), &settings.ses_from_email);
+    Consumer::new(ledger, EmailChannel::new(tenants, mailer))
+}
 
 /// The `email` channel: the team notification and the applicant confirmation.
 pub struct EmailChannel<C, M> {

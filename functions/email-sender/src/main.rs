@@ -2,13 +2,7 @@
 
 use std::sync::Arc;
 
-use email_sender::EmailChannel;
-use shared::{
-    consumer::{Consumer, serve},
-    mail::SesMailer,
-    submissions::DynamoSubmissionStore,
-    tenant::{S3ConfigSource, TenantLoader},
-};
+use shared::tenant::{S3ConfigSource, TenantLoader};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,8 +13,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         shared::aws::s3_client(&config),
         settings.config_bucket.clone(),
     )));
-    let ledger =
-        DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(&config), &settings.form_submissions_table);
-    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&config), &settings.ses_from_email);
-    serve(Consumer::new(ledger, EmailChannel::new(tenants, mailer))).await
+    shared::consumer::serve(email_sender::aws_consumer(&config, &settings, tenants)).await
 }

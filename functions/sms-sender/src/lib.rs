@@ -1,1 +1,145 @@
-//! Sends the SMS alert of a form submission (SNS), within the tenant's monthly quota
+//! sms-sender: for each FormSubmitted, a one-segment SMS alert to the tenant's
+//! team, within its monthly quota, sent at most once per recipient however
+//! often the event is delivered or replayed.
+
+pub mod quota;
+pub mod text;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use shared::{
+    consumer::{Channel, Consumer, Failure, Job, load_tenant},
+    fill::{fill, one_line},
+    fulfillment::{FulfillmentLedger, Outcome},
+    mask::mask_phone,
+    submissions::DynamoSubmissionStore,
+    telemetry::{error_chain, now_rfc3339},
+    tenant::{ConfigSource, S3ConfigSource, SmsWhen, TenantLoader},
+};
+
+use crate::{
+    quota::{DynamoQuota, Quota, Taken},
+    text::{SnsTexter, TextError, Texter, fit_one_segment, is_e164},
+};
+
+/// The consumer the Lambda runs and the local host polls with.
+pub type AwsSmsConsumer = Consumer<DynamoSubmissionStore, SmsChannel<S3ConfigSource, SnsTexter, DynamoQuota>>;
+
+pub fn aws_consumer(
+    config: &aws_config::SdkConfig,
+    settings: &shared::Settings,
+    tenants: Arc<TenantLoader<S3ConfigSource>>,
+) -> AwsSmsConsumer {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let ledger = DynamoSubmissionStore::new(dynamodb.clone(), &settings.form_submissions_table);
+    let quota = DynamoQuota::new(dynamodb, &settings.sms_usage_table);
+    let texter = SnsTexter::new(aws_sdk_sns::Client::new(config));
+    Consumer::new(ledger, SmsChannel::new(tenants, texter, quota, settings.sms_monthly_limit))
+}
+
+/// The `sms` channel.
+pub struct SmsChannel<C, T, Q> {
+    tenants: Arc<TenantLoader<C>>,
+    texter: T,
+    quota: Q,
+    /// `SMS_MONTHLY_LIMIT`, for tenants without `sms_monthly_limit`.
+    default_limit: u32,
+}
+
+impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
+    pub fn new(tenants: Arc<TenantLoader<C>>, texter: T, quota: Q, default_limit: u32) -> Self {
+        Self { tenants, texter, quota, default_limit }
+    }
+
+    /// Takes a unit of quota and sends; a failed send gives the unit back.
+    async fn send_within_quota(&self, to: &str, message: &str, usage: &Usage<'_>) -> Result<Taken, Failure> {
+        let taken = self.quota.take(usage.tenant_id, usage.month, usage.limit).await.map_err(transient)?;
+        if let Taken::Exhausted { .. } = taken {
+            return Ok(taken);
+        }
+        if let Err(err) = self.texter.send(to, message).await {
+            if let Err(undo) = self.quota.give_back(usage.tenant_id, usage.month).await {
+                tracing::error!(error = %error_chain(&undo), "a unit of SMS quota was not given back");
+            }
+            return Err(text_failure(err));
+        }
+        Ok(taken)
+    }
+}
+
+struct Usage<'a> {
+    tenant_id: &'a str,
+    month: &'a str,
+    limit: u32,
+}
+
+fn transient(err: impl std::error::Error) -> Failure {
+    Failure::Transient(error_chain(&err))
+}
+
+fn text_failure(err: TextError) -> Failure {
+    let message = error_chain(&err);
+    if err.permanent { Failure::Permanent(message) } else { Failure::Transient(message) }
+}
+
+fn skipped(reason: &str, details: BTreeMap<String, String>) -> Outcome {
+    Outcome::Skipped { reason: reason.to_owned(), details }
+}
+
+impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
+    const NAME: &'static str = "sms";
+
+    async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
+        let submission = job.submission;
+        let tenant = load_tenant(&self.tenants, &job.event.tenant_id).await?;
+        let Some(form) = tenant.config.form(&submission.form_id) else {
+            return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
+        };
+        let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
+        let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+        let (recipients, template, when) = match internal.filter(|i| !i.sms_recipients.is_empty()) {
+            Some(i) => (i.sms_recipients.clone(), i.sms_template.as_deref(), i.sms_when),
+            None => (fulfillment.map(|f| f.sms_to.0.clone()).unwrap_or_default(), None, SmsWhen::Always),
+        };
+        if when == SmsWhen::HighPriority && submission.priority != "high" {
+            return Ok(skipped("not_high_priority", BTreeMap::new()));
+        }
+        let (valid, invalid): (Vec<_>, Vec<_>) = recipients.iter().partition(|to| is_e164(to));
+        for to in &invalid {
+            tracing::warn!(to = mask_phone(to), "SMS recipient is not an E.164 number; skipped");
+        }
+        if valid.is_empty() {
+            return Err(Failure::Permanent("no SMS recipient is an E.164 number".into()));
+        }
+        let title = form.title.as_deref().unwrap_or(&submission.form_id);
+        let message = match template {
+            Some(template) => fill(template, &submission.form_data, str::to_owned),
+            None => format!("New {title} ({} priority). Details in your inbox.", submission.priority),
+        };
+        let message = fit_one_segment(&one_line(&message));
+        let month = now_rfc3339().chars().take(7).collect::<String>();
+        let usage = Usage {
+            tenant_id: &job.event.tenant_id,
+            month: &month,
+            limit: tenant.config.sms_monthly_limit.unwrap_or(self.default_limit),
+        };
+        for (n, to) in valid.iter().enumerate() {
+            let part = format!("to_{n}");
+            if job.done(&part) {
+                continue;
+            }
+            if let Taken::Exhausted { usage: used } = self.send_within_quota(to, &message, &usage).await? {
+                tracing::warn!(tenant_id = usage.tenant_id, used, limit = usage.limit, "monthly SMS limit reached");
+                let details = BTreeMap::from([
+                    ("usage".to_owned(), used.to_string()),
+                    ("limit".to_owned(), usage.limit.to_string()),
+                    ("month".to_owned(), month.clone()),
+                ]);
+                return Ok(skipped("monthly_limit_reached", details));
+            }
+            tracing::info!(to = mask_phone(to), "SMS sent");
+            job.record(&part).await?;
+        }
+        Ok(Outcome::Sent)
+    }
+}

@@ -58,6 +58,7 @@ pub(crate) async fn quiet_stack() -> Result<LocalStack, Error> {
         bedrock_port: 0,
         quiet: true,
         sweep: None,
+        consumers: None,
         ..StackOptions::default()
     };
     let stack = LocalStack::start(options).await?;

@@ -73,3 +73,47 @@ pub async fn seed(s3: &aws_sdk_s3::Client, bucket: &str, demo_dir: &Path) -> Res
     }
     Ok(objects.len())
 }
+
+/// What the demo tenant's fulfillment reaches: Lambda handler functions and
+/// archive buckets, which exist in a real account and are made up locally.
+pub struct FulfillmentTargets {
+    pub functions: Vec<String>,
+    pub buckets: Vec<String>,
+}
+
+pub fn fulfillment_targets(demo_dir: &Path) -> Result<FulfillmentTargets, SeedError> {
+    let path = demo_dir.join("config.json");
+    let raw = std::fs::read(&path).map_err(|source| SeedError::Read { path: path.display().to_string(), source })?;
+    let config: serde_json::Value = serde_json::from_slice(&raw)?;
+    let fulfillments: Vec<&serde_json::Value> = config["conversational_forms"]
+        .as_object()
+        .into_iter()
+        .flat_map(|forms| forms.values())
+        .chain(std::iter::once(&config))
+        .filter_map(|form| form.get("fulfillment").or_else(|| form.get("default_fulfillment")))
+        .collect();
+    let named = |key: &str| -> Vec<String> {
+        let mut names: Vec<String> =
+            fulfillments.iter().filter_map(|f| f[key].as_str()).map(str::to_owned).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    Ok(FulfillmentTargets { functions: named("function"), buckets: named("bucket") })
+}
+
+/// Creates each bucket (already existing is fine).
+pub async fn create_buckets(s3: &aws_sdk_s3::Client, buckets: &[String]) -> Result<(), SeedError> {
+    for bucket in buckets {
+        let created = s3.create_bucket().bucket(bucket).send().await;
+        if let Err(err) = created {
+            let exists = err.as_service_error().is_some_and(|e| {
+                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+            });
+            if !exists {
+                return Err(SeedError::Put { key: bucket.clone(), source: err.into() });
+            }
+        }
+    }
+    Ok(())
+}

@@ -5,9 +5,11 @@
 //! stack per test on free ports.
 
 pub mod bedrock;
+pub mod consumers;
 pub mod demo;
 pub mod emulator;
 pub mod host;
+pub mod lambda;
 pub mod provision;
 pub mod template;
 
@@ -24,6 +26,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
     bedrock::{BedrockStandIn, StandInOptions, StandInServer},
+    lambda::LambdaStandIn,
     emulator::Emulator,
     provision::Created,
     template::Template,
@@ -36,8 +39,9 @@ pub const REGION: &str = "us-east-1";
 
 /// Which template resource each function setting names: the template is the
 /// single source of resource names, locally as in AWS.
-const SETTING_RESOURCES: [(&str, &str); 4] = [
+const SETTING_RESOURCES: [(&str, &str); 5] = [
     ("CONFIG_BUCKET", "ConfigBucket"),
+    ("SUBMISSIONS_BUCKET", "SubmissionsBucket"),
     ("FORM_SUBMISSIONS_TABLE", "FormSubmissionsTable"),
     ("SMS_USAGE_TABLE", "SmsUsageTable"),
     ("EVENT_BUS_NAME", "EventBus"),
@@ -84,6 +88,9 @@ pub struct StackOptions {
     pub quiet: bool,
     /// Run the outbox sweeper on a timer, as its schedule does in AWS (`None`: never).
     pub sweep: Option<Sweep>,
+    /// Poll the consumer queues and run email, SMS and handler fulfillment, as
+    /// Lambda's SQS event sources do in AWS (`None`: events wait in their queues).
+    pub consumers: Option<consumers::Polling>,
 }
 
 /// How often the local outbox sweeper runs, and how old an entry must be.
@@ -105,6 +112,7 @@ impl Default for StackOptions {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
             }),
+            consumers: Some(consumers::Polling { visibility: std::time::Duration::from_secs(20) }),
         }
     }
 }
@@ -122,6 +130,8 @@ pub struct LocalStack {
     pub bedrock_url: String,
     /// The stand-in's faults and records, for tests.
     pub bedrock: Arc<BedrockStandIn>,
+    /// Handler functions (`fulfillment.type: lambda`) and what they were sent.
+    pub lambda: Arc<LambdaStandIn>,
     pub sdk_config: SdkConfig,
     pub settings: Settings,
     /// Every line the chat service logged as QA_COMPLETE or EMF, in order.
@@ -131,6 +141,7 @@ pub struct LocalStack {
     emulator: Emulator,
     bedrock_server: StandInServer,
     sweeper: Option<JoinHandle<()>>,
+    pollers: Vec<JoinHandle<()>>,
     host: JoinHandle<()>,
     stop_host: oneshot::Sender<()>,
 }
@@ -151,7 +162,10 @@ impl LocalStack {
         let settings = settings_for(&created, &endpoint, &bedrock_url)?;
 
         let s3 = shared::aws::s3_client(&sdk_config);
-        demo::seed(&s3, &settings.config_bucket, &options.repo_root.join("tools/demo-tenant")).await?;
+        let demo_dir = options.repo_root.join("tools/demo-tenant");
+        demo::seed(&s3, &settings.config_bucket, &demo_dir).await?;
+        let targets = demo::fulfillment_targets(&demo_dir)?;
+        demo::create_buckets(&s3, &targets.buckets).await?;
         verify_sender(&sdk_config, &settings.ses_from_email).await?;
 
         let listener = listen(options.host_port).await?;
@@ -159,7 +173,8 @@ impl LocalStack {
 
         let bedrock =
             BedrockStandIn::new(s3.clone(), settings.config_bucket.clone(), StandInOptions::default());
-        let bedrock_server = StandInServer::spawn(&bedrock, bedrock_listener)
+        let lambda = LambdaStandIn::new(targets.functions);
+        let bedrock_server = StandInServer::spawn_router(bedrock.router().merge(lambda.router()), bedrock_listener)
             .map_err(|source| StackError::Listen { addr: bedrock_url.clone(), source })?;
         let qa_lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let chat = chat_stream::aws_service_with(
@@ -183,6 +198,10 @@ impl LocalStack {
             )),
         });
         let sweeper = options.sweep.map(|sweep| spawn_sweeper(&sdk_config, &settings, sweep));
+        let pollers = match options.consumers {
+            Some(polling) => consumers::spawn_all(&sdk_config, &settings, &created, polling)?,
+            None => Vec::new(),
+        };
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {
             let serve = axum::serve(no_delay(listener), host::router(state)).with_graceful_shutdown(async {
@@ -198,6 +217,7 @@ impl LocalStack {
             host_addr,
             bedrock_url,
             bedrock,
+            lambda,
             sdk_config,
             settings,
             qa_lines,
@@ -206,6 +226,7 @@ impl LocalStack {
             emulator,
             bedrock_server,
             sweeper,
+            pollers,
             host,
             stop_host,
         })
@@ -217,8 +238,8 @@ impl LocalStack {
 
     /// Stops the host, the Bedrock stand-in and the emulator, waiting for each.
     pub async fn stop(self) {
-        if let Some(sweeper) = self.sweeper {
-            sweeper.abort();
+        for task in self.sweeper.into_iter().chain(self.pollers) {
+            task.abort();
         }
         let _ = self.stop_host.send(());
         let _ = self.host.await;
@@ -240,6 +261,9 @@ fn settings_for(created: &Created, endpoint: &str, bedrock_url: &str) -> Result<
     vars.insert("AWS_ENDPOINT_URL".into(), endpoint.to_owned());
     vars.insert("AWS_ENDPOINT_URL_BEDROCK_RUNTIME".into(), bedrock_url.to_owned());
     vars.insert("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME".into(), bedrock_url.to_owned());
+    vars.insert("AWS_ENDPOINT_URL_LAMBDA".into(), bedrock_url.to_owned());
+    // Local development: webhooks may go to a test server on this machine.
+    vars.entry("WEBHOOK_ALLOW_PRIVATE".into()).or_insert_with(|| "true".into());
     vars.insert("AWS_REGION".into(), REGION.into());
     Ok(Settings::from_vars(vars)?)
 }

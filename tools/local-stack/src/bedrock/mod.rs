@@ -231,8 +231,12 @@ impl StandInServer {
     /// Serves `standin` on an already bound listener (bound early so its URL
     /// can go into the functions' settings before it starts answering).
     pub fn spawn(standin: &Arc<BedrockStandIn>, listener: TcpListener) -> std::io::Result<Self> {
+        Self::spawn_router(standin.router(), listener)
+    }
+
+    /// Serves any stand-in routes (Bedrock's, and others merged in) on `listener`.
+    pub fn spawn_router(router: Router, listener: TcpListener) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let router = standin.router();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(crate::no_delay(listener), router).with_graceful_shutdown(async {

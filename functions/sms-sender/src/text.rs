@@ -1,0 +1,129 @@
+//! SMS text: E.164 numbers, messages cut to one segment, and the SNS adapter.
+
+use std::{future::Future, sync::LazyLock};
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use regex::Regex;
+
+/// `+`, a country code that does not start with 0, at most 15 digits in all.
+pub fn is_e164(number: &str) -> bool {
+    static E164: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\+[1-9][0-9]{6,14}$").ok());
+    E164.as_ref().is_some_and(|re| re.is_match(number))
+}
+
+/// GSM 03.38 basic characters (one septet each); the extension table costs two.
+const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM_EXTENDED: &str = "^{}\\[~]|€";
+
+fn gsm_septets(c: char) -> Option<usize> {
+    if GSM_BASIC.contains(c) { Some(1) } else { GSM_EXTENDED.contains(c).then_some(2) }
+}
+
+/// One SMS segment: 160 GSM-7 septets, or 70 UTF-16 units once any character
+/// needs UCS-2. A longer message is cut and ends in "...", so a tenant is
+/// never billed for a second segment.
+pub fn fit_one_segment(message: &str) -> String {
+    let gsm = message.chars().all(|c| gsm_septets(c).is_some());
+    let (limit, cost): (usize, fn(char) -> usize) =
+        if gsm { (160, |c| gsm_septets(c).unwrap_or(2)) } else { (70, char::len_utf16) };
+    if message.chars().map(cost).sum::<usize>() <= limit {
+        return message.to_owned();
+    }
+    let mut used = "...".len();
+    let mut cut = String::new();
+    for c in message.chars() {
+        used += cost(c);
+        if used > limit {
+            break;
+        }
+        cut.push(c);
+    }
+    format!("{}...", cut.trim_end())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SMS not sent{}", if *.permanent { " (permanent)" } else { "" })]
+pub struct TextError {
+    pub permanent: bool,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// `sns:Publish` to a phone number.
+pub trait Texter: Send + Sync + 'static {
+    fn send(&self, to: &str, message: &str) -> impl Future<Output = Result<(), TextError>> + Send;
+}
+
+pub struct SnsTexter {
+    client: aws_sdk_sns::Client,
+}
+
+impl SnsTexter {
+    pub fn new(client: aws_sdk_sns::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Texter for SnsTexter {
+    async fn send(&self, to: &str, message: &str) -> Result<(), TextError> {
+        let transactional = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value("Transactional")
+            .build()
+            .map_err(|e| TextError { permanent: true, source: e.into() })?;
+        self.client
+            .publish()
+            .phone_number(to)
+            .message(message)
+            .message_attributes("AWS.SNS.SMS.SMSType", transactional)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| {
+                let permanent = err.as_service_error().is_some_and(|e| {
+                    e.is_invalid_parameter_exception() || e.is_invalid_parameter_value_exception()
+                        || e.is_authorization_error_exception()
+                });
+                TextError { permanent, source: err.into() }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_e164_numbers_are_accepted() {
+        assert!(is_e164("+15035550142"));
+        for bad in ["5035550142", "+0123456789", "+1 503 555 0142", "+1503555014212345", "", "+1"] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_short_message_is_kept_whole() {
+        assert_eq!(fit_one_segment("New application from Ana"), "New application from Ana");
+    }
+
+    #[test]
+    fn a_long_gsm_message_is_cut_to_160_septets() {
+        let fitted = fit_one_segment(&"a".repeat(200));
+        assert_eq!(fitted.len(), 160);
+        assert!(fitted.ends_with("..."));
+    }
+
+    #[test]
+    fn extended_characters_count_twice() {
+        let fitted = fit_one_segment(&"€".repeat(100));
+        assert_eq!(fitted.chars().filter(|&c| c == '€').count(), 78);
+    }
+
+    #[test]
+    fn a_message_needing_ucs2_is_cut_to_70_units() {
+        let fitted = fit_one_segment(&"Привет ".repeat(20));
+        assert!(fitted.encode_utf16().count() <= 70, "{fitted}");
+        assert!(fitted.ends_with("..."));
+        assert_eq!(fit_one_segment("Olá 👋"), "Olá 👋");
+    }
+}

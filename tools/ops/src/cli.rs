@@ -1,0 +1,229 @@
+//! Arguments of `picasso-ops` and the dispatch from a parsed command line to
+//! the library functions. Resource names default to the stage's, from template.yaml.
+
+use std::time::Duration;
+
+use aws_smithy_types::DateTime;
+use clap::{Args, Parser, Subcommand, builder::NonEmptyStringValueParser};
+use serde_json::Value;
+use shared::{Settings, settings::SettingsError};
+
+use crate::{
+    AwsError,
+    redrive::{self, RedriveError},
+    replay::{self, ReplayError, ReplayRequest},
+    resources::{self, Consumer},
+    sms_usage::{self, SmsUsageError},
+    status::{self, StatusError},
+    time::{Month, TimeError, Window, parse_time},
+};
+
+/// Operates the Picasso fulfillment pipeline; prints one JSON object.
+#[derive(Debug, Parser)]
+#[command(name = "picasso-ops", version)]
+pub struct Cli {
+    /// Deployment stage whose archive and queues to use
+    #[arg(long, global = true, env = "STAGE", default_value = "local", value_parser = NonEmptyStringValueParser::new())]
+    pub stage: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay archived FormSubmitted events of a time window onto the event bus
+    Replay(ReplayArgs),
+    /// Move a consumer's dead letters back to its queue
+    Redrive(RedriveArgs),
+    /// Show a submission's fulfillment status (never its form data)
+    Status(StatusArgs),
+    /// Show a tenant's SMS count for a month
+    SmsUsage(SmsUsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Start of the window, RFC 3339 (e.g. 2026-05-01T00:00:00Z)
+    #[arg(long, value_parser = parse_time)]
+    pub from: DateTime,
+    /// End of the window, RFC 3339, after --from
+    #[arg(long, value_parser = parse_time)]
+    pub to: DateTime,
+    /// Archive to replay [default: picasso-form-submitted-<stage>]
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// Replay name [default: replay-<unix millis>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the started replay without waiting for it to finish
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the replay to finish
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Consumer whose dead letters to move
+    #[arg(value_enum)]
+    pub consumer: Consumer,
+    /// Dead-letter queue name or URL [default: picasso-<consumer>-dlq-<stage>]
+    #[arg(long)]
+    pub dlq: Option<String>,
+    /// Destination queue name or URL [default: picasso-<consumer>-<stage>]
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Move at most this many messages
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(value_parser = NonEmptyStringValueParser::new())]
+    pub submission_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SmsUsageArgs {
+    #[arg(value_parser = NonEmptyStringValueParser::new())]
+    pub tenant_id: String,
+    /// Month as YYYY-MM [default: the current UTC month]
+    #[arg(long, value_parser = Month::parse)]
+    pub month: Option<Month>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("configuration")]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Redrive(#[from] RedriveError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    SmsUsage(#[from] SmsUsageError),
+    #[error("could not write the result as JSON")]
+    Output(#[from] serde_json::Error),
+}
+
+/// Runs one command with settings from the environment; returns what to print.
+pub async fn run(cli: Cli) -> Result<Value, OpsError> {
+    let settings = Settings::from_env()?;
+    let config = shared::aws::sdk_config(&settings).await;
+    let stage = cli.stage.as_str();
+    let output = match cli.command {
+        Command::Replay(args) => {
+            let eventbridge = aws_sdk_eventbridge::Client::new(&config);
+            let request = ReplayRequest {
+                replay_name: args.name.unwrap_or_else(replay::default_replay_name),
+                archive_name: args.archive.unwrap_or_else(|| resources::archive_name(stage)),
+                event_bus_name: settings.event_bus_name.clone(),
+                window: Window::new(args.from, args.to)?,
+            };
+            let started = replay::start_replay(&eventbridge, &request).await?;
+            let replay = if args.no_wait {
+                started
+            } else {
+                let timeout = Duration::from_secs(args.timeout_secs);
+                replay::wait_for_replay(&eventbridge, started, timeout, replay::POLL_EVERY).await?
+            };
+            serde_json::to_value(replay)?
+        }
+        Command::Redrive(args) => {
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            let dlq = args.dlq.unwrap_or_else(|| resources::dead_letter_queue_name(args.consumer, stage));
+            let queue = args.to.unwrap_or_else(|| resources::queue_name(args.consumer, stage));
+            let dlq_url = redrive::queue_url(&sqs, &dlq).await?;
+            let queue_url = redrive::queue_url(&sqs, &queue).await?;
+            let max = args.max.map(|max| max as usize);
+            serde_json::to_value(redrive::redrive(&sqs, &dlq_url, &queue_url, max).await?)?
+        }
+        Command::Status(args) => {
+            let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+            let table = &settings.form_submissions_table;
+            serde_json::to_value(status::submission_status(&dynamodb, table, &args.submission_id).await?)?
+        }
+        Command::SmsUsage(args) => {
+            let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+            let month = match args.month {
+                Some(month) => month,
+                None => Month::current()?,
+            };
+            let table = &settings.sms_usage_table;
+            serde_json::to_value(sms_usage::sms_usage(&dynamodb, table, &args.tenant_id, &month).await?)?
+        }
+    };
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("picasso-ops").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_debug_assertions_of_the_command_line_hold() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn replay_takes_a_window_and_defaults_to_waiting() {
+        let cli =
+            parse(&["replay", "--from", "2026-05-01T00:00:00Z", "--to", "2026-05-02T00:00:00Z"]).unwrap();
+        assert_eq!(cli.stage, "local");
+        let Command::Replay(args) = cli.command else { panic!("not a replay: {cli:?}") };
+        assert_eq!(args.from, parse_time("2026-05-01T00:00:00Z").unwrap());
+        assert!(!args.no_wait);
+        assert_eq!(args.timeout_secs, 900);
+        assert_eq!((args.archive, args.name), (None, None));
+    }
+
+    #[test]
+    fn a_malformed_replay_time_is_a_usage_error_that_names_the_format() {
+        let err = parse(&["replay", "--from", "last tuesday", "--to", "2026-05-02T00:00:00Z"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn the_stage_option_is_global() {
+        let cli = parse(&["redrive", "sms", "--stage", "staging", "--max", "5"]).unwrap();
+        assert_eq!(cli.stage, "staging");
+        let Command::Redrive(args) = cli.command else { panic!("not a redrive: {cli:?}") };
+        assert_eq!((args.consumer, args.max, args.dlq, args.to), (Consumer::Sms, Some(5), None, None));
+    }
+
+    #[test]
+    fn redrive_knows_only_the_three_consumers_and_a_positive_max() {
+        assert!(parse(&["redrive", "fax"]).is_err());
+        assert!(parse(&["redrive", "email", "--max", "0"]).is_err());
+        assert!(parse(&["redrive", "handler", "--dlq", "https://sqs/q", "--to", "q"]).is_ok());
+    }
+
+    #[test]
+    fn sms_usage_validates_the_month() {
+        let cli = parse(&["sms-usage", "tenant-1", "--month", "2026-05"]).unwrap();
+        let Command::SmsUsage(args) = cli.command else { panic!("not sms-usage: {cli:?}") };
+        assert_eq!(args.month, Some(Month::parse("2026-05").unwrap()));
+        assert!(parse(&["sms-usage", "tenant-1", "--month", "May"]).is_err());
+    }
+
+    #[test]
+    fn ids_may_not_be_empty() {
+        assert!(parse(&["status", ""]).is_err());
+        assert!(parse(&["sms-usage", ""]).is_err());
+        assert!(parse(&["status", "form_1_abc"]).is_ok());
+    }
+}

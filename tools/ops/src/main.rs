@@ -1,0 +1,26 @@
+//! `picasso-ops`: see the library's documentation for what each command does.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ops::cli::{Cli, run};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Progress goes to stderr, so stdout holds only the JSON result.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    let printed = run(cli).await.and_then(|output| Ok(serde_json::to_string_pretty(&output)?));
+    match printed {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("picasso-ops: {}", shared::telemetry::error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
