@@ -21,8 +21,12 @@ pub async fn spawn_stack_with(sweep: Option<local_stack::Sweep>) -> LocalStack {
 /// handler queues. A failed record comes back after a second (Lambda waits the
 /// queue's 180 s), so five receives and the DLQ take seconds, not minutes.
 pub async fn spawn_fulfilling_stack() -> LocalStack {
-    start(None, Some(local_stack::consumers::Polling { visibility: std::time::Duration::from_secs(1) })).await
+    start(None, Some(FAST_POLLING)).await
 }
+
+/// Consumers as in AWS, but a failed record is retried after one second.
+pub const FAST_POLLING: local_stack::consumers::Polling =
+    local_stack::consumers::Polling { visibility: std::time::Duration::from_secs(1), pollers: 3 };
 
 async fn start(sweep: Option<local_stack::Sweep>, consumers: Option<local_stack::consumers::Polling>) -> LocalStack {
     if std::env::var_os("TEST_LOG").is_some() {

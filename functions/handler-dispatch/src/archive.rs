@@ -40,7 +40,12 @@ pub struct ArchiveError {
 
 /// `s3:PutObject` of one JSON document.
 pub trait Archive: Send + Sync + 'static {
-    fn put(&self, bucket: &str, key: &str, document: Vec<u8>) -> impl Future<Output = Result<(), ArchiveError>> + Send;
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        document: Vec<u8>,
+    ) -> impl Future<Output = Result<(), ArchiveError>> + Send;
 }
 
 #[derive(Clone)]
@@ -85,7 +90,7 @@ mod tests {
     use aws_sdk_s3::error::ErrorMetadata;
 
     use super::*;
-    use crate::invoke::tests::submission;
+    use crate::tests::submission;
 
     #[test]
     fn the_archive_key_is_tenant_then_form_then_submission() {

@@ -38,7 +38,11 @@ pub struct InvokeError {
 
 /// `lambda:InvokeFunction` with InvocationType `Event`.
 pub trait Invoker: Send + Sync + 'static {
-    fn invoke_event(&self, function: &str, payload: Vec<u8>) -> impl Future<Output = Result<(), InvokeError>> + Send;
+    fn invoke_event(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send;
 }
 
 /// The Lambda client, pointed at `AWS_ENDPOINT_URL_LAMBDA` when set (locally
@@ -96,24 +100,10 @@ pub fn is_permanent(err: &SdkInvokeError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use aws_sdk_lambda::{error::ErrorMetadata, types::error::ResourceNotFoundException};
 
     use super::*;
-
-    pub(crate) fn submission() -> StoredSubmission {
-        StoredSubmission {
-            submission_id: "reading_1_abc".into(),
-            tenant_id: "RIV204815".into(),
-            form_id: "reading_buddy_application".into(),
-            priority: "high".into(),
-            submitted_at: "2026-11-25T03:04:05.123Z".into(),
-            form_data: BTreeMap::from([("email".into(), "ana@example.org".into()), ("first_name".into(), "Ana".into())]),
-            channels: vec!["handler".into()],
-            fulfillment: BTreeMap::new(),
-        }
-    }
+    use crate::tests::submission;
 
     #[test]
     fn the_lambda_payload_carries_the_submission_under_the_intake_functions_names() {

@@ -1,1 +1,185 @@
-//! Hands a form submission to its downstream handler: a Lambda function, an S3 archive or a webhook
+//! handler-dispatch: for each FormSubmitted, hands the submission to the
+//! downstream handler its form names (`fulfillment.type`): an asynchronous
+//! Lambda invocation, an encrypted S3 archive, or an HTTPS webhook; each done
+//! at most once however often the event is delivered or replayed.
+
+pub mod archive;
+pub mod invoke;
+pub mod webhook;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use shared::{
+    consumer::{Channel, Consumer, Failure, Job, load_tenant},
+    fulfillment::{FulfillmentLedger, Outcome},
+    submissions::DynamoSubmissionStore,
+    telemetry::error_chain,
+    tenant::{ConfigSource, Fulfillment, S3ConfigSource, TenantLoader},
+};
+
+use crate::{
+    archive::{Archive, S3Archive, archive_document, archive_key},
+    invoke::{Invoker, LambdaInvoker, invoke_payload, lambda_client},
+    webhook::{HttpsWebhook, Webhook, webhook_body},
+};
+
+/// The consumer the Lambda runs and the local host polls with.
+pub type AwsHandlerConsumer =
+    Consumer<DynamoSubmissionStore, HandlerChannel<S3ConfigSource, LambdaInvoker, S3Archive, HttpsWebhook>>;
+
+pub fn aws_consumer(
+    config: &aws_config::SdkConfig,
+    settings: &shared::Settings,
+    tenants: Arc<TenantLoader<S3ConfigSource>>,
+) -> AwsHandlerConsumer {
+    let ledger =
+        DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(config), &settings.form_submissions_table);
+    let channel = HandlerChannel::new(
+        tenants,
+        LambdaInvoker::new(lambda_client(config, settings)),
+        S3Archive::new(shared::aws::s3_client(config)),
+        HttpsWebhook::new(settings.webhook_allow_private),
+        &settings.submissions_bucket,
+    );
+    Consumer::new(ledger, channel)
+}
+
+/// The `handler` channel.
+pub struct HandlerChannel<C, I, A, W> {
+    tenants: Arc<TenantLoader<C>>,
+    invoker: I,
+    archive: A,
+    webhook: W,
+    /// `SUBMISSIONS_BUCKET`, for `s3` fulfillment that names no bucket.
+    default_bucket: String,
+}
+
+impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A, W> {
+    pub fn new(
+        tenants: Arc<TenantLoader<C>>,
+        invoker: I,
+        archive: A,
+        webhook: W,
+        default_bucket: impl Into<String>,
+    ) -> Self {
+        Self { tenants, invoker, archive, webhook, default_bucket: default_bucket.into() }
+    }
+
+    async fn invoke<L: FulfillmentLedger>(
+        &self,
+        job: &Job<'_, L>,
+        fulfillment: &Fulfillment,
+    ) -> Result<(), Failure> {
+        let submission = job.submission;
+        let Some(function) = fulfillment.function.as_deref().filter(|f| !f.trim().is_empty()) else {
+            return Err(Failure::Permanent(format!(
+                "form {} has lambda fulfillment without a function",
+                submission.form_id
+            )));
+        };
+        let payload = invoke_payload(fulfillment.action.as_deref(), submission).to_string();
+        job.once("invoke", async {
+            self.invoker
+                .invoke_event(function, payload.into_bytes())
+                .await
+                .map_err(|err| failure(&err, err.permanent))?;
+            tracing::info!(submission_id = submission.submission_id, function, "handler function invoked");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn archive<L: FulfillmentLedger>(
+        &self,
+        job: &Job<'_, L>,
+        fulfillment: &Fulfillment,
+    ) -> Result<(), Failure> {
+        let submission = job.submission;
+        let bucket =
+            fulfillment.bucket.as_deref().filter(|b| !b.trim().is_empty()).unwrap_or(&self.default_bucket);
+        let key = archive_key(submission);
+        let document = archive_document(submission).to_string();
+        job.once("archive", async {
+            self.archive
+                .put(bucket, &key, document.into_bytes())
+                .await
+                .map_err(|err| failure(&err, err.permanent))?;
+            tracing::info!(submission_id = submission.submission_id, bucket, key, "submission archived");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn post<L: FulfillmentLedger>(
+        &self,
+        job: &Job<'_, L>,
+        fulfillment: &Fulfillment,
+    ) -> Result<(), Failure> {
+        let submission = job.submission;
+        let Some(url) = fulfillment.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return Err(Failure::Permanent(format!(
+                "form {} has webhook fulfillment without a webhook_url",
+                submission.form_id
+            )));
+        };
+        let body = webhook_body(submission).to_string();
+        job.once("webhook", async {
+            let delivered = self
+                .webhook
+                .post(url, body.into_bytes())
+                .await
+                .map_err(|err| failure(&err, err.is_permanent()))?;
+            tracing::info!(
+                submission_id = submission.submission_id,
+                host = delivered.host,
+                status = delivered.status,
+                "webhook delivered"
+            );
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerChannel<C, I, A, W> {
+    const NAME: &'static str = "handler";
+
+    async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
+        let submission = job.submission;
+        let tenant = load_tenant(&self.tenants, &job.event.tenant_id).await?;
+        let Some(form) = tenant.config.form(&submission.form_id) else {
+            return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
+        };
+        let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+        let Some((fulfillment, kind)) = fulfillment
+            .and_then(|f| Some((f, f.kind.as_deref()?)))
+            .filter(|(_, kind)| !kind.trim().is_empty())
+        else {
+            return Ok(skipped("no_handler", BTreeMap::new()));
+        };
+        match kind {
+            "lambda" => self.invoke(job, fulfillment).await?,
+            "s3" => self.archive(job, fulfillment).await?,
+            "webhook" => self.post(job, fulfillment).await?,
+            other => {
+                return Ok(skipped(
+                    "unknown_handler_type",
+                    BTreeMap::from([("type".to_owned(), other.to_owned())]),
+                ));
+            }
+        }
+        Ok(Outcome::Sent)
+    }
+}
+
+fn skipped(reason: &str, details: BTreeMap<String, String>) -> Outcome {
+    Outcome::Skipped { reason: reason.to_owned(), details }
+}
+
+fn failure(err: &(dyn std::error::Error + 'static), permanent: bool) -> Failure {
+    let message = error_chain(err);
+    if permanent { Failure::Permanent(message) } else { Failure::Transient(message) }
+}
+
+#[cfg(test)]
+mod tests;

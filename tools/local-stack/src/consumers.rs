@@ -27,6 +27,8 @@ pub struct Polling {
     /// How long a received record stays hidden; a failed one comes back after it.
     /// Lambda uses the queue's (180 s in the template); tests use a second.
     pub visibility: Duration,
+    /// Pollers per queue: Lambda runs several batches of one queue at once.
+    pub pollers: usize,
 }
 
 /// Which queue feeds which consumer (template logical ids).
@@ -48,24 +50,26 @@ pub fn spawn_all(
         created.get(logical_id).map(|q| q.reference.clone()).ok_or(StackError::MissingResource(logical_id))
     };
     let [email, sms, handler] = QUEUES.map(|(_, logical_id)| url(logical_id));
-    Ok(vec![
-        spawn(
-            sqs.clone(),
-            email?,
-            email_sender::aws_consumer(sdk_config, settings, Arc::clone(&tenants)),
-            polling,
-        ),
-        spawn(sqs.clone(), sms?, sms_sender::aws_consumer(sdk_config, settings, Arc::clone(&tenants)), polling),
-        spawn(sqs, handler?, handler_dispatch::aws_consumer(sdk_config, settings, tenants), polling),
-    ])
+    let (email, sms, handler) = (email?, sms?, handler?);
+    let mut tasks = Vec::new();
+    for _ in 0..polling.pollers.max(1) {
+        let tenants = || Arc::clone(&tenants);
+        tasks.extend([
+            spawn(&sqs, &email, email_sender::aws_consumer(sdk_config, settings, tenants()), polling),
+            spawn(&sqs, &sms, sms_sender::aws_consumer(sdk_config, settings, tenants()), polling),
+            spawn(&sqs, &handler, handler_dispatch::aws_consumer(sdk_config, settings, tenants()), polling),
+        ]);
+    }
+    Ok(tasks)
 }
 
 fn spawn<L: FulfillmentLedger, C: Channel>(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
     consumer: Consumer<L, C>,
     polling: Polling,
 ) -> JoinHandle<()> {
+    let (sqs, queue_url) = (sqs.clone(), queue_url.to_owned());
     tokio::spawn(async move {
         loop {
             if let Err(err) = poll_once(&sqs, &queue_url, &consumer, polling).await {

@@ -112,7 +112,7 @@ impl Default for StackOptions {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
             }),
-            consumers: Some(consumers::Polling { visibility: std::time::Duration::from_secs(20) }),
+            consumers: Some(consumers::Polling { visibility: std::time::Duration::from_secs(20), pollers: 2 }),
         }
     }
 }
@@ -230,6 +230,13 @@ impl LocalStack {
             host,
             stop_host,
         })
+    }
+
+    /// Starts fulfillment later (for a test that first arranges its queues).
+    pub fn start_consumers(&mut self, polling: consumers::Polling) -> Result<(), StackError> {
+        let tasks = consumers::spawn_all(&self.sdk_config, &self.settings, &self.created, polling)?;
+        self.pollers.extend(tasks);
+        Ok(())
     }
 
     pub fn host_url(&self) -> String {

@@ -1,6 +1,6 @@
 //! `picasso-ops`: see the library's documentation for what each command does.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use ops::cli::{Cli, run};
@@ -11,7 +11,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Progress goes to stderr, so stdout holds only the JSON result.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let printed = run(cli).await.and_then(|output| Ok(serde_json::to_string_pretty(&output)?));
     match printed {
         Ok(json) => {

@@ -27,6 +27,8 @@ async fn spawn_stack() -> LocalStack {
         host_port: 0,
         bedrock_port: 0,
         sweep: None,
+        // Nothing consumes the queues, so each test sees exactly what the commands moved.
+        consumers: None,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     match LocalStack::start(options).await {

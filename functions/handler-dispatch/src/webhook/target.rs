@@ -126,7 +126,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     let o = ip.octets();
     match ip.segments() {
-        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(Ipv4Addr::new(o[12], o[13], o[14], o[15])),
+        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
+            Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+        }
         [0x2002, ..] => Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])),
         _ => None,
     }
@@ -205,7 +207,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_whose_address_is_private_is_refused_naming_the_address() {
-        for raw in ["https://10.0.0.1/hook", "https://169.254.169.254/latest/meta-data", "https://[::1]:8443/x"] {
+        for raw in
+            ["https://10.0.0.1/hook", "https://169.254.169.254/latest/meta-data", "https://[::1]:8443/x"]
+        {
             let url = WebhookUrl::parse(raw, false).unwrap();
             let err = url.resolve(false).await.unwrap_err();
             assert!(matches!(err, WebhookError::Refused { .. }), "{raw}: {err}");
@@ -229,7 +233,8 @@ mod tests {
 
     #[test]
     fn a_url_that_is_not_https_is_refused() {
-        for raw in ["http://93.184.216.34/hook", "ftp://example.org/x", "example.org/hook", "//example.org/x"] {
+        for raw in ["http://93.184.216.34/hook", "ftp://example.org/x", "example.org/hook", "//example.org/x"]
+        {
             let err = WebhookUrl::parse(raw, false).unwrap_err();
             assert!(err.is_permanent(), "{raw}: {err}");
             assert!(!matches!(err, WebhookError::Refused { .. }), "{raw}: {err}");

@@ -1,0 +1,534 @@
+//! Fulfillment, end to end: submissions go in through `/forms`; the host polls
+//! the consumer queues as Lambda's SQS event sources do; effects are observed
+//! in the emulator (`/moto-api/data.json`, the tables, the queues), the Lambda
+//! stand-in and a local webhook server. The point of every test: a person gets
+//! each email and SMS once, whatever is retried, replayed or redriven.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::DateTime;
+use e2e::{
+    FAST_POLLING, LocalStack, demo, demo_config, drain_queue, post_forms, put_tenant, spawn_fulfilling_stack,
+    spawn_stack,
+};
+use serde_json::{Value, json};
+use shared::consumer::Disposition;
+
+const READING: &str = "reading_buddy_application";
+const MENTOR: &str = "bridge_mentor_application";
+const TEAM_PHONE: &str = "+15035550142";
+
+fn reading_data(first_name: &str) -> Value {
+    json!({
+        "age_18_plus": "yes", "first_name": first_name, "last_name": "Lopez", "email": "ana.lopez@example.org",
+        "phone": "+1 (503) 555-0199", "zip_code": "97412", "availability": "Weekday afternoons",
+        "why_reading_buddies": "I loved reading with my grandmother and want to pass that on to kids."
+    })
+}
+
+fn mentor_data() -> Value {
+    json!({
+        "one_year_commitment": "yes", "first_name": "Sam", "last_name": "Reyes", "email": "sam.reyes@example.org",
+        "phone": "503-555-0188", "date_of_birth": "1988-02-14", "zip_code": "97412", "speaks_spanish": "yes",
+        "why_mentor": "A mentor changed my life as a teenager and I want to do the same for someone.",
+        "references": "Dana Smith (coach), 503-555-0100", "background_check_consent": "true"
+    })
+}
+
+/// Submits a form for a tenant and returns the new submission id.
+async fn submit(stack: &LocalStack, tenant_hash: &str, form_id: &str, data: Value) -> String {
+    let body = json!({"tenant_hash": tenant_hash, "form_mode": true, "action": "submit_form",
+                      "form_id": form_id, "form_data": data});
+    let reply = post_forms(stack, &body).await;
+    let frame = reply.blocks.iter().find_map(|b| b.json().filter(|j| j["type"] == "form_complete")).unwrap_or_default();
+    assert_eq!(frame["status"], "success", "{:?}", reply.blocks);
+    frame["submissionId"].as_str().unwrap().to_owned()
+}
+
+/// The emulator's record of what it did, e.g. `data(stack)["ses"]["Message"]`.
+async fn moto_data(stack: &LocalStack) -> Value {
+    reqwest::get(format!("{}/moto-api/data.json", stack.endpoint)).await.unwrap().json().await.unwrap()
+}
+
+fn records(data: &Value, service: &str, model: &str) -> Vec<Value> {
+    data[service][model].as_array().cloned().unwrap_or_default()
+}
+
+async fn emails(stack: &LocalStack) -> Vec<Value> {
+    records(&moto_data(stack).await, "ses", "Message")
+}
+
+async fn sms(stack: &LocalStack) -> Vec<Value> {
+    records(&moto_data(stack).await, "sns", "SMS")
+}
+
+/// The submission item as stored.
+async fn item(stack: &LocalStack, submission_id: &str) -> HashMap<String, AttributeValue> {
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+/// A submission's status, and its channels' records as plain strings.
+async fn fulfillment(stack: &LocalStack, submission_id: &str) -> (String, HashMap<String, HashMap<String, String>>) {
+    let item = item(stack, submission_id).await;
+    let text = |v: &AttributeValue| v.as_s().or(v.as_n()).cloned().unwrap_or_default();
+    let channels = item
+        .get("fulfillment")
+        .and_then(|f| f.as_m().ok())
+        .map(|m| {
+            m.iter()
+                .map(|(c, r)| {
+                    let record = r.as_m().map(|r| r.iter().map(|(k, v)| (k.clone(), text(v))).collect());
+                    (c.clone(), record.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (item.get("status").map(text).unwrap_or_default(), channels)
+}
+
+/// Waits until `check` holds (every 200 ms, at most `limit`), then returns its last value.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every planned channel of the submission is terminal and rolled up.
+async fn fulfilled(stack: &LocalStack, submission_id: &str) -> (String, HashMap<String, HashMap<String, String>>) {
+    eventually(Duration::from_secs(30), "the submission to roll up", || async {
+        let (status, channels) = fulfillment(stack, submission_id).await;
+        status.contains("fulfilled").then_some((status, channels))
+    })
+    .await
+}
+
+/// Visible plus in-flight messages of a template queue.
+async fn queue_depth(stack: &LocalStack, logical_id: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attributes = aws_sdk_sqs::Client::new(&stack.sdk_config)
+        .get_queue_attributes()
+        .queue_url(&stack.created[logical_id].reference)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|a| attributes.get(a).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0))
+        .sum()
+}
+
+/// Waits until the three consumer queues are empty: every delivery was handled.
+async fn settled(stack: &LocalStack) {
+    eventually(Duration::from_secs(30), "the consumer queues to drain", || async {
+        let mut depth = 0;
+        for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
+            depth += queue_depth(stack, queue).await;
+        }
+        (depth == 0).then_some(())
+    })
+    .await
+}
+
+async fn sms_count(stack: &LocalStack, tenant_id: &str) -> Option<String> {
+    let month = shared::telemetry::now_rfc3339()[..7].to_owned();
+    let item = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.settings.sms_usage_table)
+        .key("tenant_id", AttributeValue::S(tenant_id.to_owned()))
+        .key("month", AttributeValue::S(month))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    item.get("count").and_then(|c| c.as_n().ok()).cloned()
+}
+
+/// Replays the archive window around this test's submissions and waits for it.
+async fn replay_everything(stack: &LocalStack, started_at: DateTime) {
+    let eventbridge = aws_sdk_eventbridge::Client::new(&stack.sdk_config);
+    let now = DateTime::from_secs(DateTime::from(std::time::SystemTime::now()).secs() + 60);
+    let request = ops::replay::ReplayRequest {
+        replay_name: ops::replay::default_replay_name(),
+        archive_name: ops::resources::archive_name("local"),
+        event_bus_name: stack.settings.event_bus_name.clone(),
+        window: ops::time::Window::new(DateTime::from_secs(started_at.secs() - 60), now).unwrap(),
+    };
+    let replay = ops::replay::start_replay(&eventbridge, &request).await.unwrap();
+    let done = ops::replay::wait_for_replay(&eventbridge, replay, Duration::from_secs(30), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "COMPLETED");
+}
+
+fn now() -> DateTime {
+    DateTime::from(std::time::SystemTime::now())
+}
+
+#[tokio::test]
+async fn a_submission_is_emailed_to_the_team_and_confirmed_to_the_applicant_with_values_escaped() {
+    let stack = spawn_fulfilling_stack().await;
+    let mut config = demo_config();
+    config["conversational_forms"][READING]["notifications"]["internal"]["subject"] =
+        json!("New application: {{why_reading_buddies}}");
+    put_tenant(&stack, "esc4pe000000", "ESC000001", &config).await;
+    let mut data = reading_data("Ana");
+    data["why_reading_buddies"] = json!("<script>alert(1)</script> I love books\r\nBcc: attacker@example.org");
+    let id = submit(&stack, "esc4pe000000", READING, data).await;
+
+    let (status, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(status, "fulfilled");
+    assert_eq!(channels["email"]["status"], "sent");
+    let sent = emails(&stack).await;
+    assert_eq!(sent.len(), 2, "the team notification and the applicant confirmation: {sent:#?}");
+    let team = sent.iter().find(|m| m["subject"].as_str().unwrap().starts_with("New application")).unwrap();
+    let subject = team["subject"].as_str().unwrap();
+    assert!(!subject.contains('\r') && !subject.contains('\n'), "{subject:?}");
+    let html = team["body"].as_str().unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("Priority: normal"), "{html}");
+    assert_eq!(team["destinations"]["ToAddresses"], json!(["volunteers@riverbendliteracy.org", "elliot.park@riverbendliteracy.org"]));
+    let confirmation = sent.iter().find(|m| m["subject"] == "Thanks for applying to Reading Buddies!").unwrap();
+    assert_eq!(confirmation["destinations"]["ToAddresses"], json!(["ana.lopez@example.org"]));
+    assert_eq!(confirmation["source"], stack.settings.ses_from_email);
+}
+
+#[tokio::test]
+async fn the_sms_goes_to_the_configured_e164_number_and_every_channel_rolls_up() {
+    let stack = spawn_fulfilling_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+
+    let (status, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(status, "fulfilled");
+    for channel in ["email", "sms", "handler"] {
+        assert_eq!(channels[channel]["status"], "sent", "{channel}: {:?}", channels[channel]);
+        assert_eq!(channels[channel]["attempts"], "1", "{channel}");
+    }
+    let texts = sms(&stack).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0]["phone_number"], TEAM_PHONE);
+    assert_eq!(texts[0]["message"], "RLMA: new Reading Buddy app from Ana (Weekday afternoons). Details in the volunteers inbox.");
+    assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn an_sms_for_high_priority_only_is_skipped_for_a_low_priority_submission() {
+    let stack = spawn_fulfilling_stack().await;
+    let mut data = mentor_data();
+    data["speaks_spanish"] = json!("no");
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, MENTOR, data).await;
+    let (_, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(channels["sms"]["status"], "skipped");
+    assert_eq!(channels["sms"]["reason"], "not_high_priority");
+    assert!(sms(&stack).await.is_empty());
+}
+
+#[tokio::test]
+async fn with_a_limit_of_five_twenty_concurrent_submissions_send_exactly_five_sms() {
+    let stack = spawn_fulfilling_stack().await;
+    let mut config = demo_config();
+    config["sms_monthly_limit"] = json!(5);
+    put_tenant(&stack, "qu0ta0000000", "QUOTA00001", &config).await;
+    let stack = Arc::new(stack);
+    let submits = (0..20).map(|n| {
+        let stack = Arc::clone(&stack);
+        tokio::spawn(async move { submit(&stack, "qu0ta0000000", READING, reading_data(&format!("Ana{n}"))).await })
+    });
+    let mut ids = Vec::new();
+    for submit in submits {
+        ids.push(submit.await.unwrap());
+    }
+    let mut skipped = 0;
+    for id in &ids {
+        let (_, channels) = fulfilled(&stack, id).await;
+        let sms = &channels["sms"];
+        if sms["status"] == "skipped" {
+            assert_eq!(sms["reason"], "monthly_limit_reached");
+            assert_eq!((sms["usage"].as_str(), sms["limit"].as_str()), ("5", "5"));
+            skipped += 1;
+        } else {
+            assert_eq!(sms["status"], "sent");
+        }
+    }
+    assert_eq!(skipped, 15);
+    assert_eq!(self::sms(&stack).await.len(), 5);
+    assert_eq!(sms_count(&stack, "QUOTA00001").await.as_deref(), Some("5"));
+}
+
+/// An SMS consumer whose SNS endpoint refuses connections, as when SNS is down.
+fn sms_consumer_with_sns_down(stack: &LocalStack) -> sms_sender::AwsSmsConsumer {
+    let broken = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
+            aws_sdk_sns::config::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
+    let tenants = Arc::new(shared::tenant::TenantLoader::new(shared::tenant::S3ConfigSource::new(
+        shared::aws::s3_client(&stack.sdk_config),
+        stack.settings.config_bucket.clone(),
+    )));
+    shared::consumer::Consumer::new(
+        shared::submissions::DynamoSubmissionStore::new(dynamodb.clone(), &stack.settings.form_submissions_table),
+        sms_sender::SmsChannel::new(
+            tenants,
+            sms_sender::text::SnsTexter::new(aws_sdk_sns::Client::new(&broken)),
+            sms_sender::quota::DynamoQuota::new(dynamodb, &stack.settings.sms_usage_table),
+            100,
+        ),
+    )
+}
+
+/// The one SMS-queue message of a submission, as the event source hands it over.
+async fn sms_record(stack: &LocalStack) -> String {
+    let bodies = drain_queue(stack, "SmsQueue").await;
+    assert_eq!(bodies.len(), 1);
+    bodies[0].to_string()
+}
+
+#[tokio::test]
+async fn a_failed_sms_send_gives_its_unit_back_and_the_retry_sends_it_once() {
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let record = sms_record(&stack).await;
+
+    let down = sms_consumer_with_sns_down(&stack);
+    assert_eq!(down.handle_record(&record).await, Disposition::Retry);
+    assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("0"), "the unit is given back");
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels["sms"]["status"], "failed");
+    assert!(!channels["sms"]["last_error"].is_empty());
+
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let up = sms_sender::aws_consumer(&stack.sdk_config, &stack.settings, tenants);
+    assert_eq!(up.handle_record(&record).await, Disposition::Ack);
+    assert_eq!(up.handle_record(&record).await, Disposition::Ack, "a redelivery changes nothing");
+    assert_eq!(sms(&stack).await.len(), 1);
+    assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("1"));
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!((channels["sms"]["status"].as_str(), channels["sms"]["attempts"].as_str()), ("sent", "2"));
+}
+
+#[tokio::test]
+async fn the_lambda_handler_is_invoked_with_the_documented_payload() {
+    let stack = spawn_fulfilling_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, MENTOR, mentor_data()).await;
+    let (_, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(channels["handler"]["status"], "sent");
+    let invocations = stack.lambda.invocations();
+    assert_eq!(invocations.len(), 1);
+    assert_eq!(invocations[0].function, "Riverbend_Intake_Handler");
+    assert_eq!(invocations[0].invocation_type, "Event");
+    let payload = &invocations[0].payload;
+    assert_eq!(payload["action"], "process_form");
+    assert_eq!(payload["form_type"], MENTOR);
+    assert_eq!(payload["submission_id"], id.as_str());
+    assert_eq!(payload["tenant_id"], demo::DEMO_TENANT_ID);
+    assert_eq!(payload["priority"], "high");
+    assert_eq!(payload["responses"]["first_name"], "Sam");
+    let keys: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+}
+
+#[tokio::test]
+async fn the_s3_archive_object_exists_at_the_documented_key_encrypted() {
+    let stack = spawn_fulfilling_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    fulfilled(&stack, &id).await;
+    let object = shared::aws::s3_client(&stack.sdk_config)
+        .get_object()
+        .bucket("riverbend-form-archive")
+        .key(format!("submissions/{}/{READING}/{id}.json", demo::DEMO_TENANT_ID))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.server_side_encryption().map(|e| e.as_str()), Some("AES256"));
+    let body: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(body["submission_id"], id.as_str());
+    assert_eq!(body["data"]["first_name"], "Ana");
+}
+
+/// A local webhook receiver: every body it was sent.
+async fn webhook_server() -> (String, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, received, server)
+}
+
+fn webhook_config(url: &str) -> Value {
+    let mut config = demo_config();
+    config["conversational_forms"][READING]["fulfillment"] = json!({"type": "webhook", "webhook_url": url});
+    config
+}
+
+#[tokio::test]
+async fn a_webhook_reaches_a_local_server_in_local_mode_and_a_private_address_is_refused_otherwise() {
+    let (url, received, server) = webhook_server().await;
+    let stack = spawn_fulfilling_stack().await;
+    put_tenant(&stack, "w3bh00k00000", "HOOK000001", &webhook_config(&url)).await;
+    let id = submit(&stack, "w3bh00k00000", READING, reading_data("Ana")).await;
+    let (_, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(channels["handler"]["status"], "sent");
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["form_id"], READING);
+    assert_eq!(bodies[0]["submission_id"], id.as_str());
+    assert_eq!(bodies[0]["data"]["first_name"], "Ana");
+
+    // Outside local development the same target is refused and nothing is sent.
+    let quiet = spawn_stack().await;
+    put_tenant(&quiet, "w3bh00k00000", "HOOK000001", &webhook_config(&url)).await;
+    let id = submit(&quiet, "w3bh00k00000", READING, reading_data("Ana")).await;
+    let record = drain_queue(&quiet, "HandlerQueue").await[0].to_string();
+    let mut settings = quiet.settings.clone();
+    settings.webhook_allow_private = false;
+    let tenants = form_intake::tenant_loader(&quiet.sdk_config, &settings);
+    let consumer = handler_dispatch::aws_consumer(&quiet.sdk_config, &settings, tenants);
+    assert_eq!(consumer.handle_record(&record).await, Disposition::Ack, "refusal is permanent");
+    let (status, channels) = fulfillment(&quiet, &id).await;
+    assert_eq!(channels["handler"]["status"], "failed");
+    assert_eq!(status, "pending_fulfillment", "email and SMS have not run in this stack");
+    assert_eq!(received.lock().unwrap().len(), 1, "no second request");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_malformed_record_goes_to_the_dlq_after_five_receives_while_its_batch_mates_succeed() {
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    let queue = &stack.created["EmailQueue"].reference;
+    sqs.send_message().queue_url(queue).message_body("{not an event").send().await.unwrap();
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let consumer = email_sender::aws_consumer(&stack.sdk_config, &stack.settings, tenants);
+
+    let handled = local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING).await.unwrap();
+    assert_eq!(handled, 2, "both records in one batch");
+    assert_eq!(fulfillment(&stack, &id).await.1["email"]["status"], "sent", "the good record succeeded");
+    let dead = eventually(Duration::from_secs(30), "the malformed record in the DLQ", || async {
+        let _ = local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING).await;
+        let dead = queue_depth(&stack, "EmailDeadLetterQueue").await;
+        (dead > 0).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead, 1);
+    let bodies = drain_queue(&stack, "EmailDeadLetterQueue").await;
+    assert_eq!(bodies, [Value::Null], "the malformed body, kept for an operator");
+    assert_eq!(emails(&stack).await.len(), 2, "the good record's emails, once");
+}
+
+#[tokio::test]
+async fn replaying_the_archive_window_sends_no_second_email_sms_invocation_or_webhook() {
+    let (url, received, server) = webhook_server().await;
+    let stack = spawn_fulfilling_stack().await;
+    put_tenant(&stack, "w3bh00k00000", "HOOK000001", &webhook_config(&url)).await;
+    let started_at = now();
+    let ids = [
+        submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await,
+        submit(&stack, demo::DEMO_TENANT_HASH, MENTOR, mentor_data()).await,
+        submit(&stack, "w3bh00k00000", READING, reading_data("Bea")).await,
+    ];
+    for id in &ids {
+        assert_eq!(fulfilled(&stack, id).await.0, "fulfilled");
+    }
+    let before = (emails(&stack).await.len(), sms(&stack).await.len(), stack.lambda.invocations().len());
+    assert_eq!(before, (6, 3, 1));
+    assert_eq!(received.lock().unwrap().len(), 1);
+
+    replay_everything(&stack, started_at).await;
+    settled(&stack).await;
+    let after = (emails(&stack).await.len(), sms(&stack).await.len(), stack.lambda.invocations().len());
+    assert_eq!(after, before, "(emails, SMS, invocations) after the replay");
+    assert_eq!(received.lock().unwrap().len(), 1, "webhook calls after the replay");
+    assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("2"));
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_channel_that_failed_and_is_then_fixed_is_delivered_exactly_once_by_a_replay() {
+    let stack = spawn_fulfilling_stack().await;
+    let ses = aws_sdk_sesv2::Client::new(&stack.sdk_config);
+    ses.delete_email_identity().email_identity(&stack.settings.ses_from_email).send().await.unwrap();
+    let started_at = now();
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let (status, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(status, "partially_fulfilled");
+    assert_eq!(channels["email"]["status"], "failed");
+    assert!(emails(&stack).await.is_empty());
+
+    ses.create_email_identity().email_identity(&stack.settings.ses_from_email).send().await.unwrap();
+    replay_everything(&stack, started_at).await;
+    settled(&stack).await;
+    let (status, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels["email"]["status"], "sent");
+    assert_eq!(status, "fulfilled");
+    assert_eq!(emails(&stack).await.len(), 2, "team and confirmation, once each");
+    assert_eq!(sms(&stack).await.len(), 1, "the SMS was not sent again");
+}
+
+#[tokio::test]
+async fn a_dlq_redrive_gets_its_messages_processed() {
+    let mut stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let record = drain_queue(&stack, "EmailQueue").await[0].to_string();
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    let (queue, dlq) = (&stack.created["EmailQueue"].reference, &stack.created["EmailDeadLetterQueue"].reference);
+    sqs.send_message().queue_url(dlq).message_body(record).send().await.unwrap();
+
+    let moved = ops::redrive::redrive(&sqs, dlq, queue, None).await.unwrap();
+    assert_eq!(moved.moved, 1);
+    assert_eq!(queue_depth(&stack, "EmailDeadLetterQueue").await, 0);
+    drain_queue(&stack, "SmsQueue").await;
+    drain_queue(&stack, "HandlerQueue").await;
+    stack.start_consumers(FAST_POLLING).unwrap();
+    eventually(Duration::from_secs(30), "the redriven email", || async {
+        (fulfillment(&stack, &id).await.1["email"]["status"] == "sent").then_some(())
+    })
+    .await;
+    assert_eq!(emails(&stack).await.len(), 2);
+}
