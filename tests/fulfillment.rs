@@ -532,3 +532,24 @@ async fn a_dlq_redrive_gets_its_messages_processed() {
     .await;
     assert_eq!(emails(&stack).await.len(), 2);
 }
+
+#[tokio::test]
+async fn each_sample_sqs_batch_reports_only_its_malformed_record_for_retry() {
+    let stack = spawn_stack().await;
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let read = |function: &str| -> aws_lambda_events::sqs::SqsEvent {
+        let path = local_stack::repo_root().join(format!("events/{function}/sqs-batch.json"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let failed = |response: aws_lambda_events::sqs::SqsBatchResponse| -> Vec<String> {
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    };
+    let malformed = vec!["00000003-aaaa-4bbb-8ccc-dddddddddddd".to_owned()];
+    let (config, settings) = (&stack.sdk_config, &stack.settings);
+    let email = email_sender::aws_consumer(config, settings, Arc::clone(&tenants));
+    assert_eq!(failed(email.handle_batch(read("email-sender")).await), malformed);
+    let sms = sms_sender::aws_consumer(config, settings, Arc::clone(&tenants));
+    assert_eq!(failed(sms.handle_batch(read("sms-sender")).await), malformed);
+    let handler = handler_dispatch::aws_consumer(config, settings, tenants);
+    assert_eq!(failed(handler.handle_batch(read("handler-dispatch")).await), malformed);
+}

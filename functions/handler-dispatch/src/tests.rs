@@ -114,10 +114,18 @@ impl ConfigSource for Configs {
     }
 }
 
-/// The three handlers, recording (handler, target, document) and failing when told to.
+/// One call of a handler: which, to where (function, bucket/key or URL), with what.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    handler: &'static str,
+    target: String,
+    document: Value,
+}
+
+/// The three handlers, recording every call and failing when told to.
 #[derive(Clone, Default)]
 struct Handlers {
-    calls: Arc<Mutex<Vec<(&'static str, String, Value)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     /// `Some(permanent)`: every call fails.
     fail: Option<bool>,
 }
@@ -125,10 +133,10 @@ struct Handlers {
 impl Handlers {
     fn record(&self, handler: &'static str, target: &str, document: &[u8]) {
         let document = serde_json::from_slice(document).unwrap();
-        self.calls.lock().unwrap().push((handler, target.to_owned(), document));
+        self.calls.lock().unwrap().push(Call { handler, target: target.to_owned(), document });
     }
 
-    fn calls(&self) -> Vec<(&'static str, String, Value)> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }
@@ -239,7 +247,8 @@ async fn a_lambda_handler_is_invoked_once_with_the_documented_payload() {
         "action": "enroll", "form_type": FORM, "submission_id": "reading_1_abc",
         "responses": {"email": "ana@example.org", "first_name": "Ana"}, "tenant_id": TENANT, "priority": "high",
     });
-    assert_eq!(handlers.calls(), [("invoke", "Riverbend_Intake_Handler".to_owned(), expected)]);
+    let invoked = Call { handler: "invoke", target: "Riverbend_Intake_Handler".into(), document: expected };
+    assert_eq!(handlers.calls(), [invoked]);
 }
 
 #[tokio::test]
@@ -253,7 +262,10 @@ async fn a_retry_after_a_recorded_archive_does_not_archive_again() {
     assert_eq!(ledger.status(), "sent");
     let calls = handlers.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0].1, format!("riverbend-form-archive/submissions/{TENANT}/{FORM}/reading_1_abc.json"));
+    assert_eq!(
+        calls[0].target,
+        format!("riverbend-form-archive/submissions/{TENANT}/{FORM}/reading_1_abc.json")
+    );
 }
 
 #[tokio::test]
@@ -261,7 +273,7 @@ async fn an_s3_handler_without_a_bucket_archives_to_the_submissions_bucket() {
     let handlers = Handlers::default();
     let (consumer, _) = consumer(form_with(json!({"type": "s3"})), &handlers);
     consumer.handle_record(&envelope()).await;
-    assert!(handlers.calls()[0].1.starts_with(&format!("{SUBMISSIONS_BUCKET}/submissions/")));
+    assert!(handlers.calls()[0].target.starts_with(&format!("{SUBMISSIONS_BUCKET}/submissions/")));
 }
 
 #[tokio::test]
@@ -275,8 +287,11 @@ async fn the_tenants_default_fulfillment_applies_when_the_form_names_none() {
     assert_eq!(consumer.handle_record(&envelope()).await, Disposition::Ack);
     assert_eq!(ledger.status(), "sent");
     let calls = handlers.calls();
-    assert_eq!((calls[0].0, calls[0].1.as_str()), ("webhook", "https://hooks.example.org/intake?token=t"));
-    assert_eq!(calls[0].2["timestamp"], "2026-11-25T03:04:05.123Z");
+    assert_eq!(
+        (calls[0].handler, calls[0].target.as_str()),
+        ("webhook", "https://hooks.example.org/intake?token=t")
+    );
+    assert_eq!(calls[0].document["timestamp"], "2026-11-25T03:04:05.123Z");
 }
 
 #[tokio::test]
