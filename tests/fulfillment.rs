@@ -45,7 +45,11 @@ async fn submit(stack: &LocalStack, tenant_hash: &str, form_id: &str, data: Valu
     let body = json!({"tenant_hash": tenant_hash, "form_mode": true, "action": "submit_form",
                       "form_id": form_id, "form_data": data});
     let reply = post_forms(stack, &body).await;
-    let frame = reply.blocks.iter().find_map(|b| b.json().filter(|j| j["type"] == "form_complete")).unwrap_or_default();
+    let frame = reply
+        .blocks
+        .iter()
+        .find_map(|b| b.json().filter(|j| j["type"] == "form_complete"))
+        .unwrap_or_default();
     assert_eq!(frame["status"], "success", "{:?}", reply.blocks);
     frame["submissionId"].as_str().unwrap().to_owned()
 }
@@ -82,7 +86,10 @@ async fn item(stack: &LocalStack, submission_id: &str) -> HashMap<String, Attrib
 }
 
 /// A submission's status, and its channels' records as plain strings.
-async fn fulfillment(stack: &LocalStack, submission_id: &str) -> (String, HashMap<String, HashMap<String, String>>) {
+async fn fulfillment(
+    stack: &LocalStack,
+    submission_id: &str,
+) -> (String, HashMap<String, HashMap<String, String>>) {
     let item = item(stack, submission_id).await;
     let text = |v: &AttributeValue| v.as_s().or(v.as_n()).cloned().unwrap_or_default();
     let channels = item
@@ -117,7 +124,10 @@ where
 }
 
 /// Waits until every planned channel of the submission is terminal and rolled up.
-async fn fulfilled(stack: &LocalStack, submission_id: &str) -> (String, HashMap<String, HashMap<String, String>>) {
+async fn fulfilled(
+    stack: &LocalStack,
+    submission_id: &str,
+) -> (String, HashMap<String, HashMap<String, String>>) {
     eventually(Duration::from_secs(30), "the submission to roll up", || async {
         let (status, channels) = fulfillment(stack, submission_id).await;
         status.contains("fulfilled").then_some((status, channels))
@@ -182,9 +192,14 @@ async fn replay_everything(stack: &LocalStack, started_at: DateTime) {
         window: ops::time::Window::new(DateTime::from_secs(started_at.secs() - 60), now).unwrap(),
     };
     let replay = ops::replay::start_replay(&eventbridge, &request).await.unwrap();
-    let done = ops::replay::wait_for_replay(&eventbridge, replay, Duration::from_secs(30), Duration::from_millis(200))
-        .await
-        .unwrap();
+    let done = ops::replay::wait_for_replay(
+        &eventbridge,
+        replay,
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+    )
+    .await
+    .unwrap();
     assert_eq!(done.state, "COMPLETED");
 }
 
@@ -200,7 +215,8 @@ async fn a_submission_is_emailed_to_the_team_and_confirmed_to_the_applicant_with
         json!("New application: {{why_reading_buddies}}");
     put_tenant(&stack, "esc4pe000000", "ESC000001", &config).await;
     let mut data = reading_data("Ana");
-    data["why_reading_buddies"] = json!("<script>alert(1)</script> I love books\r\nBcc: attacker@example.org");
+    data["why_reading_buddies"] =
+        json!("<script>alert(1)</script> I love books\r\nBcc: attacker@example.org");
     let id = submit(&stack, "esc4pe000000", READING, data).await;
 
     let (status, channels) = fulfilled(&stack, &id).await;
@@ -215,8 +231,12 @@ async fn a_submission_is_emailed_to_the_team_and_confirmed_to_the_applicant_with
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("Priority: normal"), "{html}");
-    assert_eq!(team["destinations"]["ToAddresses"], json!(["volunteers@riverbendliteracy.org", "elliot.park@riverbendliteracy.org"]));
-    let confirmation = sent.iter().find(|m| m["subject"] == "Thanks for applying to Reading Buddies!").unwrap();
+    assert_eq!(
+        team["destinations"]["ToAddresses"],
+        json!(["volunteers@riverbendliteracy.org", "elliot.park@riverbendliteracy.org"])
+    );
+    let confirmation =
+        sent.iter().find(|m| m["subject"] == "Thanks for applying to Reading Buddies!").unwrap();
     assert_eq!(confirmation["destinations"]["ToAddresses"], json!(["ana.lopez@example.org"]));
     assert_eq!(confirmation["source"], stack.settings.ses_from_email);
 }
@@ -235,7 +255,10 @@ async fn the_sms_goes_to_the_configured_e164_number_and_every_channel_rolls_up()
     let texts = sms(&stack).await;
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert_eq!(texts[0]["phone_number"], TEAM_PHONE);
-    assert_eq!(texts[0]["message"], "RLMA: new Reading Buddy app from Ana (Weekday afternoons). Details in the volunteers inbox.");
+    assert_eq!(
+        texts[0]["message"],
+        "RLMA: new Reading Buddy app from Ana (Weekday afternoons). Details in the volunteers inbox."
+    );
     assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("1"));
 }
 
@@ -260,7 +283,9 @@ async fn with_a_limit_of_five_twenty_concurrent_submissions_send_exactly_five_sm
     let stack = Arc::new(stack);
     let submits = (0..20).map(|n| {
         let stack = Arc::clone(&stack);
-        tokio::spawn(async move { submit(&stack, "qu0ta0000000", READING, reading_data(&format!("Ana{n}"))).await })
+        tokio::spawn(async move {
+            submit(&stack, "qu0ta0000000", READING, reading_data(&format!("Ana{n}"))).await
+        })
     });
     let mut ids = Vec::new();
     for submit in submits {
@@ -299,7 +324,10 @@ fn sms_consumer_with_sns_down(stack: &LocalStack) -> sms_sender::AwsSmsConsumer 
         stack.settings.config_bucket.clone(),
     )));
     shared::consumer::Consumer::new(
-        shared::submissions::DynamoSubmissionStore::new(dynamodb.clone(), &stack.settings.form_submissions_table),
+        shared::submissions::DynamoSubmissionStore::new(
+            dynamodb.clone(),
+            &stack.settings.form_submissions_table,
+        ),
         sms_sender::SmsChannel::new(
             tenants,
             sms_sender::text::SnsTexter::new(aws_sdk_sns::Client::new(&broken)),
@@ -517,7 +545,8 @@ async fn a_dlq_redrive_gets_its_messages_processed() {
     let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
     let record = drain_queue(&stack, "EmailQueue").await[0].to_string();
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
-    let (queue, dlq) = (&stack.created["EmailQueue"].reference, &stack.created["EmailDeadLetterQueue"].reference);
+    let (queue, dlq) =
+        (&stack.created["EmailQueue"].reference, &stack.created["EmailDeadLetterQueue"].reference);
     sqs.send_message().queue_url(dlq).message_body(record).send().await.unwrap();
 
     let moved = ops::redrive::redrive(&sqs, dlq, queue, None).await.unwrap();

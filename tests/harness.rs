@@ -28,7 +28,10 @@ pub async fn spawn_fulfilling_stack() -> LocalStack {
 pub const FAST_POLLING: local_stack::consumers::Polling =
     local_stack::consumers::Polling { visibility: std::time::Duration::from_secs(1), pollers: 3 };
 
-async fn start(sweep: Option<local_stack::Sweep>, consumers: Option<local_stack::consumers::Polling>) -> LocalStack {
+async fn start(
+    sweep: Option<local_stack::Sweep>,
+    consumers: Option<local_stack::consumers::Polling>,
+) -> LocalStack {
     if std::env::var_os("TEST_LOG").is_some() {
         shared::telemetry::init();
     }

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Python tools the local stack and the checks use (moto in server
-# mode, cfn-lint, the AWS CLI) into .venv, pinned by tools/requirements.txt.
-# Re-runs pip only when the requirements change.
+# mode, cfn-lint, the AWS CLI, cargo-lambda) into .venv, pinned by
+# tools/requirements.txt, and the AWS SAM CLI into .venv-sam (its own pins
+# clash with moto's), pinned by tools/sam-requirements.txt.
+# Re-runs pip only when a requirements file changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
-requirements="$root/tools/requirements.txt"
-stamp="$venv/.requirements.sha256"
-wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+install() {
+  local venv="$1" requirements="$2"
+  local stamp="$venv/.requirements.sha256" wanted
+  wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    echo "bootstrap: creating $venv" >&2
+    python3 -m venv "$venv"
+  fi
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+    echo "bootstrap: installing $(grep -cv '^#' "$requirements") pinned Python tools into $venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$wanted" > "$stamp"
+  fi
+}
 
-if [[ ! -x "$venv/bin/python" ]]; then
-  echo "bootstrap: creating $venv" >&2
-  python3 -m venv "$venv"
-fi
-if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
-  echo "bootstrap: installing $(grep -cv '^#' "$requirements") pinned Python tools into .venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  echo "$wanted" > "$stamp"
-fi
+install "$root/.venv" "$root/tools/requirements.txt"
+install "$root/.venv-sam" "$root/tools/sam-requirements.txt"

@@ -27,5 +27,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
 
+step "sam validate --lint (no credentials needed)"
+SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1 --template template.yaml
+
 step "cargo test (unit and end-to-end)"
 cargo test --workspace --quiet

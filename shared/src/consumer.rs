@@ -69,7 +69,10 @@ pub trait Channel: Send + Sync + 'static {
     /// Longer than the side effect can take; an expired lease is taken over.
     const LEASE: Duration = Duration::from_secs(120);
 
-    fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> impl Future<Output = Result<Outcome, Failure>> + Send;
+    fn fulfil<L: FulfillmentLedger>(
+        &self,
+        job: &Job<'_, L>,
+    ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
 }
 
 /// A claimed channel of one submission.
@@ -180,7 +183,9 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
                 let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
                 self.channel.fulfil(&job).await
             }
-            Ok(None) => Ok(Outcome::Skipped { reason: "submission_deleted".into(), details: Default::default() }),
+            Ok(None) => {
+                Ok(Outcome::Skipped { reason: "submission_deleted".into(), details: Default::default() })
+            }
             Err(err) => Err(Failure::Transient(error_chain(&err))),
         };
         let (outcome, disposition) = match result {
@@ -210,17 +215,25 @@ pub async fn load_tenant<S: ConfigSource>(
 ) -> Result<Arc<Tenant>, Failure> {
     tenants.load_by_id(tenant_id).await.map_err(|err| {
         let message = error_chain(&err);
-        if err.code() == "config_unavailable" { Failure::Transient(message) } else { Failure::Permanent(message) }
+        if err.code() == "config_unavailable" {
+            Failure::Transient(message)
+        } else {
+            Failure::Permanent(message)
+        }
     })
 }
 
 /// Runs a consumer as a Lambda function fed by an SQS event source with
 /// `ReportBatchItemFailures`.
-pub async fn serve<L: FulfillmentLedger, C: Channel>(consumer: Consumer<L, C>) -> Result<(), lambda_runtime::Error> {
+pub async fn serve<L: FulfillmentLedger, C: Channel>(
+    consumer: Consumer<L, C>,
+) -> Result<(), lambda_runtime::Error> {
     let consumer = &consumer;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
+        },
+    ))
     .await
 }
 

@@ -42,7 +42,12 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
         Self { tenants, mailer }
     }
 
-    async fn send<L: FulfillmentLedger>(&self, job: &Job<'_, L>, part: &str, email: &Email) -> Result<(), Failure> {
+    async fn send<L: FulfillmentLedger>(
+        &self,
+        job: &Job<'_, L>,
+        part: &str,
+        email: &Email,
+    ) -> Result<(), Failure> {
         job.once(part, async {
             self.mailer.send(email).await.map_err(|err: MailError| {
                 let message = error_chain(&err);

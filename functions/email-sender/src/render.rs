@@ -115,5 +115,4 @@ mod tests {
             "Hi <script>alert(1)</script> "
         );
     }
-
 }

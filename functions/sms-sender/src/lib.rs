@@ -129,7 +129,12 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
                 continue;
             }
             if let Taken::Exhausted { usage: used } = self.send_within_quota(to, &message, &usage).await? {
-                tracing::warn!(tenant_id = usage.tenant_id, used, limit = usage.limit, "monthly SMS limit reached");
+                tracing::warn!(
+                    tenant_id = usage.tenant_id,
+                    used,
+                    limit = usage.limit,
+                    "monthly SMS limit reached"
+                );
                 let details = BTreeMap::from([
                     ("usage".to_owned(), used.to_string()),
                     ("limit".to_owned(), usage.limit.to_string()),

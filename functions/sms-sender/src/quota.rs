@@ -23,7 +23,12 @@ pub struct QuotaError {
 }
 
 pub trait Quota: Send + Sync + 'static {
-    fn take(&self, tenant_id: &str, month: &str, limit: u32) -> impl Future<Output = Result<Taken, QuotaError>> + Send;
+    fn take(
+        &self,
+        tenant_id: &str,
+        month: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Taken, QuotaError>> + Send;
     /// Returns a unit whose message was not sent.
     fn give_back(&self, tenant_id: &str, month: &str) -> impl Future<Output = Result<(), QuotaError>> + Send;
 }

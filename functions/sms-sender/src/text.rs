@@ -81,7 +81,8 @@ impl Texter for SnsTexter {
             .map(|_| ())
             .map_err(|err| {
                 let permanent = err.as_service_error().is_some_and(|e| {
-                    e.is_invalid_parameter_exception() || e.is_invalid_parameter_value_exception()
+                    e.is_invalid_parameter_exception()
+                        || e.is_invalid_parameter_value_exception()
                         || e.is_authorization_error_exception()
                 });
                 TextError { permanent, source: err.into() }

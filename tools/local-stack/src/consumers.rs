@@ -118,7 +118,8 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
         event.records.push(record);
     }
     let response = consumer.handle_batch(event).await;
-    let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: HashSet<&str> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
         .filter(|m| !m.message_id.as_deref().is_some_and(|id| failed.contains(id)))

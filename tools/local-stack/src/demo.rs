@@ -83,7 +83,8 @@ pub struct FulfillmentTargets {
 
 pub fn fulfillment_targets(demo_dir: &Path) -> Result<FulfillmentTargets, SeedError> {
     let path = demo_dir.join("config.json");
-    let raw = std::fs::read(&path).map_err(|source| SeedError::Read { path: path.display().to_string(), source })?;
+    let raw = std::fs::read(&path)
+        .map_err(|source| SeedError::Read { path: path.display().to_string(), source })?;
     let config: serde_json::Value = serde_json::from_slice(&raw)?;
     let fulfillments: Vec<&serde_json::Value> = config["conversational_forms"]
         .as_object()
@@ -107,9 +108,9 @@ pub async fn create_buckets(s3: &aws_sdk_s3::Client, buckets: &[String]) -> Resu
     for bucket in buckets {
         let created = s3.create_bucket().bucket(bucket).send().await;
         if let Err(err) = created {
-            let exists = err.as_service_error().is_some_and(|e| {
-                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
-            });
+            let exists = err
+                .as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
             if !exists {
                 return Err(SeedError::Put { key: bucket.clone(), source: err.into() });
             }

@@ -26,8 +26,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
     bedrock::{BedrockStandIn, StandInOptions, StandInServer},
-    lambda::LambdaStandIn,
     emulator::Emulator,
+    lambda::LambdaStandIn,
     provision::Created,
     template::Template,
 };
@@ -112,7 +112,10 @@ impl Default for StackOptions {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
             }),
-            consumers: Some(consumers::Polling { visibility: std::time::Duration::from_secs(20), pollers: 2 }),
+            consumers: Some(consumers::Polling {
+                visibility: std::time::Duration::from_secs(20),
+                pollers: 2,
+            }),
         }
     }
 }
@@ -174,8 +177,9 @@ impl LocalStack {
         let bedrock =
             BedrockStandIn::new(s3.clone(), settings.config_bucket.clone(), StandInOptions::default());
         let lambda = LambdaStandIn::new(targets.functions);
-        let bedrock_server = StandInServer::spawn_router(bedrock.router().merge(lambda.router()), bedrock_listener)
-            .map_err(|source| StackError::Listen { addr: bedrock_url.clone(), source })?;
+        let bedrock_server =
+            StandInServer::spawn_router(bedrock.router().merge(lambda.router()), bedrock_listener)
+                .map_err(|source| StackError::Listen { addr: bedrock_url.clone(), source })?;
         let qa_lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let chat = chat_stream::aws_service_with(
             &sdk_config,

@@ -267,6 +267,7 @@ async fn stack() -> LocalStack {
         host_port: 0,
         bedrock_port: 0,
         sweep: None,
+        consumers: None,
         quiet: std::env::var_os("TEST_LOG").is_none(),
     };
     LocalStack::start(options).await.expect("local stack starts")
