@@ -32,19 +32,8 @@ async fn start(
     sweep: Option<local_stack::Sweep>,
     consumers: Option<local_stack::consumers::Polling>,
 ) -> LocalStack {
-    if std::env::var_os("TEST_LOG").is_some() {
-        shared::telemetry::init();
-    }
-    let options = StackOptions {
-        repo_root: repo_root(),
-        moto_port: 0,
-        host_port: 0,
-        bedrock_port: 0,
-        // Tests sweep explicitly unless they ask, so nothing publishes behind their back.
-        sweep,
-        consumers,
-        quiet: std::env::var_os("TEST_LOG").is_none(),
-    };
+    // Tests sweep and consume explicitly unless they ask, so nothing runs behind their back.
+    let options = StackOptions { sweep, consumers, ..StackOptions::for_tests() };
     match LocalStack::start(options).await {
         Ok(stack) => stack,
         Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),

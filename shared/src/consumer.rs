@@ -11,7 +11,7 @@ use crate::{
     events::{DETAIL_TYPE, FormSubmitted, SOURCE},
     fulfillment::{Claim, FulfillmentLedger, Outcome, StoredSubmission},
     telemetry::{error_chain, now_epoch_millis},
-    tenant::{ConfigSource, Tenant, TenantLoader},
+    tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
 
 /// The standard EventBridge envelope, parsed tolerantly (moto omits `account`).
@@ -221,6 +221,22 @@ pub async fn load_tenant<S: ConfigSource>(
             Failure::Permanent(message)
         }
     })
+}
+
+/// How a consumer crate builds its consumer from the process's configuration.
+pub type Build<L, C> =
+    fn(&aws_config::SdkConfig, &crate::Settings, Arc<TenantLoader<S3ConfigSource>>) -> Consumer<L, C>;
+
+/// A consumer Lambda's `main`: settings from the environment, the SDK config,
+/// the tenant loader, then [`serve`].
+pub async fn run_from_env<L: FulfillmentLedger, C: Channel>(
+    build: Build<L, C>,
+) -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init();
+    let settings = crate::Settings::from_env()?;
+    let config = crate::aws::sdk_config(&settings).await;
+    let tenants = crate::tenant::s3_tenant_loader(&config, &settings);
+    serve(build(&config, &settings, tenants)).await
 }
 
 /// Runs a consumer as a Lambda function fed by an SQS event source with

@@ -34,13 +34,4 @@ pub fn aws_service_with(
     FormService::new(tenants, store, publisher)
 }
 
-/// The tenant loader every function builds once, over the config bucket.
-pub fn tenant_loader(
-    sdk_config: &aws_config::SdkConfig,
-    settings: &Settings,
-) -> Arc<TenantLoader<S3ConfigSource>> {
-    Arc::new(TenantLoader::new(S3ConfigSource::new(
-        shared::aws::s3_client(sdk_config),
-        settings.config_bucket.clone(),
-    )))
-}
+pub use shared::tenant::s3_tenant_loader as tenant_loader;

@@ -26,20 +26,8 @@ const READING: &str = "reading_buddy_application";
 const ARCHIVE_BUCKET: &str = "riverbend-form-archive";
 
 async fn spawn_stack() -> LocalStack {
-    if std::env::var_os("TEST_LOG").is_some() {
-        shared::telemetry::init();
-    }
-    let options = StackOptions {
-        repo_root: repo_root(),
-        moto_port: 0,
-        host_port: 0,
-        bedrock_port: 0,
-        sweep: None,
-        // The channel is called directly; no poller may take the record first.
-        consumers: None,
-        quiet: std::env::var_os("TEST_LOG").is_none(),
-    };
-    LocalStack::start(options)
+    // Nothing polls the queues: each test sees exactly what it put there.
+    LocalStack::start(StackOptions::for_tests())
         .await
         .unwrap_or_else(|err| panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)))
 }

@@ -119,6 +119,17 @@ pub struct TenantLoader<S> {
     cache: Cache<String, Arc<Tenant>>,
 }
 
+/// The tenant loader every function builds once, over the config bucket.
+pub fn s3_tenant_loader(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &crate::Settings,
+) -> Arc<TenantLoader<S3ConfigSource>> {
+    Arc::new(TenantLoader::new(S3ConfigSource::new(
+        crate::aws::s3_client(sdk_config),
+        settings.config_bucket.clone(),
+    )))
+}
+
 impl<S: ConfigSource> TenantLoader<S> {
     pub fn new(source: S) -> Self {
         Self {

@@ -7,4 +7,6 @@ mod loader;
 
 pub use config::*;
 pub use hash::{InvalidTenantHash, TenantHash};
-pub use loader::{ConfigSource, S3ConfigSource, SourceError, Tenant, TenantError, TenantLoader};
+pub use loader::{
+    ConfigSource, S3ConfigSource, SourceError, Tenant, TenantError, TenantLoader, s3_tenant_loader,
+};

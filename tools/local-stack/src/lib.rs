@@ -120,6 +120,27 @@ impl Default for StackOptions {
     }
 }
 
+impl StackOptions {
+    /// An isolated stack for one test: free ports, nothing running in the
+    /// background (no sweeper, no consumers), quiet unless `TEST_LOG` is set
+    /// (which also turns on the JSON logs).
+    pub fn for_tests() -> Self {
+        let log = std::env::var_os("TEST_LOG").is_some();
+        if log {
+            shared::telemetry::init();
+        }
+        Self {
+            moto_port: 0,
+            host_port: 0,
+            bedrock_port: 0,
+            quiet: !log,
+            sweep: None,
+            consumers: None,
+            ..Self::default()
+        }
+    }
+}
+
 /// The repository this crate was built from (the stack reads template.yaml and
 /// the demo tenant from it).
 pub fn repo_root() -> PathBuf {

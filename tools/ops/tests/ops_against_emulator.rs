@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_smithy_types::DateTime;
-use local_stack::{LocalStack, StackOptions, demo, repo_root};
+use local_stack::{LocalStack, StackOptions, demo};
 use ops::{
     redrive, replay,
     resources::{self, Consumer},
@@ -18,23 +18,10 @@ use serde_json::{Value, json};
 const STAGE: &str = "local";
 
 async fn spawn_stack() -> LocalStack {
-    if std::env::var_os("TEST_LOG").is_some() {
-        shared::telemetry::init();
-    }
-    let options = StackOptions {
-        repo_root: repo_root(),
-        moto_port: 0,
-        host_port: 0,
-        bedrock_port: 0,
-        sweep: None,
-        // Nothing consumes the queues, so each test sees exactly what the commands moved.
-        consumers: None,
-        quiet: std::env::var_os("TEST_LOG").is_none(),
-    };
-    match LocalStack::start(options).await {
-        Ok(stack) => stack,
-        Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),
-    }
+    // Nothing polls the queues: each test sees exactly what it put there.
+    LocalStack::start(StackOptions::for_tests())
+        .await
+        .unwrap_or_else(|err| panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)))
 }
 
 /// Submits the demo tenant's reading-buddy form through the host, as the widget does.

@@ -18,7 +18,7 @@ use shared::{
 };
 
 use super::{BedrockStandIn, NO_ANSWER, StandInOptions, StandInServer, StreamStatus};
-use crate::{LocalStack, REGION, StackOptions, repo_root};
+use crate::{LocalStack, REGION, StackOptions};
 
 const MODEL: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
 const DEMO_KB: &str = "RIVKB00001";
@@ -261,15 +261,7 @@ async fn a_malformed_body_gets_a_validation_exception_and_faults_can_be_set_over
 
 /// A whole stack on free ports: moto, the template's resources, the demo tenant, the stand-in.
 async fn stack() -> LocalStack {
-    let options = StackOptions {
-        repo_root: repo_root(),
-        moto_port: 0,
-        host_port: 0,
-        bedrock_port: 0,
-        sweep: None,
-        consumers: None,
-        quiet: std::env::var_os("TEST_LOG").is_none(),
-    };
+    let options = StackOptions::for_tests();
     LocalStack::start(options).await.expect("local stack starts")
 }
 
