@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::{
-    events::EventPublisher,
+    events::{EventPublisher, FormSubmitted},
     submissions::SubmissionStore,
     telemetry::{error_chain, now_epoch_millis},
 };
@@ -25,6 +25,79 @@ pub struct SweepReport {
     /// Leased by another run, or published meanwhile.
     pub skipped: usize,
     pub failed: usize,
+    /// Age of the oldest submission still in the outbox after this run (0 when
+    /// it is empty): the `OutboxOldestAgeSeconds` metric the outbox alarm watches.
+    pub oldest_pending_seconds: u64,
+}
+
+impl SweepReport {
+    /// The run's figures as one CloudWatch embedded-metric-format line.
+    pub fn metrics_line(&self, function_name: &str) -> String {
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now_epoch_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "Picasso/Outbox",
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": [
+                        {"Name": "OutboxOldestAgeSeconds", "Unit": "Seconds"},
+                        {"Name": "OutboxPublished", "Unit": "Count"},
+                        {"Name": "OutboxFailed", "Unit": "Count"},
+                    ],
+                }],
+            },
+            "FunctionName": function_name,
+            "OutboxOldestAgeSeconds": self.oldest_pending_seconds,
+            "OutboxPublished": self.published,
+            "OutboxFailed": self.failed,
+        })
+        .to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swept {
+    Published,
+    /// Leased by another run, or published meanwhile.
+    Skipped,
+    Failed,
+}
+
+/// Claims one outbox entry, publishes its event and takes it out of the outbox.
+async fn sweep_one(
+    store: &impl SubmissionStore,
+    publisher: &impl EventPublisher,
+    event: &FormSubmitted,
+    now: u128,
+) -> Swept {
+    let id = event.submission_id.as_str();
+    match store.claim(id, now, now + LEASE.as_millis()).await {
+        Ok(true) => {}
+        Ok(false) => return Swept::Skipped,
+        Err(err) => {
+            tracing::error!(submission_id = id, error = %error_chain(&err), "outbox entry not claimed");
+            return Swept::Failed;
+        }
+    }
+    if let Err(err) = publisher.publish(event).await {
+        tracing::error!(submission_id = id, error = %error_chain(&err), "still unpublished; next run retries");
+        return Swept::Failed;
+    }
+    match store.mark_published(id).await {
+        Ok(()) => Swept::Published,
+        Err(err) => {
+            tracing::error!(submission_id = id, error = %error_chain(&err), "published but still in the outbox");
+            Swept::Failed
+        }
+    }
+}
+
+/// Seconds from an RFC 3339 time to `now_ms` (0 if it does not parse or is in the future).
+fn age_seconds(time: &str, now_ms: u128) -> u64 {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let Ok(then) = DateTime::from_str(time, Format::DateTime) else { return 0 };
+    let then_ms = u128::try_from(then.to_millis().unwrap_or(0)).unwrap_or(0);
+    u64::try_from(now_ms.saturating_sub(then_ms) / 1000).unwrap_or(u64::MAX)
 }
 
 /// Publishes every outbox entry older than `grace`.
@@ -44,30 +117,15 @@ pub async fn sweep(
     };
     let mut report = SweepReport { found: pending.len(), ..SweepReport::default() };
     for event in pending {
-        let id = event.submission_id.as_str();
-        match store.claim(id, now, now + LEASE.as_millis()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                report.skipped += 1;
-                continue;
-            }
-            Err(err) => {
-                tracing::error!(submission_id = id, error = %error_chain(&err), "outbox entry not claimed");
-                report.failed += 1;
-                continue;
-            }
+        let swept = sweep_one(store, publisher, &event, now).await;
+        match swept {
+            Swept::Published => report.published += 1,
+            Swept::Skipped => report.skipped += 1,
+            Swept::Failed => report.failed += 1,
         }
-        if let Err(err) = publisher.publish(&event).await {
-            tracing::error!(submission_id = id, error = %error_chain(&err), "still unpublished; next run retries");
-            report.failed += 1;
-            continue;
-        }
-        match store.mark_published(id).await {
-            Ok(()) => report.published += 1,
-            Err(err) => {
-                tracing::error!(submission_id = id, error = %error_chain(&err), "published but still in the outbox");
-                report.failed += 1;
-            }
+        if swept != Swept::Published {
+            let age = age_seconds(&event.submitted_at, now);
+            report.oldest_pending_seconds = report.oldest_pending_seconds.max(age);
         }
     }
     tracing::info!(
@@ -78,4 +136,27 @@ pub async fn sweep(
         "outbox swept"
     );
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_age_of_a_pending_entry_is_counted_in_whole_seconds() {
+        let then = "2026-11-25T06:00:00.000Z";
+        let now = 1_795_586_400_000 + 90_500; // 06:01:30.5
+        assert_eq!(age_seconds(then, now), 90);
+        assert_eq!(age_seconds("not a time", now), 0);
+        assert_eq!(age_seconds(then, 0), 0, "a time in the future is no age");
+    }
+
+    #[test]
+    fn the_metrics_line_is_embedded_metric_format_for_the_outbox_alarm() {
+        let report = SweepReport { found: 2, published: 1, failed: 1, oldest_pending_seconds: 600, ..Default::default() };
+        let line: serde_json::Value = serde_json::from_str(&report.metrics_line("picasso-outbox-sweeper-staging")).unwrap();
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Picasso/Outbox");
+        assert_eq!(line["FunctionName"], "picasso-outbox-sweeper-staging");
+        assert_eq!(line["OutboxOldestAgeSeconds"], 600);
+    }
 }

@@ -21,9 +21,15 @@ async fn main() -> Result<(), Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(outbox_sweeper::DEFAULT_GRACE, Duration::from_secs);
-    let (store, publisher) = (&store, &publisher);
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    let (store, publisher, function_name) = (&store, &publisher, function_name.as_str());
     run(service_fn(move |_: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(outbox_sweeper::sweep(store, publisher, grace).await)
+        let report = outbox_sweeper::sweep(store, publisher, grace).await;
+        // The outbox alarm watches this metric; a run that could not read the outbox writes none.
+        if report.found > 0 || report.failed == 0 {
+            println!("{}", report.metrics_line(function_name));
+        }
+        Ok::<_, Error>(report)
     }))
     .await
 }
