@@ -83,3 +83,131 @@ fn every_consumer_queue_has_a_dead_letter_queue_with_a_depth_alarm() {
         assert!(alarmed.contains(dlq), "{dlq} has no depth alarm");
     }
 }
+
+fn functions(template: &Template) -> Vec<&local_stack::template::Resource> {
+    template.resources_of_kind("AWS::Serverless::Function").collect()
+}
+
+fn resource<'a>(template: &'a Template, logical_id: &str) -> &'a local_stack::template::Resource {
+    template
+        .resources
+        .iter()
+        .find(|r| r.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("no {logical_id}"))
+}
+
+/// The function an alarm watches (`Dimensions: [{Name: FunctionName, Value: !Ref F}]`).
+fn watched_function(alarm: &Value) -> Option<String> {
+    let dimensions = alarm["Dimensions"].as_array().cloned().or_else(|| {
+        alarm["Metrics"]
+            .as_array()?
+            .iter()
+            .find_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_array().cloned())
+    })?;
+    dimensions
+        .iter()
+        .find(|d| d["Name"] == "FunctionName")
+        .and_then(|d| d["Value"]["Ref"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn every_function_runs_on_arm64_al2023_with_tracing_and_a_live_alias() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let globals = &template.globals["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], serde_json::json!(["arm64"]));
+    assert_eq!(globals["Tracing"], "Active");
+    assert_eq!(globals["AutoPublishAlias"], "live");
+    for function in functions(&template) {
+        assert_eq!(function.metadata["BuildMethod"], "rust-cargolambda", "{}", function.logical_id);
+        assert!(
+            function.properties["Timeout"].as_u64().is_some(),
+            "{} sets its timeout",
+            function.logical_id
+        );
+        assert!(
+            function.properties["MemorySize"].as_u64().is_some(),
+            "{} sets its memory",
+            function.logical_id
+        );
+    }
+}
+
+#[test]
+fn every_function_logs_json_into_its_own_log_group_kept_30_days() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    for function in functions(&template) {
+        let logging = &function.properties["LoggingConfig"];
+        assert_eq!(logging["LogFormat"], "JSON", "{}", function.logical_id);
+        let group = resource(&template, logging["LogGroup"]["Ref"].as_str().unwrap());
+        assert_eq!(group.properties["RetentionInDays"], 30, "{}", group.logical_id);
+        let name = function.properties["FunctionName"]["Fn::Sub"].as_str().unwrap();
+        assert_eq!(group.properties["LogGroupName"]["Fn::Sub"], format!("/aws/lambda/{name}"));
+    }
+}
+
+#[test]
+fn every_function_has_error_rate_duration_and_throttle_alarms_and_rolls_back_on_them() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let alarms: Vec<_> = template.resources_of_kind("AWS::CloudWatch::Alarm").collect();
+    for function in functions(&template) {
+        let id = &function.logical_id;
+        let watching: BTreeSet<String> = alarms
+            .iter()
+            .filter(|a| watched_function(&a.properties).as_deref() == Some(id))
+            .map(|a| a.logical_id.clone())
+            .collect();
+        let metrics: BTreeSet<String> = watching
+            .iter()
+            .flat_map(|a| {
+                let alarm = &resource(&template, a).properties;
+                let single = alarm["MetricName"].as_str().map(str::to_owned);
+                let math = alarm["Metrics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["MetricStat"]["Metric"]["MetricName"].as_str().map(str::to_owned));
+                single.into_iter().chain(math).collect::<Vec<_>>()
+            })
+            .collect();
+        for metric in ["Errors", "Invocations", "Duration", "Throttles"] {
+            assert!(metrics.contains(metric), "{id}: no alarm on {metric} ({watching:?})");
+        }
+        let preference = &function.properties["DeploymentPreference"];
+        assert_eq!(preference["Type"]["Ref"], "DeploymentType", "{id}");
+        let rollback: Vec<&str> =
+            preference["Alarms"].as_array().unwrap().iter().filter_map(|a| a["Ref"].as_str()).collect();
+        assert!(!rollback.is_empty(), "{id} rolls back on no alarm");
+        for alarm in rollback {
+            assert!(watching.contains(alarm), "{id} rolls back on {alarm}, which does not watch it");
+        }
+    }
+}
+
+#[test]
+fn the_outbox_age_alarm_watches_the_metric_the_sweeper_emits() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let alarm = &resource(&template, "OutboxAgeAlarm").properties;
+    let report = outbox_sweeper::SweepReport::default();
+    let line: Value = serde_json::from_str(&report.metrics_line("f")).unwrap();
+    assert_eq!(alarm["Namespace"], line["_aws"]["CloudWatchMetrics"][0]["Namespace"]);
+    assert!(
+        line.get(alarm["MetricName"].as_str().unwrap()).is_some(),
+        "the sweeper emits {}",
+        alarm["MetricName"]
+    );
+    assert_eq!(watched_function(alarm).as_deref(), Some("OutboxSweeperFunction"));
+}
+
+#[test]
+fn the_outputs_name_the_urls_the_queues_and_the_bus() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    for output in ["ChatStreamUrl", "FormIntakeUrl", "EventBus", "FormSubmittedArchive"] {
+        assert!(template.outputs.get(output).is_some(), "no output {output}");
+    }
+    for queue in ["Email", "Sms", "Handler"] {
+        for kind in ["QueueUrl", "DeadLetterQueueUrl"] {
+            assert!(template.outputs.get(format!("{queue}{kind}")).is_some(), "no output {queue}{kind}");
+        }
+    }
+}

@@ -153,8 +153,15 @@ mod tests {
 
     #[test]
     fn the_metrics_line_is_embedded_metric_format_for_the_outbox_alarm() {
-        let report = SweepReport { found: 2, published: 1, failed: 1, oldest_pending_seconds: 600, ..Default::default() };
-        let line: serde_json::Value = serde_json::from_str(&report.metrics_line("picasso-outbox-sweeper-staging")).unwrap();
+        let report = SweepReport {
+            found: 2,
+            published: 1,
+            failed: 1,
+            oldest_pending_seconds: 600,
+            ..Default::default()
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&report.metrics_line("picasso-outbox-sweeper-staging")).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Picasso/Outbox");
         assert_eq!(line["FunctionName"], "picasso-outbox-sweeper-staging");
         assert_eq!(line["OutboxOldestAgeSeconds"], 600);

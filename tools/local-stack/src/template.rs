@@ -41,6 +41,9 @@ pub struct Template {
     pub mappings: Value,
     /// In template order.
     pub resources: Vec<Resource>,
+    /// `Globals` and `Outputs`, unevaluated (for checks of the template itself).
+    pub globals: Value,
+    pub outputs: Value,
 }
 
 impl Template {
@@ -75,7 +78,14 @@ impl Template {
                 metadata: spec.get("Metadata").cloned().unwrap_or(Value::Null),
             })
             .collect();
-        Ok(Self { parameters, mappings: doc.get("Mappings").cloned().unwrap_or(Value::Null), resources })
+        let section = |name: &str| doc.get(name).cloned().unwrap_or(Value::Null);
+        Ok(Self {
+            parameters,
+            mappings: section("Mappings"),
+            resources,
+            globals: section("Globals"),
+            outputs: section("Outputs"),
+        })
     }
 
     /// Overrides a parameter (e.g. `Stage=local`).
