@@ -211,3 +211,40 @@ fn the_outputs_name_the_urls_the_queues_and_the_bus() {
         }
     }
 }
+
+/// `Name=Value` overrides of one samconfig.toml environment (the file's
+/// `parameter_overrides` lists hold one quoted pair per line).
+fn overrides(samconfig: &str, environment: &str) -> Vec<(String, String)> {
+    let section = format!("[{environment}.deploy.parameters]");
+    let body = samconfig.split(&section).nth(1).unwrap_or_default();
+    let body = body.split("\n[").next().unwrap_or_default();
+    body.lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix('"')?.split_once('"'))
+        .filter_map(|(pair, _)| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+#[test]
+fn staging_and_production_name_every_seed_resource_with_template_parameters() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let samconfig = std::fs::read_to_string(repo_root().join("samconfig.toml")).unwrap();
+    for (environment, suffix) in [("staging", "-staging"), ("production", "")] {
+        let pairs = overrides(&samconfig, environment);
+        for (name, _) in &pairs {
+            assert!(
+                template.parameters.contains_key(name),
+                "{environment}: {name} is not a template parameter"
+            );
+        }
+        let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(value("Stage"), Some(environment));
+        assert_eq!(value("ConfigBucketName"), Some(format!("myrecruiter-picasso{suffix}").as_str()));
+        assert_eq!(
+            value("FormSubmissionsTableName"),
+            Some(format!("picasso-form-submissions{suffix}").as_str())
+        );
+        assert_eq!(value("SmsUsageTableName"), Some(format!("picasso-sms-usage{suffix}").as_str()));
+        assert!(value("EventBusName").is_some() && value("SubmissionsBucketName").is_some(), "{environment}");
+    }
+}
