@@ -248,3 +248,38 @@ fn staging_and_production_name_every_seed_resource_with_template_parameters() {
         assert!(value("EventBusName").is_some() && value("SubmissionsBucketName").is_some(), "{environment}");
     }
 }
+
+#[test]
+fn each_consumer_queue_feeds_its_live_alias_with_partial_batch_responses_and_no_broad_sqs_policy() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    for function in functions(&template) {
+        let events = function.properties["Events"].as_object().cloned().unwrap_or_default();
+        assert!(
+            events.values().all(|e| e["Type"] != "SQS"),
+            "{}: a SAM SQS event would attach AWSLambdaSQSQueueExecutionRole (every queue)",
+            function.logical_id
+        );
+    }
+    let mappings: Vec<_> = template.resources_of_kind("AWS::Lambda::EventSourceMapping").collect();
+    for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
+        let feeding: Vec<_> =
+            mappings.iter().filter(|m| m.properties["EventSourceArn"]["Fn::GetAtt"][0] == queue).collect();
+        assert_eq!(feeding.len(), 1, "{queue}");
+        let mapping = &feeding[0].properties;
+        assert_eq!(
+            mapping["FunctionResponseTypes"],
+            serde_json::json!(["ReportBatchItemFailures"]),
+            "{queue}"
+        );
+        assert_eq!(mapping["BatchSize"], 10, "{queue}");
+        let target = mapping["FunctionName"]["Ref"].as_str().unwrap();
+        let function =
+            target.strip_suffix(".Alias").unwrap_or_else(|| panic!("{queue} feeds {target}, not its alias"));
+        let poller = resource(&template, function).properties["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|p| p["SQSPollerPolicy"]["QueueName"]["Fn::GetAtt"][0].as_str().map(str::to_owned));
+        assert_eq!(poller.as_deref(), Some(queue), "{function} may poll exactly its own queue");
+    }
+}
