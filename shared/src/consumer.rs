@@ -61,6 +61,14 @@ pub enum Failure {
     Transient(String),
 }
 
+impl Failure {
+    /// An error as a failure of the given kind, its whole source chain kept as text.
+    pub fn of(err: &(dyn std::error::Error + 'static), permanent: bool) -> Self {
+        let message = error_chain(err);
+        if permanent { Self::Permanent(message) } else { Self::Transient(message) }
+    }
+}
+
 /// One fulfillment channel (`email`, `sms`, `handler`): the side effect a
 /// consumer performs once it holds the channel's lease.
 pub trait Channel: Send + Sync + 'static {
@@ -183,9 +191,7 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
                 let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
                 self.channel.fulfil(&job).await
             }
-            Ok(None) => {
-                Ok(Outcome::Skipped { reason: "submission_deleted".into(), details: Default::default() })
-            }
+            Ok(None) => Ok(Outcome::skipped("submission_deleted")),
             Err(err) => Err(Failure::Transient(error_chain(&err))),
         };
         let (outcome, disposition) = match result {

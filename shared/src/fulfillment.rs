@@ -54,6 +54,16 @@ pub enum Outcome {
     Failed { error: String },
 }
 
+impl Outcome {
+    pub fn skipped(reason: &str) -> Self {
+        Self::skipped_with(reason, BTreeMap::new())
+    }
+
+    pub fn skipped_with(reason: &str, details: BTreeMap<String, String>) -> Self {
+        Self::Skipped { reason: reason.to_owned(), details }
+    }
+}
+
 pub trait FulfillmentLedger: Send + Sync + 'static {
     fn load(
         &self,

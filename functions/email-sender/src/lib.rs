@@ -13,7 +13,6 @@ use shared::{
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
     mail::{Email, MailError, Mailer, SesMailer},
     submissions::DynamoSubmissionStore,
-    telemetry::error_chain,
     tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
 
@@ -49,10 +48,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
         email: &Email,
     ) -> Result<(), Failure> {
         job.once(part, async {
-            self.mailer.send(email).await.map_err(|err: MailError| {
-                let message = error_chain(&err);
-                if err.permanent { Failure::Permanent(message) } else { Failure::Transient(message) }
-            })
+            self.mailer.send(email).await.map_err(|err: MailError| Failure::of(&err, err.permanent))
         })
         .await
     }
@@ -90,11 +86,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
             self.send(job, "confirmation", &email).await?;
             sent_any = true;
         }
-        Ok(if sent_any {
-            Outcome::Sent
-        } else {
-            Outcome::Skipped { reason: "no_recipients".into(), details: Default::default() }
-        })
+        Ok(if sent_any { Outcome::Sent } else { Outcome::skipped("no_recipients") })
     }
 }
 

@@ -13,7 +13,6 @@ use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
     fulfillment::{FulfillmentLedger, Outcome},
     submissions::DynamoSubmissionStore,
-    telemetry::error_chain,
     tenant::{ConfigSource, Fulfillment, S3ConfigSource, TenantLoader},
 };
 
@@ -82,7 +81,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
             self.invoker
                 .invoke_event(function, payload.into_bytes())
                 .await
-                .map_err(|err| failure(&err, err.permanent))?;
+                .map_err(|err| Failure::of(&err, err.permanent))?;
             tracing::info!(submission_id = submission.submission_id, function, "handler function invoked");
             Ok(())
         })
@@ -103,7 +102,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
             self.archive
                 .put(bucket, &key, document.into_bytes())
                 .await
-                .map_err(|err| failure(&err, err.permanent))?;
+                .map_err(|err| Failure::of(&err, err.permanent))?;
             tracing::info!(submission_id = submission.submission_id, bucket, key, "submission archived");
             Ok(())
         })
@@ -128,7 +127,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
                 .webhook
                 .post(url, body.into_bytes())
                 .await
-                .map_err(|err| failure(&err, err.is_permanent()))?;
+                .map_err(|err| Failure::of(&err, err.is_permanent()))?;
             tracing::info!(
                 submission_id = submission.submission_id,
                 host = delivered.host,
@@ -155,14 +154,14 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
             .and_then(|f| Some((f, f.kind.as_deref()?)))
             .filter(|(_, kind)| !kind.trim().is_empty())
         else {
-            return Ok(skipped("no_handler", BTreeMap::new()));
+            return Ok(Outcome::skipped("no_handler"));
         };
         match kind {
             "lambda" => self.invoke(job, fulfillment).await?,
             "s3" => self.archive(job, fulfillment).await?,
             "webhook" => self.post(job, fulfillment).await?,
             other => {
-                return Ok(skipped(
+                return Ok(Outcome::skipped_with(
                     "unknown_handler_type",
                     BTreeMap::from([("type".to_owned(), other.to_owned())]),
                 ));
@@ -170,15 +169,6 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
         }
         Ok(Outcome::Sent)
     }
-}
-
-fn skipped(reason: &str, details: BTreeMap<String, String>) -> Outcome {
-    Outcome::Skipped { reason: reason.to_owned(), details }
-}
-
-fn failure(err: &(dyn std::error::Error + 'static), permanent: bool) -> Failure {
-    let message = error_chain(err);
-    if permanent { Failure::Permanent(message) } else { Failure::Transient(message) }
 }
 
 #[cfg(test)]

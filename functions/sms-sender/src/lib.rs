@@ -19,7 +19,7 @@ use shared::{
 
 use crate::{
     quota::{DynamoQuota, Quota, Taken},
-    text::{SnsTexter, TextError, Texter, fit_one_segment, is_e164},
+    text::{SnsTexter, Texter, fit_one_segment, is_e164},
 };
 
 /// The consumer the Lambda runs and the local host polls with.
@@ -61,7 +61,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
             if let Err(undo) = self.quota.give_back(usage.tenant_id, usage.month).await {
                 tracing::error!(error = %error_chain(&undo), "a unit of SMS quota was not given back");
             }
-            return Err(text_failure(err));
+            return Err(Failure::of(&err, err.permanent));
         }
         Ok(taken)
     }
@@ -75,15 +75,6 @@ struct Usage<'a> {
 
 fn transient(err: impl std::error::Error) -> Failure {
     Failure::Transient(error_chain(&err))
-}
-
-fn text_failure(err: TextError) -> Failure {
-    let message = error_chain(&err);
-    if err.permanent { Failure::Permanent(message) } else { Failure::Transient(message) }
-}
-
-fn skipped(reason: &str, details: BTreeMap<String, String>) -> Outcome {
-    Outcome::Skipped { reason: reason.to_owned(), details }
 }
 
 impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
@@ -102,7 +93,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             None => (fulfillment.map(|f| f.sms_to.0.clone()).unwrap_or_default(), None, SmsWhen::Always),
         };
         if when == SmsWhen::HighPriority && submission.priority != "high" {
-            return Ok(skipped("not_high_priority", BTreeMap::new()));
+            return Ok(Outcome::skipped("not_high_priority"));
         }
         let (valid, invalid): (Vec<_>, Vec<_>) = recipients.iter().partition(|to| is_e164(to));
         for to in &invalid {
@@ -140,7 +131,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
                     ("limit".to_owned(), usage.limit.to_string()),
                     ("month".to_owned(), month.clone()),
                 ]);
-                return Ok(skipped("monthly_limit_reached", details));
+                return Ok(Outcome::skipped_with("monthly_limit_reached", details));
             }
             tracing::info!(to = mask_phone(to), "SMS sent");
             job.record(&part).await?;
