@@ -582,3 +582,20 @@ async fn each_sample_sqs_batch_reports_only_its_malformed_record_for_retry() {
     let handler = handler_dispatch::aws_consumer(config, settings, tenants);
     assert_eq!(failed(handler.handle_batch(read("handler-dispatch")).await), malformed);
 }
+
+#[tokio::test]
+async fn a_lambda_handler_that_does_not_exist_is_recorded_failed_and_not_retried() {
+    let stack = spawn_fulfilling_stack().await;
+    let mut config = demo_config();
+    config["conversational_forms"][MENTOR]["fulfillment"]["function"] = json!("Missing_Intake_Handler");
+    put_tenant(&stack, "n0hand1er000", "NOHANDLER1", &config).await;
+    let id = submit(&stack, "n0hand1er000", MENTOR, mentor_data()).await;
+    let (status, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(status, "partially_fulfilled");
+    let handler = &channels["handler"];
+    assert_eq!((handler["status"].as_str(), handler["attempts"].as_str()), ("failed", "1"), "{handler:?}");
+    assert!(handler["last_error"].contains("Missing_Intake_Handler"), "{handler:?}");
+    settled(&stack).await;
+    assert_eq!(queue_depth(&stack, "HandlerDeadLetterQueue").await, 0, "a permanent failure is not dead-lettered");
+    assert!(stack.lambda.invocations().is_empty());
+}

@@ -28,5 +28,6 @@ echo
 "$bench" first-token --requests "${BENCH_REQUESTS:-200}"
 "$bench" cold-start --binary "$binary" --starts "${BENCH_STARTS:-50}"
 "$bench" forms --submissions "${BENCH_SUBMISSIONS:-500}"
+"$bench" fulfillment --submissions "${BENCH_FULFILLMENTS:-200}"
 "$bench" rss --binary "$binary" --chats "${BENCH_CHATS:-1000}"
 echo "size: $(stat -c %s "$binary") bytes unzipped binary, $(stat -c %s "$zip") bytes zipped ($zip)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python tools the local stack and the checks use (moto in server
 # mode, cfn-lint, the AWS CLI, cargo-lambda) into .venv, pinned by
-# tools/requirements.txt, and the AWS SAM CLI into .venv-sam (its own pins
-# clash with moto's), pinned by tools/sam-requirements.txt.
+# tools/requirements.txt, and the AWS SAM CLI into .venv-sam (kept apart so
+# its pinned dependencies cannot move moto's), pinned by tools/sam-requirements.txt.
 # Re-runs pip only when a requirements file changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

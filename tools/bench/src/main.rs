@@ -15,6 +15,7 @@
 //!       fake Runtime API, against the local stack.
 
 mod forms;
+mod fulfillment;
 mod runtime_api;
 
 use std::{
@@ -35,9 +36,10 @@ async fn main() -> Result<(), Error> {
         Some("first-token") => first_token(count("--requests", 200)).await,
         Some("cold-start") => cold_start(binary(flag("--binary"))?, count("--starts", 50)).await,
         Some("forms") => forms::run(count("--submissions", 500)).await,
+        Some("fulfillment") => fulfillment::run(count("--submissions", 200)).await,
         Some("rss") => rss(binary(flag("--binary"))?, count("--chats", 1_000)).await,
         _ => Err(
-            "usage: bench first-token|cold-start|rss [--requests N] [--starts N] [--chats N] [--binary PATH]"
+            "usage: bench first-token|cold-start|forms|fulfillment|rss [--requests N] [--starts N] [--submissions N] [--chats N] [--binary PATH]"
                 .into(),
         ),
     }
