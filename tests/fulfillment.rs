@@ -596,6 +596,10 @@ async fn a_lambda_handler_that_does_not_exist_is_recorded_failed_and_not_retried
     assert_eq!((handler["status"].as_str(), handler["attempts"].as_str()), ("failed", "1"), "{handler:?}");
     assert!(handler["last_error"].contains("Missing_Intake_Handler"), "{handler:?}");
     settled(&stack).await;
-    assert_eq!(queue_depth(&stack, "HandlerDeadLetterQueue").await, 0, "a permanent failure is not dead-lettered");
+    assert_eq!(
+        queue_depth(&stack, "HandlerDeadLetterQueue").await,
+        0,
+        "a permanent failure is not dead-lettered"
+    );
     assert!(stack.lambda.invocations().is_empty());
 }
