@@ -13,6 +13,11 @@ use super::{
 
 const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 const CACHE_CAPACITY: u64 = 512;
+/// How long a hash that maps to no tenant is answered from memory: a flood of
+/// made-up hashes costs one S3 read each per half minute, and a tenant created
+/// just after a miss is served within that time.
+const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+const UNKNOWN_CAPACITY: u64 = 10_000;
 
 /// A loaded tenant: its public hash, its internal id and its config.
 #[derive(Debug)]
@@ -117,6 +122,8 @@ pub struct TenantLoader<S> {
     source: Arc<S>,
     /// Keyed by `h:<hash>` (widget requests) or `id:<tenant_id>` (consumers).
     cache: Cache<String, Arc<Tenant>>,
+    /// Keys of recent `tenant_not_found` answers (the cache above keeps only successes).
+    unknown: Cache<String, ()>,
 }
 
 /// The tenant loader every function builds once, over the config bucket.
@@ -135,6 +142,7 @@ impl<S: ConfigSource> TenantLoader<S> {
         Self {
             source: Arc::new(source),
             cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
+            unknown: Cache::builder().max_capacity(UNKNOWN_CAPACITY).time_to_live(UNKNOWN_TTL).build(),
         }
     }
 
@@ -142,14 +150,20 @@ impl<S: ConfigSource> TenantLoader<S> {
     /// it becomes part of any object key.
     pub async fn load(&self, raw_hash: &str) -> Result<Arc<Tenant>, TenantError> {
         let hash = TenantHash::parse(raw_hash)?;
+        let key = format!("h:{hash}");
+        if self.unknown.contains_key(&key) {
+            return Err(TenantError::NotFound(hash));
+        }
         let source = Arc::clone(&self.source);
-        self.cache
-            .try_get_with(
-                format!("h:{hash}"),
-                async move { resolve(source.as_ref(), hash).await.map(Arc::new) },
-            )
+        let loaded = self
+            .cache
+            .try_get_with(key.clone(), async move { resolve(source.as_ref(), hash).await.map(Arc::new) })
             .await
-            .map_err(Arc::unwrap_or_clone)
+            .map_err(Arc::unwrap_or_clone);
+        if let Err(TenantError::NotFound(_)) = &loaded {
+            self.unknown.insert(key, ()).await;
+        }
+        loaded
     }
 
     /// Loads a tenant by its internal id, as the fulfillment consumers know it
@@ -280,6 +294,17 @@ mod tests {
             self.requested.lock().unwrap().push(key.to_owned());
             Ok(self.objects.get(key).cloned())
         }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_hash_asked_again_is_answered_without_another_read() {
+        let source = MemorySource::with(&[]);
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        for _ in 0..3 {
+            assert!(matches!(loader.load("nobody").await, Err(TenantError::NotFound(_))));
+        }
+        assert_eq!(requested.lock().unwrap().as_slice(), ["mappings/nobody.json"]);
     }
 
     #[tokio::test]
