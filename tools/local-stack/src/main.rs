@@ -54,12 +54,16 @@ fn print_banner(stack: &LocalStack) {
          \n  local host      {host}   (GET /healthz, GET /outbox)\
          \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...)\
          \n  Bedrock         {bedrock}   (ConverseStream, Retrieve; GET /_standin/streams)\
+         \n  Lambda          {bedrock}   (handler Invoke; GET /_standin/invocations)\
+         \n  fulfillment     email, SMS and handler consumers polling their queues\
          \n  config bucket   s3://{bucket}   demo tenant_hash {hash}\
          \n  tables          {subs}, {sms}\
          \n  event bus       {bus}\
          \n\nTo point a function or the AWS CLI at it:\
          \n  export AWS_ENDPOINT_URL={aws} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test\
          \n  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={bedrock} AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME={bedrock}\
+         \n  export AWS_ENDPOINT_URL_LAMBDA={bedrock} WEBHOOK_ALLOW_PRIVATE=true\
+         \n  cargo run -q -p ops --bin picasso-ops -- status <submissionId>   (replay, redrive, sms-usage)\
          \n\nCtrl-C stops everything.",
         host = stack.host_url(),
         aws = stack.endpoint,
