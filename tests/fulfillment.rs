@@ -309,20 +309,10 @@ async fn with_a_limit_of_five_twenty_concurrent_submissions_send_exactly_five_sm
 }
 
 /// An SMS consumer whose SNS endpoint refuses connections, as when SNS is down.
-fn sms_consumer_with_sns_down(stack: &LocalStack) -> sms_sender::AwsSmsConsumer {
-    let broken = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
-        .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
-            aws_sdk_sns::config::Credentials::new("test", "test", None, None, "test"),
-        ))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
+async fn sms_consumer_with_sns_down(stack: &LocalStack) -> sms_sender::AwsSmsConsumer {
+    let broken = shared::aws::emulator_sdk_config("http://127.0.0.1:9", &stack.settings.region).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
-    let tenants = Arc::new(shared::tenant::TenantLoader::new(shared::tenant::S3ConfigSource::new(
-        shared::aws::s3_client(&stack.sdk_config),
-        stack.settings.config_bucket.clone(),
-    )));
+    let tenants = shared::tenant::s3_tenant_loader(&stack.sdk_config, &stack.settings);
     shared::consumer::Consumer::new(
         shared::submissions::DynamoSubmissionStore::new(
             dynamodb.clone(),
@@ -350,7 +340,7 @@ async fn a_failed_sms_send_gives_its_unit_back_and_the_retry_sends_it_once() {
     let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
     let record = sms_record(&stack).await;
 
-    let down = sms_consumer_with_sns_down(&stack);
+    let down = sms_consumer_with_sns_down(&stack).await;
     assert_eq!(down.handle_record(&record).await, Disposition::Retry);
     assert_eq!(sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(), Some("0"), "the unit is given back");
     let (_, channels) = fulfillment(&stack, &id).await;

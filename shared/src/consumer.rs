@@ -167,8 +167,9 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
         if !event.channels.iter().any(|c| c == channel) {
             return Disposition::Ack;
         }
-        match self.ledger.claim(id, channel, now_epoch_millis(), C::LEASE.as_millis()).await {
-            Ok(Claim::Acquired) => {}
+        let submission = match self.ledger.claim(id, channel, now_epoch_millis(), C::LEASE.as_millis()).await
+        {
+            Ok(Claim::Acquired(submission)) => submission,
             Ok(Claim::Done) => {
                 tracing::info!(channel, submission_id = id, replay, "already done; nothing to do");
                 return Disposition::Ack;
@@ -185,15 +186,9 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
                 tracing::error!(channel, submission_id = id, error = %error_chain(&err), "channel not claimed");
                 return Disposition::Retry;
             }
-        }
-        let result = match self.ledger.load(id).await {
-            Ok(Some(submission)) => {
-                let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
-                self.channel.fulfil(&job).await
-            }
-            Ok(None) => Ok(Outcome::skipped("submission_deleted")),
-            Err(err) => Err(Failure::Transient(error_chain(&err))),
         };
+        let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
+        let result = self.channel.fulfil(&job).await;
         let (outcome, disposition) = match result {
             Ok(outcome) => (outcome, Disposition::Ack),
             Err(Failure::Permanent(error)) => (Outcome::Failed { error }, Disposition::Ack),

@@ -5,9 +5,13 @@
 
 use std::{collections::BTreeMap, future::Future};
 
-use aws_sdk_dynamodb::{error::SdkError, types::AttributeValue};
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    types::{AttributeValue, ReturnValue},
+};
 
 use crate::{
+    events::FormSubmitted,
     submissions::{DynamoSubmissionStore, StoreError},
     telemetry::now_rfc3339,
 };
@@ -31,13 +35,27 @@ impl StoredSubmission {
     pub fn part_done(&self, channel: &str, part: &str) -> bool {
         self.fulfillment.get(channel).is_some_and(|record| record.contains_key(&format!("{part}_done_at")))
     }
+
+    /// The FormSubmitted event this submission is published as.
+    pub fn event(&self) -> FormSubmitted {
+        FormSubmitted {
+            schema_version: 1,
+            submission_id: self.submission_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            form_id: self.form_id.clone(),
+            priority: self.priority.clone(),
+            submitted_at: self.submitted_at.clone(),
+            channels: self.channels.clone(),
+        }
+    }
 }
 
 /// The outcome of trying to take a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Ours until the lease ends: do the side effect.
-    Acquired,
+    /// Ours until the lease ends: do the side effect. Carries the submission
+    /// as the claim left it, so the consumer reads nothing more.
+    Acquired(Box<StoredSubmission>),
     /// Already sent or skipped: acknowledge and do nothing.
     Done,
     /// Another delivery holds an unexpired lease: try again later.
@@ -65,10 +83,6 @@ impl Outcome {
 }
 
 pub trait FulfillmentLedger: Send + Sync + 'static {
-    fn load(
-        &self,
-        submission_id: &str,
-    ) -> impl Future<Output = Result<Option<StoredSubmission>, StoreError>> + Send;
     fn claim(
         &self,
         submission_id: &str,
@@ -140,7 +154,8 @@ fn parse(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubm
 const TERMINAL: [&str; 3] = ["sent", "skipped", "failed"];
 
 impl DynamoSubmissionStore {
-    async fn get(&self, submission_id: &str) -> Result<Option<StoredSubmission>, StoreError> {
+    /// A stored submission as consumers see it (`None` if there is none).
+    pub async fn load(&self, submission_id: &str) -> Result<Option<StoredSubmission>, StoreError> {
         let output = self
             .client()
             .get_item()
@@ -153,8 +168,10 @@ impl DynamoSubmissionStore {
         Ok(output.item.as_ref().filter(|item| item.contains_key("form_id")).map(parse))
     }
 
-    async fn roll_up(&self, submission_id: &str) -> Result<(), StoreError> {
-        let Some(submission) = self.get(submission_id).await? else { return Ok(()) };
+    /// Sets the submission's status once every planned channel has ended,
+    /// judged from the item as `finish` left it.
+    async fn roll_up(&self, submission: &StoredSubmission) -> Result<(), StoreError> {
+        let submission_id = submission.submission_id.as_str();
         let statuses: Vec<&str> = submission
             .channels
             .iter()
@@ -187,10 +204,6 @@ impl DynamoSubmissionStore {
 }
 
 impl FulfillmentLedger for DynamoSubmissionStore {
-    async fn load(&self, submission_id: &str) -> Result<Option<StoredSubmission>, StoreError> {
-        self.get(submission_id).await
-    }
-
     async fn claim(
         &self,
         submission_id: &str,
@@ -223,12 +236,18 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":at", s(&now_rfc3339()))
             .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match claimed {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(output) => match output.attributes.as_ref() {
+                Some(item) => Ok(Claim::Acquired(Box::new(parse(item)))),
+                None => {
+                    Err(StoreError { operation: "UpdateItem", source: "the claim returned no item".into() })
+                }
+            },
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let Some(submission) = self.get(submission_id).await? else { return Ok(Claim::Missing) };
+                let Some(submission) = self.load(submission_id).await? else { return Ok(Claim::Missing) };
                 let status = submission.fulfillment.get(channel).and_then(|r| r.get("status")).cloned();
                 Ok(match status.as_deref() {
                     Some("sent" | "skipped") => Claim::Done,
@@ -286,7 +305,15 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                 .expression_attribute_values(format!(":d{n}"), s(value));
         }
         expression.push_str(" REMOVE fulfillment.#c.lease_until");
-        request.update_expression(expression).send().await.map_err(error("UpdateItem"))?;
-        self.roll_up(submission_id).await
+        let finished = request
+            .update_expression(expression)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(error("UpdateItem"))?;
+        match finished.attributes.as_ref() {
+            Some(item) => self.roll_up(&parse(item)).await,
+            None => Ok(()),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::{
 use serde_json::{Value, json};
 use shared::{
     consumer::{Consumer, Disposition},
-    events::{DETAIL_TYPE, FormSubmitted, SOURCE},
+    events::{DETAIL_TYPE, SOURCE},
     fulfillment::{Claim, FulfillmentLedger, Outcome, StoredSubmission},
     submissions::StoreError,
     tenant::{ConfigSource, SourceError, TenantLoader},
@@ -66,10 +66,6 @@ impl Ledger {
 }
 
 impl FulfillmentLedger for Ledger {
-    async fn load(&self, _: &str) -> Result<Option<StoredSubmission>, StoreError> {
-        Ok(Some(self.0.lock().unwrap().clone()))
-    }
-
     async fn claim(&self, _: &str, channel: &str, _: u128, _: u128) -> Result<Claim, StoreError> {
         let mut submission = self.0.lock().unwrap();
         let record = submission.fulfillment.get_mut(channel).unwrap();
@@ -77,7 +73,7 @@ impl FulfillmentLedger for Ledger {
             return Ok(Claim::Done);
         }
         record.insert("status".into(), "in_progress".into());
-        Ok(Claim::Acquired)
+        Ok(Claim::Acquired(Box::new(submission.clone())))
     }
 
     async fn part_done(&self, _: &str, channel: &str, part: &str) -> Result<(), StoreError> {
@@ -202,15 +198,7 @@ fn form_with(fulfillment: Value) -> Value {
 
 fn envelope() -> String {
     let submission = submission();
-    let event = FormSubmitted {
-        schema_version: 1,
-        submission_id: submission.submission_id,
-        tenant_id: submission.tenant_id,
-        form_id: submission.form_id,
-        priority: submission.priority,
-        submitted_at: submission.submitted_at,
-        channels: submission.channels,
-    };
+    let event = submission.event();
     json!({"version": "0", "id": "e-1", "detail-type": DETAIL_TYPE, "source": SOURCE, "detail": event})
         .to_string()
 }

@@ -15,8 +15,8 @@ use local_stack::{LocalStack, StackOptions, demo, repo_root};
 use serde_json::{Value, json};
 use shared::{
     consumer::Disposition,
-    events::{DETAIL_TYPE, FormSubmitted, SOURCE},
-    fulfillment::{FulfillmentLedger, StoredSubmission},
+    events::{DETAIL_TYPE, SOURCE},
+    fulfillment::StoredSubmission,
     submissions::DynamoSubmissionStore,
     tenant::{S3ConfigSource, TenantLoader},
 };
@@ -97,15 +97,7 @@ async fn record_body(stack: &LocalStack, submission_id: &str) -> String {
         "handler is planned: {:?}",
         submission.channels
     );
-    let event = FormSubmitted {
-        schema_version: 1,
-        submission_id: submission.submission_id,
-        tenant_id: submission.tenant_id,
-        form_id: submission.form_id,
-        priority: submission.priority,
-        submitted_at: submission.submitted_at,
-        channels: submission.channels,
-    };
+    let event = submission.event();
     json!({"version": "0", "id": "e-1", "detail-type": DETAIL_TYPE, "source": SOURCE, "time": "t",
            "region": "us-east-1", "resources": [], "detail": event})
     .to_string()

@@ -57,6 +57,21 @@ impl EventPublisher for TimedPublisher {
     }
 }
 
+/// Posts submission `n` through the local host's `/forms`; any answer but
+/// `form_complete` is an error.
+pub(crate) async fn submit_through_host(
+    client: &reqwest::Client,
+    stack: &local_stack::LocalStack,
+    n: usize,
+) -> Result<(), Error> {
+    let body =
+        client.post(format!("{}/forms", stack.host_url())).body(submission(n)).send().await?.text().await?;
+    if !body.contains("form_complete") {
+        return Err(format!("submission {n} failed: {body}").into());
+    }
+    Ok(())
+}
+
 fn submission(n: usize) -> String {
     json!({
         "tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
@@ -76,17 +91,8 @@ pub async fn run(submissions: usize) -> Result<(), Error> {
     let mut through_host = Vec::with_capacity(submissions);
     for n in 0..submissions {
         let started = Instant::now();
-        let body = client
-            .post(format!("{}/forms", stack.host_url()))
-            .body(submission(n))
-            .send()
-            .await?
-            .text()
-            .await?;
+        submit_through_host(&client, &stack, n).await?;
         through_host.push(started.elapsed());
-        if !body.contains("form_complete") {
-            return Err(format!("submission {n} failed: {body}").into());
-        }
     }
 
     let waited = Waited::default();

@@ -5,25 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::{Error, forms::submit_through_host, report};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_types::date_time::{DateTime, Format};
 use local_stack::{LocalStack, StackOptions, consumers::Polling};
-use serde_json::json;
-
-use crate::{Error, report};
-
-fn submission(n: usize) -> String {
-    json!({
-        "tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
-        "form_id": "reading_buddy_application",
-        "form_data": {
-            "age_18_plus": "yes", "first_name": format!("Ana{n}"), "last_name": "Lopez", "email": "ana.lopez@example.org",
-            "phone": "+1 (503) 555-0199", "zip_code": "97412", "availability": "Weekday afternoons",
-            "why_reading_buddies": "I loved reading with my grandmother and want to pass that on to kids."
-        }
-    })
-    .to_string()
-}
 
 fn millis(time: &str) -> Option<i64> {
     DateTime::from_str(time, Format::DateTime).ok()?.to_millis().ok()
@@ -76,16 +61,7 @@ pub async fn run(submissions: usize) -> Result<(), Error> {
     let client = reqwest::Client::new();
     let started = Instant::now();
     for n in 0..submissions {
-        let body = client
-            .post(format!("{}/forms", stack.host_url()))
-            .body(submission(n))
-            .send()
-            .await?
-            .text()
-            .await?;
-        if !body.contains("form_complete") {
-            return Err(format!("submission {n} failed: {body}").into());
-        }
+        submit_through_host(&client, &stack, n).await?;
     }
     let mut latencies = fulfilled(&stack, submissions, Duration::from_secs(300)).await?;
     let elapsed = started.elapsed();
