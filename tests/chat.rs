@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use e2e::{
     ChatReply, ask, demo, demo_config, open_chat, post_chat, put_tenant, read_reply, read_until_text_frames,
-    spawn_stack,
+    spawn_stack, spawn_stack_with_env,
 };
 use local_stack::bedrock::StreamStatus;
 use serde_json::{Value, json};
@@ -164,17 +164,68 @@ async fn a_model_rejected_as_retired_falls_back_to_the_default_model() {
 }
 
 #[tokio::test]
-async fn a_mid_stream_failure_yields_an_error_frame_then_done_without_retrying() {
+async fn a_mid_stream_failure_tells_the_visitor_the_answer_was_cut_short_then_errors_without_retrying() {
     let stack = spawn_stack().await;
     stack.bedrock.fail_next_mid_stream(1, 3, "model stream broke");
     let reply = post_chat(&stack, ask("What is Reading Buddies?").to_string()).await;
     let types: Vec<String> = reply.types().into_iter().filter(|t| t != "heartbeat").collect();
-    assert_eq!(types[types.len() - 5..], ["text", "text", "text", "error", "[DONE]"]);
+    assert_eq!(types[types.len() - 6..], ["text", "text", "text", "text", "error", "[DONE]"]);
+    let texts = reply.frames_of("text");
+    assert_eq!(texts.last().unwrap()["content"], chat_stream::service::CUT_SHORT);
     assert_eq!(
         reply.frames_of("error")[0],
         json!({"type": "error", "error": "The answer was interrupted. Please ask again.", "code": "stream_interrupted"})
     );
     assert_eq!(stack.bedrock.streams().len(), 1, "no retry once text was sent");
+    stack.stop().await;
+}
+
+/// Short model deadlines, so a hung model is noticed in a second, not ten.
+fn impatient() -> Vec<(String, String)> {
+    [("MODEL_FIRST_EVENT_TIMEOUT_MS", "800"), ("MODEL_EVENT_GAP_TIMEOUT_MS", "800")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_model_that_never_starts_is_retried_once_then_answered_with_model_timeout() {
+    let stack = spawn_stack_with_env(impatient()).await;
+    stack.bedrock.stall_next(2, 0);
+    let reply = post_chat(&stack, ask("What is Reading Buddies?").to_string()).await;
+    assert_eq!(reply.status, 200);
+    let types: Vec<String> = reply.types().into_iter().filter(|t| t != "heartbeat").collect();
+    assert_eq!(types, [":ok", "start", "error", "[DONE]"]);
+    assert_eq!(reply.frames_of("error")[0]["code"], "model_timeout");
+    assert_eq!(stack.bedrock.streams().len(), 2, "one retry, then the error");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_that_stalls_once_before_answering_is_retried_and_the_answer_completes() {
+    let stack = spawn_stack_with_env(impatient()).await;
+    stack.bedrock.stall_next(1, 0);
+    let reply = post_chat(&stack, ask("What is Reading Buddies?").to_string()).await;
+    assert_eq!(reply.types().last().map(String::as_str), Some("[DONE]"));
+    assert!(reply.frames_of("error").is_empty(), "{:?}", reply.types());
+    assert!(!reply.text().is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_that_falls_silent_mid_answer_ends_with_cut_short_text_and_model_timeout() {
+    let stack = spawn_stack_with_env(impatient()).await;
+    stack.bedrock.stall_next(1, 3);
+    let reply = post_chat(&stack, ask("What is Reading Buddies?").to_string()).await;
+    let types: Vec<String> = reply.types().into_iter().filter(|t| t != "heartbeat").collect();
+    assert_eq!(types[types.len() - 3..], ["text", "error", "[DONE]"]);
+    assert_eq!(reply.frames_of("text").len(), 4, "three deltas and the cut-short notice");
+    assert_eq!(reply.frames_of("error")[0]["code"], "model_timeout");
+    assert_eq!(stack.bedrock.streams().len(), 1, "no retry once text was sent");
+    assert_eq!(
+        stack.bedrock.wait_for_stream(1, Duration::from_secs(5)).await.unwrap().status,
+        StreamStatus::Cancelled,
+        "the silent stream is dropped"
+    );
     stack.stop().await;
 }
 

@@ -488,3 +488,29 @@ async fn the_local_host_sweeps_the_outbox_on_a_timer_as_the_schedule_does_in_aws
     assert!(drain_queue(&stack, "HandlerQueue").await.is_empty(), "and only once");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_submit_while_the_database_does_not_answer_gets_503_and_its_retry_is_stored_once() {
+    let stack = spawn_stack().await;
+    // Load the tenant first: with the emulator stalled, its config could not be read either.
+    let warm = post_forms(&stack, &validate(Some("reading_buddy_application"), "email", "a@b.org")).await;
+    assert_eq!(warm.status, 200);
+    let mut body = submit("reading_buddy_application", reading_data());
+    body["client_submission_id"] = json!("widget-stalled-database-0001");
+
+    stack.emulator().pause().unwrap();
+    let started = std::time::Instant::now();
+    let refused = post_forms(&stack, &body).await;
+    let waited = started.elapsed();
+    stack.emulator().resume().unwrap();
+
+    assert_eq!(refused.status, 503, "{:?}", refused.blocks);
+    assert_eq!(refused.frames_of("error")[0]["code"], "submission_not_saved");
+    assert!(waited < Duration::from_secs(15), "answered within form-intake's timeout, after {waited:?}");
+    let retried = result(&post_forms(&stack, &body).await);
+    assert_eq!(retried["status"], "success", "{retried}");
+    let stored: Vec<_> =
+        submissions(&stack).await.into_iter().filter(|item| !item.contains_key("kind")).collect();
+    assert_eq!(stored.len(), 1, "the stalled write and its retry are one submission");
+    stack.stop().await;
+}

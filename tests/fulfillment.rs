@@ -465,11 +465,16 @@ async fn a_malformed_record_goes_to_the_dlq_after_five_receives_while_its_batch_
     let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
     let consumer = email_sender::aws_consumer(&stack.sdk_config, &stack.settings, tenants);
 
-    let handled = local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING).await.unwrap();
+    let handled =
+        local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING, Duration::from_secs(30))
+            .await
+            .unwrap();
     assert_eq!(handled, 2, "both records in one batch");
     assert_eq!(fulfillment(&stack, &id).await.1["email"]["status"], "sent", "the good record succeeded");
     let dead = eventually(Duration::from_secs(30), "the malformed record in the DLQ", || async {
-        let _ = local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING).await;
+        let _ =
+            local_stack::consumers::poll_once(&sqs, queue, &consumer, FAST_POLLING, Duration::from_secs(30))
+                .await;
         let dead = queue_depth(&stack, "EmailDeadLetterQueue").await;
         (dead > 0).then_some(dead)
     })
@@ -565,12 +570,37 @@ async fn each_sample_sqs_batch_reports_only_its_malformed_record_for_retry() {
     };
     let malformed = vec!["00000003-aaaa-4bbb-8ccc-dddddddddddd".to_owned()];
     let (config, settings) = (&stack.sdk_config, &stack.settings);
+    let deadline = || std::time::Instant::now() + Duration::from_secs(30);
     let email = email_sender::aws_consumer(config, settings, Arc::clone(&tenants));
-    assert_eq!(failed(email.handle_batch(read("email-sender")).await), malformed);
+    assert_eq!(failed(email.handle_batch(read("email-sender"), deadline()).await), malformed);
     let sms = sms_sender::aws_consumer(config, settings, Arc::clone(&tenants));
-    assert_eq!(failed(sms.handle_batch(read("sms-sender")).await), malformed);
+    assert_eq!(failed(sms.handle_batch(read("sms-sender"), deadline()).await), malformed);
     let handler = handler_dispatch::aws_consumer(config, settings, tenants);
-    assert_eq!(failed(handler.handle_batch(read("handler-dispatch")).await), malformed);
+    assert_eq!(failed(handler.handle_batch(read("handler-dispatch"), deadline()).await), malformed);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn records_a_batch_has_no_time_left_for_are_not_started_and_come_back() {
+    let stack = spawn_stack().await;
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let path = local_stack::repo_root().join("events/email-sender/sqs-batch.json");
+    let batch: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let every_id: Vec<String> = batch.records.iter().filter_map(|r| r.message_id.clone()).collect();
+    let email = email_sender::aws_consumer(&stack.sdk_config, &stack.settings, tenants);
+
+    let almost_out_of_time = std::time::Instant::now() + Duration::from_secs(5);
+    let response = email.handle_batch(batch, almost_out_of_time).await;
+
+    let mut failed: Vec<String> =
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+    failed.sort();
+    let mut expected = every_id;
+    expected.sort();
+    assert_eq!(failed, expected, "every record is reported for redelivery");
+    assert!(emails(&stack).await.is_empty(), "and none was started: no email went out");
+    stack.stop().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,15 @@ pub async fn spawn_stack() -> LocalStack {
     spawn_stack_with(None).await
 }
 
+/// A fresh stack whose functions see these extra settings (e.g. shorter deadlines).
+pub async fn spawn_stack_with_env(env: Vec<(String, String)>) -> LocalStack {
+    let options = StackOptions { env, ..StackOptions::for_tests() };
+    match LocalStack::start(options).await {
+        Ok(stack) => stack,
+        Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),
+    }
+}
+
 /// A fresh stack whose host also runs the outbox sweeper on a timer.
 pub async fn spawn_stack_with(sweep: Option<local_stack::Sweep>) -> LocalStack {
     start(sweep, None).await
@@ -26,7 +35,7 @@ pub async fn spawn_fulfilling_stack() -> LocalStack {
 
 /// Consumers as in AWS, but a failed record is retried after one second.
 pub const FAST_POLLING: local_stack::consumers::Polling =
-    local_stack::consumers::Polling { visibility: std::time::Duration::from_secs(1), pollers: 3 };
+    local_stack::consumers::Polling { visibility: Some(std::time::Duration::from_secs(1)), pollers: 3 };
 
 async fn start(
     sweep: Option<local_stack::Sweep>,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::{error::ProvideErrorMetadata, types::QueueAttributeName};
 use e2e::spawn_stack;
 use serde_json::{Value, json};
 
@@ -203,5 +203,65 @@ async fn the_demo_tenant_mapping_is_listed_under_mappings() {
         .unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, [format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH)]);
+    stack.stop().await;
+}
+
+/// "ok", or the error code an AWS call failed with (read from the raw answer
+/// when the SDK cannot parse moto's error document for that protocol).
+fn outcome<T, E: ProvideErrorMetadata + std::fmt::Debug>(
+    result: Result<T, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> String {
+    let err = match result {
+        Ok(_) => return "ok".to_owned(),
+        Err(err) => err,
+    };
+    if let Some(code) = err.code() {
+        return code.to_owned();
+    }
+    let raw = err.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy);
+    match raw {
+        Some(body) if body.contains("AccessDenied") => "AccessDenied".to_owned(),
+        _ => format!("{err:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_function_is_refused_what_its_role_in_the_template_does_not_grant() {
+    let stack = spawn_stack().await;
+    let chat = stack.identities.function("ChatStreamFunction");
+    let email = stack.identities.function("EmailSenderFunction");
+    let bucket = &stack.settings.config_bucket;
+    let mapping = format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH);
+
+    let s3 = shared::aws::s3_client(chat);
+    assert_eq!(outcome(s3.get_object().bucket(bucket).key(&mapping).send().await), "ok");
+    let write = s3.put_object().bucket(bucket).key(&mapping).body(b"{}".to_vec().into()).send().await;
+    assert_eq!(outcome(write), "AccessDenied", "chat-stream may read tenant config, not write it");
+    let outside = s3.get_object().bucket(bucket).key("knowledge-base/RIVKB00001/x.md").send().await;
+    assert_eq!(outcome(outside), "AccessDenied", "only mappings/ and tenants/");
+
+    let scan = aws_sdk_dynamodb::Client::new(chat)
+        .scan()
+        .table_name(&stack.settings.form_submissions_table)
+        .send()
+        .await;
+    assert!(outcome(scan).starts_with("AccessDenied"), "no role scans the submissions");
+    let listed = aws_sdk_sesv2::Client::new(email).list_email_identities().send().await;
+    let identities = outcome(listed);
+    assert!(identities.starts_with("AccessDenied"), "email-sender may send, nothing else: {identities}");
+    let sqs = aws_sdk_sqs::Client::new(email);
+    let other_queue = sqs.receive_message().queue_url(&stack.created["SmsQueue"].reference).send().await;
+    assert!(outcome(other_queue).contains("AccessDenied"), "email-sender polls its own queue only");
+    let own_queue = sqs.receive_message().queue_url(&stack.created["EmailQueue"].reference).send().await;
+    assert_eq!(outcome(own_queue), "ok");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_emulator_refuses_credentials_it_did_not_issue() {
+    let stack = spawn_stack().await;
+    let stranger = shared::aws::emulator_sdk_config(&stack.endpoint, &stack.settings.region).await;
+    let listed = aws_sdk_sqs::Client::new(&stranger).list_queues().send().await;
+    assert_ne!(outcome(listed), "ok", "test/test is not a principal of this emulator");
     stack.stop().await;
 }

@@ -283,3 +283,54 @@ fn each_consumer_queue_feeds_its_live_alias_with_partial_batch_responses_and_no_
         assert_eq!(poller.as_deref(), Some(queue), "{function} may poll exactly its own queue");
     }
 }
+
+/// In AWS a role without `s3:ListBucket` gets 403 for a missing key, so an
+/// unknown tenant would be an outage and the legacy config name never tried.
+#[test]
+fn every_role_that_reads_tenant_config_may_list_only_the_tenant_prefixes() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let mut readers = 0;
+    for function in template.resources_of_kind("AWS::Serverless::Function") {
+        let statements = statements(&function.properties);
+        let reads_config = statements.iter().any(|s| {
+            s["Resource"].as_array().into_iter().flatten().any(|r| {
+                r["Fn::Sub"].as_str().is_some_and(|sub| sub.ends_with("${ConfigBucketName}/mappings/*"))
+            })
+        });
+        if !reads_config {
+            continue;
+        }
+        readers += 1;
+        let list = statements
+            .iter()
+            .find(|s| strings(&s["Action"]) == ["s3:ListBucket"])
+            .unwrap_or_else(|| panic!("{} reads tenant config but may not list", function.logical_id));
+        assert_eq!(list["Resource"]["Fn::Sub"], "arn:${AWS::Partition}:s3:::${ConfigBucketName}");
+        assert_eq!(
+            list["Condition"]["StringLike"]["s3:prefix"],
+            serde_json::json!(["mappings/*", "tenants/*"]),
+            "{}",
+            function.logical_id
+        );
+    }
+    assert_eq!(readers, 5, "chat-stream, form-intake and the three consumers read tenant config");
+}
+
+/// A record redelivered while its lease is live would be refused again
+/// (`Busy`) and burn a receive; one that outlives its invocation cannot
+/// finish; so for each consumer: Timeout < lease < queue VisibilityTimeout.
+#[test]
+fn every_consumers_timeout_is_shorter_than_its_lease_and_its_lease_than_its_queues_visibility() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let mappings: Vec<_> = template.resources_of_kind("AWS::Lambda::EventSourceMapping").collect();
+    assert_eq!(mappings.len(), 3);
+    for mapping in mappings {
+        let function = mapping.properties["FunctionName"]["Ref"].as_str().unwrap().trim_end_matches(".Alias");
+        let queue = mapping.properties["EventSourceArn"]["Fn::GetAtt"][0].as_str().unwrap();
+        let timeout = template.function_timeout(function).unwrap();
+        let visibility = resource(&template, queue).properties["VisibilityTimeout"].as_u64().unwrap();
+        let lease = shared::consumer::LEASE;
+        assert!(timeout < lease, "{function}: Timeout {timeout:?} vs lease {lease:?}");
+        assert!(lease.as_secs() < visibility, "{queue}: lease {lease:?} vs VisibilityTimeout {visibility} s");
+    }
+}

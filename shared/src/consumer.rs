@@ -2,9 +2,14 @@
 //! record carries, the claim → side effect → finish flow that makes a
 //! redelivered or replayed event harmless, and the SQS batch response.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
 use crate::{
@@ -75,7 +80,11 @@ pub trait Channel: Send + Sync + 'static {
     /// The channel's name in `channels` and `fulfillment.<name>`.
     const NAME: &'static str;
     /// Longer than the side effect can take; an expired lease is taken over.
-    const LEASE: Duration = Duration::from_secs(120);
+    const LEASE: Duration = LEASE;
+    /// The longest one record can take, claim to finish, with every call at
+    /// its timeout. A record is not started with less time than this left
+    /// before the invocation's deadline: it goes back to the queue untouched.
+    const RECORD_TIME: Duration = Duration::from_secs(12);
 
     fn fulfil<L: FulfillmentLedger>(
         &self,
@@ -120,6 +129,17 @@ impl<L: FulfillmentLedger> Job<'_, L> {
     }
 }
 
+/// How long a claim holds a channel: longer than any invocation (30 s), so a
+/// live delivery is never overtaken, and shorter than the queue's visibility
+/// timeout (180 s), so a delivery that died holding it has expired by the
+/// time SQS hands its record out again.
+pub const LEASE: Duration = Duration::from_secs(120);
+
+/// Records of one batch handled at once: enough that a batch of ten slow
+/// webhooks ends inside the function's timeout, few enough to stay under
+/// SES's and SNS's send rates with five batches running.
+pub const CONCURRENT_RECORDS: usize = 4;
+
 /// A consumer: its channel and the ledger that guards it.
 pub struct Consumer<L, C> {
     ledger: L,
@@ -135,14 +155,36 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
         &self.channel
     }
 
-    /// Reads the records one by one and reports the ones to deliver again.
-    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// Handles the records, [`CONCURRENT_RECORDS`] at a time, and reports the
+    /// ones to deliver again. A record that would start with less than
+    /// [`Channel::RECORD_TIME`] left before `deadline` is not started (no
+    /// claim, no side effect) and is reported for redelivery.
+    pub async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let outcomes = stream::iter(event.records)
+            .map(|record| async move {
+                let body = record.body.as_deref().unwrap_or_default();
+                let time_left = deadline.saturating_duration_since(Instant::now());
+                let disposition = if time_left < C::RECORD_TIME {
+                    tracing::warn!(
+                        channel = C::NAME,
+                        message_id = record.message_id,
+                        time_left_ms = time_left.as_millis(),
+                        "too little time left in this invocation; record left for the next"
+                    );
+                    Disposition::Retry
+                } else {
+                    self.handle_record(body).await
+                };
+                (record.message_id, disposition)
+            })
+            .buffer_unordered(CONCURRENT_RECORDS)
+            .collect::<Vec<_>>()
+            .await;
         let mut response = SqsBatchResponse::default();
-        for record in event.records {
-            let body = record.body.as_deref().unwrap_or_default();
-            if self.handle_record(body).await == Disposition::Retry {
+        for (message_id, disposition) in outcomes {
+            if disposition == Disposition::Retry {
                 let mut failure = BatchItemFailure::default();
-                failure.item_identifier = record.message_id.unwrap_or_default();
+                failure.item_identifier = message_id.unwrap_or_default();
                 response.batch_item_failures.push(failure);
             }
         }
@@ -248,15 +290,30 @@ pub async fn serve<L: FulfillmentLedger, C: Channel>(
     let consumer = &consumer;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload).await)
+            let deadline = invocation_deadline(event.context.deadline, now_epoch_millis());
+            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload, deadline).await)
         },
     ))
     .await
 }
 
+/// Lambda's deadline (epoch milliseconds) as an `Instant` on this process's clock.
+pub fn invocation_deadline(deadline_epoch_ms: u64, now_epoch_ms: u128) -> Instant {
+    let left = u128::from(deadline_epoch_ms).saturating_sub(now_epoch_ms);
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_in_the_past_leaves_no_time() {
+        let deadline = invocation_deadline(1_000, 5_000);
+        assert!(deadline.saturating_duration_since(Instant::now()).is_zero());
+        let later = invocation_deadline(65_000, 5_000);
+        assert!(later.saturating_duration_since(Instant::now()) > Duration::from_secs(59));
+    }
 
     #[test]
     fn a_replayed_envelope_without_account_parses() {

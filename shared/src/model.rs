@@ -64,6 +64,8 @@ pub enum ModelErrorKind {
     Throttled,
     /// A 5xx, timeout or broken connection: retry.
     Unavailable,
+    /// The model did not start answering, or fell silent, within its deadline.
+    TimedOut,
     /// The model id is unknown, retired or not enabled: use another model.
     ModelRejected,
     /// Anything else (bad request, access denied): retrying will not help.
@@ -214,9 +216,8 @@ fn classify_open_error(
             }
             _ => ModelErrorKind::Permanent,
         },
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ModelErrorKind::Unavailable
-        }
+        SdkError::TimeoutError(_) => ModelErrorKind::TimedOut,
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ModelErrorKind::Unavailable,
         _ => ModelErrorKind::Permanent,
     };
     model_error(kind, err)
@@ -282,5 +283,9 @@ mod tests {
         assert!(ModelError::new(ModelErrorKind::Unavailable, "").is_retryable());
         assert!(!ModelError::new(ModelErrorKind::ModelRejected, "").is_retryable());
         assert!(!ModelError::new(ModelErrorKind::Permanent, "").is_retryable());
+        assert!(
+            !ModelError::new(ModelErrorKind::TimedOut, "").is_retryable(),
+            "a timeout gets one retry of its own, not the backoff policy's"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! is set) the resource names must be given explicitly: a missing one is a
 //! start-up error rather than a silent write to another stage's table.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 pub const DEFAULT_CONFIG_BUCKET: &str = "myrecruiter-picasso";
 pub const DEFAULT_FORM_SUBMISSIONS_TABLE: &str = "picasso-form-submissions";
@@ -16,6 +16,9 @@ pub const DEFAULT_SMS_MONTHLY_LIMIT: u32 = 100;
 pub const DEFAULT_SES_FROM_EMAIL: &str = "noreply@picasso.ai";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "picasso-events";
 pub const DEFAULT_SUBMISSIONS_BUCKET: &str = "tenant-form-submissions";
+pub const DEFAULT_MODEL_FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MODEL_EVENT_GAP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Variables that name stage-specific resources; required when running in AWS.
 const REQUIRED_IN_AWS: [&str; 3] = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE"];
@@ -44,6 +47,12 @@ pub struct Settings {
     pub bedrock_agent_runtime_endpoint_url: Option<String>,
     /// `AWS_ENDPOINT_URL_LAMBDA`: where handler Invoke goes (the local stand-in).
     pub lambda_endpoint_url: Option<String>,
+    /// `MODEL_FIRST_EVENT_TIMEOUT_MS`: how long the model may take to start answering.
+    pub model_first_event_timeout: Duration,
+    /// `MODEL_EVENT_GAP_TIMEOUT_MS`: the longest silence between two model events.
+    pub model_event_gap_timeout: Duration,
+    /// `RETRIEVE_TIMEOUT_MS`: knowledge-base Retrieve; later, the answer goes without context.
+    pub retrieve_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,6 +77,13 @@ impl Settings {
             return Err(SettingsError::Missing(missing));
         }
         let or = |name: &str, default: &str| get(name).unwrap_or(default).to_owned();
+        let millis = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map(Duration::from_millis).map_err(|_| SettingsError::Invalid {
+                name,
+                reason: format!("expected a whole number of milliseconds, got {raw:?}"),
+            }),
+        };
         let sms_monthly_limit = match get("SMS_MONTHLY_LIMIT") {
             None => DEFAULT_SMS_MONTHLY_LIMIT,
             Some(raw) => raw.parse().map_err(|_| SettingsError::Invalid {
@@ -100,6 +116,12 @@ impl Settings {
             bedrock_agent_runtime_endpoint_url: get("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME")
                 .map(str::to_owned),
             lambda_endpoint_url: get("AWS_ENDPOINT_URL_LAMBDA").map(str::to_owned),
+            model_first_event_timeout: millis(
+                "MODEL_FIRST_EVENT_TIMEOUT_MS",
+                DEFAULT_MODEL_FIRST_EVENT_TIMEOUT,
+            )?,
+            model_event_gap_timeout: millis("MODEL_EVENT_GAP_TIMEOUT_MS", DEFAULT_MODEL_EVENT_GAP_TIMEOUT)?,
+            retrieve_timeout: millis("RETRIEVE_TIMEOUT_MS", DEFAULT_RETRIEVE_TIMEOUT)?,
         })
     }
 }
@@ -125,6 +147,24 @@ mod tests {
         assert_eq!(settings.endpoint_url, None);
         assert_eq!(settings.submissions_bucket, "tenant-form-submissions");
         assert!(!settings.webhook_allow_private, "webhooks refuse private targets unless told otherwise");
+        assert_eq!(settings.model_first_event_timeout, Duration::from_secs(10));
+        assert_eq!(settings.model_event_gap_timeout, Duration::from_secs(10));
+        assert_eq!(settings.retrieve_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn model_and_retrieve_deadlines_are_read_in_milliseconds() {
+        let settings = Settings::from_vars(vars(&[
+            ("MODEL_FIRST_EVENT_TIMEOUT_MS", "1500"),
+            ("MODEL_EVENT_GAP_TIMEOUT_MS", "700"),
+            ("RETRIEVE_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.model_first_event_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.model_event_gap_timeout, Duration::from_millis(700));
+        assert_eq!(settings.retrieve_timeout, Duration::from_millis(250));
+        let err = Settings::from_vars(vars(&[("RETRIEVE_TIMEOUT_MS", "3s")])).unwrap_err();
+        assert!(err.to_string().contains("RETRIEVE_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

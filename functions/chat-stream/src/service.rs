@@ -30,6 +30,9 @@ use crate::{
 /// Frames buffered between the answer task and the HTTP body.
 const CHANNEL_FRAMES: usize = 64;
 
+/// The last text of an answer that broke after text was sent (not part of the logged answer).
+pub const CUT_SHORT: &str = "\n\n(This answer was cut short. Please ask again.)";
+
 #[derive(Debug, Clone)]
 pub struct ChatOptions {
     pub heartbeat: Duration,
@@ -244,10 +247,20 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let Some(kb_id) = tenant.config.knowledge_base_id() else {
             return Ok(Vec::new());
         };
-        match out.during(self.knowledge.retrieve(kb_id, question)).await? {
-            Ok(passages) => Ok(passages.as_ref().clone()),
-            Err(err) => {
+        let deadline = self.settings.retrieve_timeout;
+        match out.during(tokio::time::timeout(deadline, self.knowledge.retrieve(kb_id, question))).await? {
+            Ok(Ok(passages)) => Ok(passages.as_ref().clone()),
+            Ok(Err(err)) => {
                 tracing::warn!(tenant_id = tenant.id, kb_id, error = %error_chain(err.as_ref()), "knowledge base unavailable; answering without context");
+                Ok(Vec::new())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    kb_id,
+                    timeout_ms = deadline.as_millis(),
+                    "knowledge base too slow; answering without context"
+                );
                 Ok(Vec::new())
             }
         }
@@ -276,15 +289,24 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         loop {
             let event = match pending.next() {
                 Some(event) => event,
-                None => match out.during(events.next()).await? {
+                None => match out
+                    .during(self.next_event(&mut events, self.settings.model_event_gap_timeout))
+                    .await?
+                {
                     Ok(Some(event)) => event,
                     Ok(None) => break,
                     Err(err) => {
                         tracing::error!(tenant_id = tenant.id, error = %error_chain(&err), "model stream failed after text was sent");
-                        let frame = Frame::Error {
-                            error: "The answer was interrupted. Please ask again.",
-                            code: "stream_interrupted",
+                        // The widget shows text frames only: without this the
+                        // visitor would take a truncated answer for a whole one.
+                        out.send(Frame::Text { content: CUT_SHORT, session_id: &chat.session_id }.encode())
+                            .await?;
+                        let code = match err.kind {
+                            ModelErrorKind::TimedOut => "model_timeout",
+                            _ => "stream_interrupted",
                         };
+                        let frame =
+                            Frame::Error { error: "The answer was interrupted. Please ask again.", code };
                         return Ok(Err(frame.encode()));
                     }
                 },
@@ -354,12 +376,19 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
         let policy = &self.options.retry;
         let mut attempt = 0;
+        let mut timed_out = false;
         loop {
             match self.open_until_text(request, out).await {
                 Err(Attempt::Failed(err)) if err.is_retryable() && attempt + 1 < policy.attempts => {
                     tracing::warn!(model_id = request.model_id, attempt, error = %err, "model call failed; retrying");
                     out.during(tokio::time::sleep(policy.delay(attempt))).await.map_err(|_| Attempt::Gone)?;
                     attempt += 1;
+                }
+                // A silent model gets one more chance: a second wait of the
+                // full deadline is as long as a visitor should be kept waiting.
+                Err(Attempt::Failed(err)) if err.kind == ModelErrorKind::TimedOut && !timed_out => {
+                    tracing::warn!(model_id = request.model_id, error = %err, "model did not answer in time; retrying once");
+                    timed_out = true;
                 }
                 result => return result,
             }
@@ -378,7 +407,13 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             .map_err(Attempt::Failed)?;
         let mut prefix = Vec::new();
         loop {
-            match out.during(events.next()).await.map_err(|_| Attempt::Gone)?.map_err(Attempt::Failed)? {
+            let deadline = if prefix.is_empty() {
+                self.settings.model_first_event_timeout
+            } else {
+                self.settings.model_event_gap_timeout
+            };
+            let next = self.next_event(&mut events, deadline);
+            match out.during(next).await.map_err(|_| Attempt::Gone)?.map_err(Attempt::Failed)? {
                 Some(event @ ModelEvent::Text(_)) => {
                     prefix.push(event);
                     return Ok((events, prefix));
@@ -387,6 +422,20 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 None => return Ok((events, prefix)),
             }
         }
+    }
+
+    /// The next model event, or a `TimedOut` error when none comes within `deadline`.
+    async fn next_event(
+        &self,
+        events: &mut M::Events,
+        deadline: Duration,
+    ) -> Result<Option<ModelEvent>, ModelError> {
+        tokio::time::timeout(deadline, events.next()).await.unwrap_or_else(|_| {
+            Err(ModelError::new(
+                ModelErrorKind::TimedOut,
+                format!("no model event within {} ms", deadline.as_millis()),
+            ))
+        })
     }
 
     fn report_rejected_model(&self, tenant: &Tenant, model_id: &str, err: &ModelError) {
@@ -476,6 +525,9 @@ fn error_frame_before_text(err: &ModelError) -> String {
         }
         ModelErrorKind::Unavailable | ModelErrorKind::ModelRejected => {
             ("The assistant is unavailable right now. Please try again shortly.", "model_unavailable")
+        }
+        ModelErrorKind::TimedOut => {
+            ("The assistant took too long to answer. Please try again.", "model_timeout")
         }
         ModelErrorKind::Permanent => ("The assistant could not answer this question.", "model_error"),
     };

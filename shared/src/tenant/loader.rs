@@ -43,8 +43,25 @@ impl Tenant {
     }
 }
 
-/// A failure to read from the config store (network, permissions, throttling).
-pub type SourceError = Box<dyn StdError + Send + Sync>;
+/// A failure to read from the config store.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The store refused the read. S3 also answers a key that does not exist
+    /// this way when the role lacks `s3:ListBucket`, so this may be either a
+    /// missing permission or a missing object: never a reason to assume a default.
+    #[error(
+        "access denied reading {key}: the role needs s3:GetObject on the key and s3:ListBucket on the \
+         bucket (without s3:ListBucket S3 answers AccessDenied, not NoSuchKey, for a key that does not exist)"
+    )]
+    AccessDenied {
+        key: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// Network, throttling, a timeout or a 5xx.
+    #[error("the config store did not answer")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+}
 
 /// Where tenant documents live (S3 in production). Read-only: `s3:GetObject`.
 pub trait ConfigSource: Send + Sync + 'static {
@@ -228,7 +245,7 @@ async fn fetch<S: ConfigSource>(source: &S, key: &str) -> Result<Option<Vec<u8>>
     source
         .get(key)
         .await
-        .map_err(|source| TenantError::Source { object: key.to_owned(), source: Arc::from(source) })
+        .map_err(|source| TenantError::Source { object: key.to_owned(), source: Arc::new(source) })
 }
 
 /// Parses JSON, naming the path of the first offending key on failure.
@@ -255,11 +272,18 @@ impl S3ConfigSource {
 
 impl ConfigSource for S3ConfigSource {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
         let response = self.client.get_object().bucket(&self.bucket).key(key).send().await;
         match response {
-            Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+            Ok(object) => match object.body.collect().await {
+                Ok(bytes) => Ok(Some(bytes.into_bytes().to_vec())),
+                Err(err) => Err(SourceError::Unavailable(Box::new(err))),
+            },
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(err) => Err(Box::new(err)),
+            Err(err) if err.code() == Some("AccessDenied") => {
+                Err(SourceError::AccessDenied { key: key.to_owned(), source: Box::new(err) })
+            }
+            Err(err) => Err(SourceError::Unavailable(Box::new(err))),
         }
     }
 }
@@ -368,6 +392,28 @@ mod tests {
         let err = TenantLoader::new(source).load("h1").await.unwrap_err();
         assert_eq!(err.code(), "tenant_config_invalid");
         assert_eq!(*requested.lock().unwrap(), ["mappings/h1.json"]);
+    }
+
+    /// What AWS answers for a missing key when the role may not list the bucket.
+    struct DeniedSource;
+
+    impl ConfigSource for DeniedSource {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            Err(SourceError::AccessDenied { key: key.to_owned(), source: "AccessDenied".into() })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_access_denied_store_is_config_unavailable_naming_the_missing_permission() {
+        let loader = TenantLoader::new(DeniedSource);
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "config_unavailable", "never tenant_not_found, never a default config");
+        assert_eq!(err.status(), 503);
+        let logged = crate::telemetry::error_chain(&err);
+        assert!(logged.contains("mappings/h1.json"), "{logged}");
+        assert!(logged.contains("s3:ListBucket"), "{logged}");
+        // Not remembered as an unknown tenant: the next request asks the store again.
+        assert_eq!(loader.load("h1").await.unwrap_err().code(), "config_unavailable");
     }
 
     #[tokio::test]

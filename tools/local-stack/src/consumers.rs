@@ -3,9 +3,16 @@
 //! batch goes to the same `Consumer` the Lambda binary runs, and only the
 //! records it did not report as failed are deleted. A failed record becomes
 //! visible again after the visibility timeout, and after five receives the
-//! emulator's redrive policy moves it to the queue's DLQ.
+//! emulator's redrive policy moves it to the queue's DLQ. Each batch runs
+//! under its function's `Timeout` from the template, as an invocation does:
+//! the consumer sees that deadline, and a batch still running at it is cut
+//! off with nothing deleted.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -19,61 +26,90 @@ use shared::{
 };
 use tokio::task::JoinHandle;
 
-use crate::{StackError, provision::Created};
+use crate::{Identities, StackError, provision::Created, template::Template};
 
 /// How the host polls the consumer queues.
 #[derive(Debug, Clone, Copy)]
 pub struct Polling {
-    /// How long a received record stays hidden; a failed one comes back after it.
-    /// Lambda uses the queue's (180 s in the template); tests use a second.
-    pub visibility: Duration,
+    /// How long a received record stays hidden; a failed one comes back after
+    /// it. `None`: the queue's own, from the template (180 s), as Lambda does;
+    /// tests that wait for redeliveries use a second.
+    pub visibility: Option<Duration>,
     /// Pollers per queue: Lambda runs several batches of one queue at once.
     pub pollers: usize,
 }
 
-/// Which queue feeds which consumer (template logical ids).
-const QUEUES: [(&str, &str); 3] = [("email", "EmailQueue"), ("sms", "SmsQueue"), ("handler", "HandlerQueue")];
+/// Which queue feeds which consumer function (template logical ids).
+const QUEUES: [(&str, &str); 3] = [
+    ("EmailQueue", "EmailSenderFunction"),
+    ("SmsQueue", "SmsSenderFunction"),
+    ("HandlerQueue", "HandlerDispatchFunction"),
+];
+
+/// One queue and the invocation time of the function it feeds.
+#[derive(Debug, Clone)]
+struct Feed {
+    queue_url: String,
+    timeout: Duration,
+    sqs: aws_sdk_sqs::Client,
+    config: SdkConfig,
+}
 
 /// Starts one poller per consumer queue.
 pub fn spawn_all(
-    sdk_config: &SdkConfig,
+    identities: &Identities,
     settings: &Settings,
     created: &Created,
+    template: &Template,
     polling: Polling,
 ) -> Result<Vec<JoinHandle<()>>, StackError> {
-    let tenants = Arc::new(TenantLoader::new(S3ConfigSource::new(
-        shared::aws::s3_client(sdk_config),
-        settings.config_bucket.clone(),
-    )));
-    let sqs = aws_sdk_sqs::Client::new(sdk_config);
-    let url = |logical_id: &'static str| {
-        created.get(logical_id).map(|q| q.reference.clone()).ok_or(StackError::MissingResource(logical_id))
+    let tenants = |config: &SdkConfig| {
+        Arc::new(TenantLoader::new(S3ConfigSource::new(
+            shared::aws::s3_client(config),
+            settings.config_bucket.clone(),
+        )))
     };
-    let [email, sms, handler] = QUEUES.map(|(_, logical_id)| url(logical_id));
+    let feed = |(queue, function): (&'static str, &'static str)| -> Result<Feed, StackError> {
+        let queue_url =
+            created.get(queue).map(|q| q.reference.clone()).ok_or(StackError::MissingResource(queue))?;
+        let timeout = template.function_timeout(function).ok_or(StackError::MissingResource(function))?;
+        // Lambda polls the queue with the function's own role (its SQSPollerPolicy).
+        let config = identities.function(function).clone();
+        Ok(Feed { queue_url, timeout, sqs: aws_sdk_sqs::Client::new(&config), config })
+    };
+    let [email, sms, handler] = QUEUES.map(feed);
     let (email, sms, handler) = (email?, sms?, handler?);
+    let (email_tenants, sms_tenants, handler_tenants) =
+        (tenants(&email.config), tenants(&sms.config), tenants(&handler.config));
     let mut tasks = Vec::new();
     for _ in 0..polling.pollers.max(1) {
-        let tenants = || Arc::clone(&tenants);
         tasks.extend([
-            spawn(&sqs, &email, email_sender::aws_consumer(sdk_config, settings, tenants()), polling),
-            spawn(&sqs, &sms, sms_sender::aws_consumer(sdk_config, settings, tenants()), polling),
-            spawn(&sqs, &handler, handler_dispatch::aws_consumer(sdk_config, settings, tenants()), polling),
+            spawn(
+                &email,
+                email_sender::aws_consumer(&email.config, settings, Arc::clone(&email_tenants)),
+                polling,
+            ),
+            spawn(&sms, sms_sender::aws_consumer(&sms.config, settings, Arc::clone(&sms_tenants)), polling),
+            spawn(
+                &handler,
+                handler_dispatch::aws_consumer(&handler.config, settings, Arc::clone(&handler_tenants)),
+                polling,
+            ),
         ]);
     }
     Ok(tasks)
 }
 
 fn spawn<L: FulfillmentLedger, C: Channel>(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    feed: &Feed,
     consumer: Consumer<L, C>,
     polling: Polling,
 ) -> JoinHandle<()> {
-    let (sqs, queue_url) = (sqs.clone(), queue_url.to_owned());
+    let feed = feed.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(err) = poll_once(&sqs, &queue_url, &consumer, polling).await {
-                tracing::warn!(queue = queue_url, error = %error_chain(err.as_ref()), "polling failed; retrying");
+            if let Err(err) = poll_once(&feed.sqs, &feed.queue_url, &consumer, polling, feed.timeout).await {
+                tracing::warn!(queue = feed.queue_url, error = %error_chain(err.as_ref()), "polling failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -82,19 +118,22 @@ fn spawn<L: FulfillmentLedger, C: Channel>(
 
 type PollError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One receive → handle → delete round. Returns how many records it handled.
+/// One receive → invoke (under `timeout`) → delete round. Returns how many
+/// records it received.
 pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     consumer: &Consumer<L, C>,
     polling: Polling,
+    timeout: Duration,
 ) -> Result<usize, PollError> {
+    let visibility = polling.visibility.map(|v| i32::try_from(v.as_secs()).unwrap_or(i32::MAX).max(1));
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(10)
         .wait_time_seconds(1)
-        .visibility_timeout(i32::try_from(polling.visibility.as_secs()).unwrap_or(30).max(1))
+        .set_visibility_timeout(visibility)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await?;
@@ -117,7 +156,17 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
             .collect();
         event.records.push(record);
     }
-    let response = consumer.handle_batch(event).await;
+    let deadline = Instant::now() + timeout;
+    let Ok(response) = tokio::time::timeout(timeout, consumer.handle_batch(event, deadline)).await else {
+        // As Lambda does: the invocation is stopped, nothing is deleted, and
+        // every record of the batch comes back after its visibility timeout.
+        tracing::error!(
+            queue = queue_url,
+            timeout_s = timeout.as_secs(),
+            "invocation timed out; batch left in the queue"
+        );
+        return Ok(messages.len());
+    };
     let failed: HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let done: Vec<DeleteMessageBatchRequestEntry> = messages

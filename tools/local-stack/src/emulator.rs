@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
-    #[error("moto_server was not found; run tools/bootstrap.sh (looked in {0})")]
+    #[error("no Python with moto was found; run tools/bootstrap.sh (looked for {0})")]
     NotInstalled(String),
     #[error("could not start moto_server")]
     Spawn(#[source] std::io::Error),
@@ -26,16 +26,14 @@ pub struct Emulator {
     child: Child,
 }
 
-/// The moto_server of the project's virtualenv, else the one on PATH.
-pub fn moto_server_path(repo_root: &Path) -> Result<PathBuf, EmulatorError> {
-    let venv = repo_root.join(".venv/bin/moto_server");
+/// The Python of the project's virtualenv (which has moto), else `python3` on PATH.
+pub fn moto_python(repo_root: &Path) -> Result<PathBuf, EmulatorError> {
+    let venv = repo_root.join(".venv/bin/python");
     if venv.exists() {
         return Ok(venv);
     }
     std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths).map(|dir| dir.join("moto_server")).find(|p| p.exists())
-        })
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("python3")).find(|p| p.exists()))
         .ok_or_else(|| EmulatorError::NotInstalled(venv.display().to_string()))
 }
 
@@ -43,11 +41,13 @@ impl Emulator {
     /// Starts moto on 127.0.0.1:`port`, waits until it answers, and enables
     /// Lambda Invoke without Docker.
     pub async fn start(repo_root: &Path, port: u16, quiet: bool) -> Result<Self, EmulatorError> {
-        let binary = moto_server_path(repo_root)?;
+        let python = moto_python(repo_root)?;
+        let launcher = repo_root.join("tools/local-stack/moto_server.py");
         let output = || {
             if quiet { Stdio::null() } else { Stdio::inherit() }
         };
-        let child = Command::new(binary)
+        let child = Command::new(python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(output())
@@ -83,6 +83,27 @@ impl Emulator {
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| EmulatorError::Config("lambda.use_docker=false".into(), e))?;
         Ok(())
+    }
+
+    /// Freezes moto (SIGSTOP): connections are accepted and never answered,
+    /// as an AWS endpoint that has stalled. For tests of deadlines.
+    pub fn pause(&self) -> std::io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused moto go on (SIGCONT).
+    pub fn resume(&self) -> std::io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let pid = self.child.id().ok_or_else(|| std::io::Error::other("moto has exited"))?;
+        let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("kill {signal} {pid}: {status}")))
+        }
     }
 
     /// Stops moto and waits for it to exit.

@@ -29,6 +29,9 @@ pub struct HostState {
     pub bedrock_url: String,
     pub chat: Arc<chat_stream::AwsChatService>,
     pub forms: Arc<form_intake::AwsFormService>,
+    /// The functions' `Timeout`s from the template: each request's deadline, as in Lambda.
+    pub chat_timeout: Duration,
+    pub forms_timeout: Duration,
 }
 
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -54,9 +57,13 @@ fn function_url_cors() -> CorsLayer {
         .max_age(Duration::from_secs(86_400))
 }
 
-/// The form Function URL: the form-intake service, answered whole.
+/// The form Function URL: the form-intake service, answered whole, or 502
+/// when it runs past the function's timeout (Lambda stops it there).
 async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
-    let response = state.forms.handle(&body).await;
+    let Ok(response) = tokio::time::timeout(state.forms_timeout, state.forms.handle(&body)).await else {
+        tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
+        return (StatusCode::BAD_GATEWAY, Json(json!({"Message": "Internal Server Error"}))).into_response();
+    };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers =
         [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache, no-transform")];
@@ -67,9 +74,31 @@ async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
     Html(CHAT_PAGE.replace("{{DEMO_TENANT_HASH}}", &state.demo_tenant_hash))
 }
 
-/// The chat Function URL: the chat-stream service, its frames streamed as written.
+/// The chat Function URL: the chat-stream service, its frames streamed as
+/// written. At the function's timeout the stream is cut, as Lambda cuts it.
 async fn chat(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
-    let response = state.chat.handle(&body).await;
+    let deadline = tokio::time::Instant::now() + state.chat_timeout;
+    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle(&body)).await else {
+        return (StatusCode::BAD_GATEWAY, Json(json!({"Message": "Internal Server Error"}))).into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut frames = std::mem::replace(&mut response.body, rx);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                frame = frames.recv() => {
+                    let Some(frame) = frame else { return };
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::error!("chat-stream invocation timed out; stream cut");
+                    return;
+                }
+            }
+        }
+    });
     chat_stream::to_http_response(response).map(Body::new)
 }
 

@@ -9,8 +9,10 @@ pub mod consumers;
 pub mod demo;
 pub mod emulator;
 pub mod host;
+pub mod iam;
 pub mod lambda;
 pub mod provision;
+pub mod runtime_api;
 pub mod template;
 
 use std::{
@@ -61,6 +63,14 @@ pub enum StackError {
     MissingResource(&'static str),
     #[error(transparent)]
     Settings(#[from] shared::settings::SettingsError),
+    #[error(transparent)]
+    Iam(#[from] iam::IamError),
+    #[error("could not write the operators' AWS profiles to {path}")]
+    Profiles {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not verify the SES sender {sender}")]
     VerifySender {
         sender: String,
@@ -91,6 +101,13 @@ pub struct StackOptions {
     /// Poll the consumer queues and run email, SMS and handler fulfillment, as
     /// Lambda's SQS event sources do in AWS (`None`: events wait in their queues).
     pub consumers: Option<consumers::Polling>,
+    /// Function settings to set as if in the environment (e.g. shorter deadlines for a test).
+    pub env: Vec<(String, String)>,
+    /// Enforce IAM in the emulator: every piece acts as its own principal (`--no-iam`: off).
+    pub iam: bool,
+    /// Where to write `credentials` and `config` with an AWS profile for each
+    /// principal (`picasso-local` is the administrator); `None`: nowhere.
+    pub profile_dir: Option<PathBuf>,
 }
 
 /// How often the local outbox sweeper runs, and how old an entry must be.
@@ -112,10 +129,10 @@ impl Default for StackOptions {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
             }),
-            consumers: Some(consumers::Polling {
-                visibility: std::time::Duration::from_secs(20),
-                pollers: 2,
-            }),
+            consumers: Some(consumers::Polling { visibility: None, pollers: 2 }),
+            env: Vec::new(),
+            iam: true,
+            profile_dir: Some(repo_root().join(".local/aws")),
         }
     }
 }
@@ -136,6 +153,7 @@ impl StackOptions {
             quiet: !log,
             sweep: None,
             consumers: None,
+            profile_dir: None,
             ..Self::default()
         }
     }
@@ -156,7 +174,13 @@ pub struct LocalStack {
     pub bedrock: Arc<BedrockStandIn>,
     /// Handler functions (`fulfillment.type: lambda`) and what they were sent.
     pub lambda: Arc<LambdaStandIn>,
+    /// The administrator's SDK configuration (arrange and inspect in tests).
     pub sdk_config: SdkConfig,
+    /// Each principal's SDK configuration: the functions by template logical
+    /// id, and `picasso-ops`; all the administrator's when IAM is off.
+    pub identities: Identities,
+    /// Whether the emulator enforces IAM.
+    pub iam: bool,
     pub settings: Settings,
     /// Every line the chat service logged as QA_COMPLETE or EMF, in order.
     pub qa_lines: Arc<Mutex<Vec<String>>>,
@@ -183,7 +207,7 @@ impl LocalStack {
         // Bound now so its URL can go into the settings; it serves after seeding.
         let bedrock_listener = listen(options.bedrock_port).await?;
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
-        let settings = settings_for(&created, &endpoint, &bedrock_url)?;
+        let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
 
         let s3 = shared::aws::s3_client(&sdk_config);
         let demo_dir = options.repo_root.join("tools/demo-tenant");
@@ -191,6 +215,13 @@ impl LocalStack {
         let targets = demo::fulfillment_targets(&demo_dir)?;
         demo::create_buckets(&s3, &targets.buckets).await?;
         verify_sender(&sdk_config, &settings.ses_from_email).await?;
+        let identities =
+            Identities::create(&sdk_config, &endpoint, &template, &created, &settings, options.iam).await?;
+        if let Some(dir) = &options.profile_dir {
+            identities.write_profiles(dir, &endpoint)?;
+        }
+        let sdk_config = identities.admin.clone();
+        let s3 = shared::aws::s3_client(&sdk_config);
 
         let listener = listen(options.host_port).await?;
         let host_addr = local_addr(&listener)?;
@@ -202,8 +233,10 @@ impl LocalStack {
             StandInServer::spawn_router(bedrock.router().merge(lambda.router()), bedrock_listener)
                 .map_err(|source| StackError::Listen { addr: bedrock_url.clone(), source })?;
         let qa_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let chat_config = identities.function("ChatStreamFunction");
+        let forms_config = identities.function("FormIntakeFunction");
         let chat = chat_stream::aws_service_with(
-            &sdk_config,
+            chat_config,
             settings.clone(),
             qa_sink(Arc::clone(&qa_lines), !options.quiet),
             chat_stream::ChatOptions::default(),
@@ -211,20 +244,24 @@ impl LocalStack {
         let state = Arc::new(host::HostState {
             settings: settings.clone(),
             endpoint: endpoint.clone(),
-            s3,
+            s3: shared::aws::s3_client(&identities.host),
             http: reqwest::Client::new(),
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
             bedrock_url: bedrock_url.clone(),
             chat: Arc::new(chat),
             forms: Arc::new(form_intake::aws_service_with(
-                &sdk_config,
+                forms_config,
                 &settings,
-                form_intake::tenant_loader(&sdk_config, &settings),
+                form_intake::tenant_loader(forms_config, &settings),
             )),
+            chat_timeout: timeout_of(&template, "ChatStreamFunction")?,
+            forms_timeout: timeout_of(&template, "FormIntakeFunction")?,
         });
-        let sweeper = options.sweep.map(|sweep| spawn_sweeper(&sdk_config, &settings, sweep));
+        let sweeper = options
+            .sweep
+            .map(|sweep| spawn_sweeper(identities.function("OutboxSweeperFunction"), &settings, sweep));
         let pollers = match options.consumers {
-            Some(polling) => consumers::spawn_all(&sdk_config, &settings, &created, polling)?,
+            Some(polling) => consumers::spawn_all(&identities, &settings, &created, &template, polling)?,
             None => Vec::new(),
         };
         let (stop_host, stopped) = oneshot::channel::<()>();
@@ -244,6 +281,8 @@ impl LocalStack {
             bedrock,
             lambda,
             sdk_config,
+            identities,
+            iam: options.iam,
             settings,
             qa_lines,
             template,
@@ -259,9 +298,53 @@ impl LocalStack {
 
     /// Starts fulfillment later (for a test that first arranges its queues).
     pub fn start_consumers(&mut self, polling: consumers::Polling) -> Result<(), StackError> {
-        let tasks = consumers::spawn_all(&self.sdk_config, &self.settings, &self.created, polling)?;
+        let tasks =
+            consumers::spawn_all(&self.identities, &self.settings, &self.created, &self.template, polling)?;
         self.pollers.extend(tasks);
         Ok(())
+    }
+
+    /// The environment a template function's binary runs with here: its
+    /// `Environment.Variables` from the template (resolved against this
+    /// stack), the stack's endpoints, and its own principal's credentials.
+    pub fn function_env(&self, logical_id: &str) -> Result<Vec<(String, String)>, StackError> {
+        let missing = || StackError::MissingResource("a function of that logical id");
+        let function =
+            self.template.resources.iter().find(|r| r.logical_id == logical_id).ok_or_else(missing)?;
+        let context = template::Context { template: &self.template, region: REGION, created: &self.created };
+        let variables = context
+            .eval(&function.properties["Environment"]["Variables"])
+            .map_err(|e| StackError::Template(template::TemplateError::Unsupported(e.to_string())))?;
+        let mut env: Vec<(String, String)> = variables
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.clone(), template::scalar_text(value)))
+            .collect();
+        let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap_or(logical_id);
+        let (key, secret) = match self.identities.principals.get(binary) {
+            Some(principal) => (principal.access_key_id.clone(), principal.secret_access_key.clone()),
+            None => ("test".to_owned(), "test".to_owned()),
+        };
+        env.extend(
+            [
+                ("AWS_REGION", REGION.to_owned()),
+                ("AWS_ACCESS_KEY_ID", key),
+                ("AWS_SECRET_ACCESS_KEY", secret),
+                ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+                ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", self.bedrock_url.clone()),
+                ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", self.bedrock_url.clone()),
+                ("AWS_ENDPOINT_URL_LAMBDA", self.bedrock_url.clone()),
+                ("WEBHOOK_ALLOW_PRIVATE", "true".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        Ok(env)
+    }
+
+    /// The emulator, to stall it in a test (`pause`/`resume`).
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
     }
 
     pub fn host_url(&self) -> String {
@@ -283,8 +366,13 @@ impl LocalStack {
 /// Function settings for this stack: resource names from what the template
 /// created, the emulator's endpoint, the Bedrock stand-in for both Bedrock
 /// clients, and the process environment for the rest.
-fn settings_for(created: &Created, endpoint: &str, bedrock_url: &str) -> Result<Settings, StackError> {
-    let mut vars: HashMap<String, String> = std::env::vars().collect();
+fn settings_for(
+    created: &Created,
+    endpoint: &str,
+    bedrock_url: &str,
+    env: &[(String, String)],
+) -> Result<Settings, StackError> {
+    let mut vars: HashMap<String, String> = std::env::vars().chain(env.iter().cloned()).collect();
     vars.remove("AWS_LAMBDA_FUNCTION_NAME");
     for (variable, logical_id) in SETTING_RESOURCES {
         let physical = created.get(logical_id).ok_or(StackError::MissingResource(logical_id))?;
@@ -298,6 +386,135 @@ fn settings_for(created: &Created, endpoint: &str, bedrock_url: &str) -> Result<
     vars.entry("WEBHOOK_ALLOW_PRIVATE".into()).or_insert_with(|| "true".into());
     vars.insert("AWS_REGION".into(), REGION.into());
     Ok(Settings::from_vars(vars)?)
+}
+
+/// Principal names: the administrator, the local host, the operators' CLI;
+/// each function's is its binary's name.
+pub const ADMIN: &str = "picasso-local";
+pub const HOST: &str = "local-host";
+pub const OPS: &str = "picasso-ops";
+
+/// Who each piece of the stack is to the emulator.
+#[derive(Clone)]
+pub struct Identities {
+    pub admin: SdkConfig,
+    pub host: SdkConfig,
+    pub ops: SdkConfig,
+    /// By template logical id.
+    functions: HashMap<String, SdkConfig>,
+    /// Every principal, by name, for the operators' profiles (empty without IAM).
+    principals: std::collections::BTreeMap<String, iam::Principal>,
+}
+
+impl Identities {
+    /// With `enforce`, creates a principal for every function of the template
+    /// (its policies), the host, the operators' CLI and an administrator, then
+    /// turns IAM enforcement on. Without it, everything uses `setup`.
+    async fn create(
+        setup: &SdkConfig,
+        endpoint: &str,
+        template: &Template,
+        created: &Created,
+        settings: &Settings,
+        enforce: bool,
+    ) -> Result<Self, StackError> {
+        let functions: Vec<(String, String)> = template
+            .resources_of_kind("AWS::Serverless::Function")
+            .map(|f| {
+                let binary = f.metadata["BuildProperties"]["Binary"].as_str().unwrap_or(&f.logical_id);
+                (f.logical_id.clone(), binary.to_owned())
+            })
+            .collect();
+        if !enforce {
+            let functions = functions.into_iter().map(|(id, _)| (id, setup.clone())).collect();
+            return Ok(Self {
+                admin: setup.clone(),
+                host: setup.clone(),
+                ops: setup.clone(),
+                functions,
+                principals: Default::default(),
+            });
+        }
+        let mut policies = std::collections::BTreeMap::new();
+        policies.insert(ADMIN.to_owned(), iam::admin_policy());
+        policies.insert(HOST.to_owned(), host_policy(&settings.config_bucket));
+        policies.insert(OPS.to_owned(), iam::ops_policy(template, created)?);
+        for (logical_id, binary) in &functions {
+            policies.insert(binary.clone(), iam::function_policy(template, created, logical_id)?);
+        }
+        let principals = iam::create_principals(setup, &policies).await?;
+        iam::enforce(endpoint).await?;
+        let config_of = |name: &str| {
+            let principal = principals.get(name).cloned();
+            async move {
+                match principal {
+                    Some(principal) => iam::sdk_config_as(endpoint, &principal).await,
+                    None => setup.clone(),
+                }
+            }
+        };
+        let mut by_function = HashMap::new();
+        for (logical_id, binary) in &functions {
+            by_function.insert(logical_id.clone(), config_of(binary).await);
+        }
+        Ok(Self {
+            admin: config_of(ADMIN).await,
+            host: config_of(HOST).await,
+            ops: config_of(OPS).await,
+            functions: by_function,
+            principals,
+        })
+    }
+
+    /// The SDK configuration of a template function's principal.
+    pub fn function(&self, logical_id: &str) -> &SdkConfig {
+        self.functions.get(logical_id).unwrap_or(&self.admin)
+    }
+
+    /// Writes `credentials` and `config` with one profile per principal
+    /// (`picasso-local`, `picasso-ops`, `picasso-<function>`), each with the
+    /// region and the emulator's endpoint, so `aws` and the SDKs need nothing else.
+    fn write_profiles(&self, dir: &Path, endpoint: &str) -> Result<(), StackError> {
+        let error = |source| StackError::Profiles { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(error)?;
+        let profile = |name: &str| {
+            if name.starts_with("picasso-") { name.to_owned() } else { format!("picasso-{name}") }
+        };
+        let mut credentials = String::from("# Written by the local stack; valid while it runs.\n");
+        let mut config = String::from("# Written by the local stack; valid while it runs.\n");
+        let principals: Vec<(String, &str, &str)> = if self.principals.is_empty() {
+            vec![(ADMIN.to_owned(), "test", "test")]
+        } else {
+            self.principals
+                .values()
+                .map(|p| (profile(&p.name), p.access_key_id.as_str(), p.secret_access_key.as_str()))
+                .collect()
+        };
+        for (name, key, secret) in principals {
+            credentials.push_str(&format!(
+                "\n[{name}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+            ));
+            config.push_str(&format!(
+                "\n[profile {name}]\nregion = {REGION}\nendpoint_url = {endpoint}\noutput = json\n"
+            ));
+        }
+        std::fs::write(dir.join("credentials"), credentials).map_err(error)?;
+        std::fs::write(dir.join("config"), config).map_err(error)
+    }
+}
+
+/// The local host reads the config bucket for `/healthz` only.
+fn host_policy(config_bucket: &str) -> serde_json::Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "HealthOfTheConfigBucket", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": format!("arn:aws:s3:::{config_bucket}")},
+        {"Sid": "HealthOfTheDemoTenant", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": format!("arn:aws:s3:::{config_bucket}/mappings/*")},
+    ]})
+}
+
+fn timeout_of(template: &Template, function: &'static str) -> Result<std::time::Duration, StackError> {
+    template.function_timeout(function).ok_or(StackError::MissingResource(function))
 }
 
 /// SES refuses mail from unverified identities, locally as in AWS; the emulator
@@ -328,7 +545,7 @@ fn free_port() -> Result<u16, StackError> {
         .map_err(|source| StackError::Listen { addr: "127.0.0.1:0".into(), source })
 }
 
-/// The outbox sweeper on a timer, as the scheduled Lambda runs in AWS.
+/// The outbox sweeper on a timer, as the scheduled Lambda runs in AWS, as its own principal.
 fn spawn_sweeper(sdk_config: &SdkConfig, settings: &Settings, sweep: Sweep) -> JoinHandle<()> {
     let store = shared::submissions::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(sdk_config),

@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(options) => options,
         Err(message) => {
             eprintln!(
-                "{message}\nusage: local-stack [--moto-port N] [--host-port N] [--bedrock-port N] [--quiet]"
+                "{message}\nusage: local-stack [--moto-port N] [--host-port N] [--bedrock-port N] [--quiet] [--no-iam]"
             );
             return ExitCode::from(2);
         }
@@ -41,6 +41,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<StackOptions, St
             "--host-port" => options.host_port = port("--host-port")?,
             "--bedrock-port" => options.bedrock_port = port("--bedrock-port")?,
             "--quiet" => options.quiet = true,
+            "--no-iam" => options.iam = false,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -59,11 +60,15 @@ fn print_banner(stack: &LocalStack) {
          \n  config bucket   s3://{bucket}   demo tenant_hash {hash}\
          \n  tables          {subs}, {sms}\
          \n  event bus       {bus}\
-         \n\nTo point a function or the AWS CLI at it:\
-         \n  export AWS_ENDPOINT_URL={aws} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test\
+         \n  IAM             {iam}\
+         \n\nThe AWS CLI and SDKs, as the administrator (profiles for every function and picasso-ops too):\
+         \n  export AWS_CONFIG_FILE={profiles}/config AWS_SHARED_CREDENTIALS_FILE={profiles}/credentials\
+         \n  export AWS_PROFILE=picasso-local\
+         \n  aws --endpoint-url {aws} dynamodb scan --table-name {subs}\
+         \n  AWS_PROFILE=picasso-ops cargo run -q -p ops --bin picasso-ops -- status <submissionId>\
+         \nA function binary as itself: AWS_PROFILE=picasso-<function> (e.g. picasso-chat-stream), and\
          \n  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={bedrock} AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME={bedrock}\
          \n  export AWS_ENDPOINT_URL_LAMBDA={bedrock} WEBHOOK_ALLOW_PRIVATE=true\
-         \n  cargo run -q -p ops --bin picasso-ops -- status <submissionId>   (replay, redrive, sms-usage)\
          \n\nCtrl-C stops everything.",
         host = stack.host_url(),
         aws = stack.endpoint,
@@ -73,6 +78,12 @@ fn print_banner(stack: &LocalStack) {
         subs = s.form_submissions_table,
         sms = s.sms_usage_table,
         bus = s.event_bus_name,
+        iam = if stack.iam {
+            "enforced: each piece acts as its own principal (--no-iam turns it off)"
+        } else {
+            "not enforced (--no-iam)"
+        },
+        profiles = local_stack::repo_root().join(".local/aws").display(),
     );
 }
 

@@ -93,6 +93,18 @@ impl Template {
         self.parameters.insert(name.to_owned(), Value::String(value.to_owned()));
     }
 
+    /// A function's `Timeout` (its own, else `Globals.Function.Timeout`, else
+    /// Lambda's default of 3 s): the deadline of each of its invocations.
+    pub fn function_timeout(&self, logical_id: &str) -> Option<std::time::Duration> {
+        let function = self.resources.iter().find(|r| r.logical_id == logical_id)?;
+        let seconds = function.properties.get("Timeout").or_else(|| self.globals["Function"].get("Timeout"));
+        let seconds = match seconds {
+            Some(value) => value.as_u64()?,
+            None => 3,
+        };
+        Some(std::time::Duration::from_secs(seconds))
+    }
+
     pub fn resources_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.iter().filter(move |r| r.kind == kind)
     }

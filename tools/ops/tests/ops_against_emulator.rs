@@ -1,5 +1,8 @@
 //! The operator commands against an isolated local stack (moto plus the
-//! template's resources), called as library functions with the stack's clients.
+//! template's resources), called as library functions with clients of the
+//! `picasso-ops` principal (`tools/ops/iam-policy.json`): IAM is enforced, so
+//! a call the policy does not allow fails here as it would in AWS. Tests
+//! arrange and inspect as the administrator.
 
 use std::collections::HashMap;
 
@@ -90,9 +93,11 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::
 async fn redrive_moves_every_dead_letter_back_to_its_queue() {
     let stack = spawn_stack().await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
-    let dlq =
-        redrive::queue_url(&sqs, &resources::dead_letter_queue_name(Consumer::Email, STAGE)).await.unwrap();
-    let queue = redrive::queue_url(&sqs, &resources::queue_name(Consumer::Email, STAGE)).await.unwrap();
+    let operator = aws_sdk_sqs::Client::new(&stack.identities.ops);
+    let dlq = redrive::queue_url(&operator, &resources::dead_letter_queue_name(Consumer::Email, STAGE))
+        .await
+        .unwrap();
+    let queue = redrive::queue_url(&operator, &resources::queue_name(Consumer::Email, STAGE)).await.unwrap();
     drain(&sqs, &queue).await;
     for n in 1..=3 {
         let attribute = MessageAttributeValue::builder()
@@ -109,7 +114,7 @@ async fn redrive_moves_every_dead_letter_back_to_its_queue() {
             .unwrap();
     }
 
-    let moved = redrive::redrive(&sqs, &dlq, &queue, None).await.unwrap();
+    let moved = redrive::redrive(&operator, &dlq, &queue, None).await.unwrap();
 
     assert_eq!(moved, redrive::Redrive { from: dlq.clone(), to: queue.clone(), moved: 3 });
     let back = drain(&sqs, &queue).await;
@@ -133,14 +138,16 @@ async fn redrive_moves_every_dead_letter_back_to_its_queue() {
 async fn redrive_stops_at_the_maximum_and_leaves_the_rest_in_the_dead_letter_queue() {
     let stack = spawn_stack().await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
-    let dlq =
-        redrive::queue_url(&sqs, &resources::dead_letter_queue_name(Consumer::Sms, STAGE)).await.unwrap();
-    let queue = redrive::queue_url(&sqs, &resources::queue_name(Consumer::Sms, STAGE)).await.unwrap();
+    let operator = aws_sdk_sqs::Client::new(&stack.identities.ops);
+    let dlq = redrive::queue_url(&operator, &resources::dead_letter_queue_name(Consumer::Sms, STAGE))
+        .await
+        .unwrap();
+    let queue = redrive::queue_url(&operator, &resources::queue_name(Consumer::Sms, STAGE)).await.unwrap();
     for n in 0..3 {
         sqs.send_message().queue_url(&dlq).message_body(format!("{n}")).send().await.unwrap();
     }
 
-    let moved = redrive::redrive(&sqs, &dlq, &queue, Some(2)).await.unwrap();
+    let moved = redrive::redrive(&operator, &dlq, &queue, Some(2)).await.unwrap();
 
     assert_eq!(moved.moved, 2);
     assert_eq!(drain(&sqs, &dlq).await.len(), 1);
@@ -151,7 +158,7 @@ async fn redrive_stops_at_the_maximum_and_leaves_the_rest_in_the_dead_letter_que
 async fn status_shows_a_submitted_forms_fulfillment_without_its_form_data() {
     let stack = spawn_stack().await;
     let submission_id = submit_demo_form(&stack).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.identities.ops);
 
     let shown = status::submission_status(&dynamodb, &stack.settings.form_submissions_table, &submission_id)
         .await
@@ -172,7 +179,7 @@ async fn status_shows_a_submitted_forms_fulfillment_without_its_form_data() {
 #[tokio::test]
 async fn status_of_an_unknown_submission_says_there_is_none() {
     let stack = spawn_stack().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.identities.ops);
 
     let err = status::submission_status(&dynamodb, &stack.settings.form_submissions_table, "nope_1_x")
         .await
@@ -199,10 +206,11 @@ async fn sms_usage_reads_the_months_count_and_zero_for_a_month_without_sms() {
         .await
         .unwrap();
 
-    let may = sms_usage::sms_usage(&dynamodb, table, "tenant-ops", &Month::parse("2026-05").unwrap())
+    let operator = aws_sdk_dynamodb::Client::new(&stack.identities.ops);
+    let may = sms_usage::sms_usage(&operator, table, "tenant-ops", &Month::parse("2026-05").unwrap())
         .await
         .unwrap();
-    let june = sms_usage::sms_usage(&dynamodb, table, "tenant-ops", &Month::parse("2026-06").unwrap())
+    let june = sms_usage::sms_usage(&operator, table, "tenant-ops", &Month::parse("2026-06").unwrap())
         .await
         .unwrap();
 
@@ -223,7 +231,7 @@ async fn replay_of_a_window_redelivers_its_events_and_completes() {
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
     let queue = redrive::queue_url(&sqs, &resources::queue_name(Consumer::Email, STAGE)).await.unwrap();
     drain(&sqs, &queue).await;
-    let eventbridge = aws_sdk_eventbridge::Client::new(&stack.sdk_config);
+    let eventbridge = aws_sdk_eventbridge::Client::new(&stack.identities.ops);
     let request = replay::ReplayRequest {
         replay_name: replay::default_replay_name(),
         archive_name: resources::archive_name(STAGE),
@@ -257,7 +265,7 @@ async fn replay_of_a_window_redelivers_its_events_and_completes() {
 #[tokio::test]
 async fn replay_from_an_archive_that_does_not_exist_fails_naming_it() {
     let stack = spawn_stack().await;
-    let eventbridge = aws_sdk_eventbridge::Client::new(&stack.sdk_config);
+    let eventbridge = aws_sdk_eventbridge::Client::new(&stack.identities.ops);
     let request = replay::ReplayRequest {
         replay_name: replay::default_replay_name(),
         archive_name: "no-such-archive".to_owned(),

@@ -215,6 +215,9 @@ async fn stream_frames(
     started: Instant,
 ) -> Result<StreamStatus, aws_smithy_eventstream::error::Error> {
     let send = |frame: Bytes| async move { frames.send(Ok(frame)).await.is_ok() };
+    if plan.stall_after == Some(0) {
+        return Ok(stall(frames).await);
+    }
     let opening = [
         event_frame("messageStart", &json!({ "role": "assistant" }))?,
         // Bedrock's ContentBlockStart union has no text variant, and the SDK
@@ -234,6 +237,9 @@ async fn stream_frames(
         {
             let frame = exception_frame("modelStreamErrorException", &failure.message)?;
             return Ok(if send(frame).await { StreamStatus::Failed } else { StreamStatus::Cancelled });
+        }
+        if index > 0 && plan.stall_after == Some(index) {
+            return Ok(stall(frames).await);
         }
         let delay = if index == 0 { plan.first_token_delay } else { plan.delta_delay };
         if !pause(frames, delay).await {
@@ -277,6 +283,12 @@ fn metadata(input_tokens: u32, output_tokens: u32, latency_ms: u64) -> Value {
         },
         "metrics": { "latencyMs": latency_ms },
     })
+}
+
+/// A hung model: the stream stays open and says nothing until the client leaves.
+async fn stall(frames: &mpsc::Sender<Result<Bytes, Infallible>>) -> StreamStatus {
+    frames.closed().await;
+    StreamStatus::Cancelled
 }
 
 /// Waits `delay`, returning false as soon as the client has gone.

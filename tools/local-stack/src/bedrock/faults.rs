@@ -20,6 +20,10 @@ pub struct Faults {
     /// ...after this many text deltas.
     pub fail_after_deltas: u32,
     pub fail_message: String,
+    /// Leave this many of the next streams open and silent (as a hung model does)...
+    pub stall_next: u32,
+    /// ...after this many text deltas (0: before the first event).
+    pub stall_after_deltas: u32,
     /// Extra wait before the first text delta.
     pub first_token_delay_ms: u64,
     /// Wait between text deltas.
@@ -38,6 +42,8 @@ impl Faults {
             fail_next: 0,
             fail_after_deltas: 0,
             fail_message: DEFAULT_FAIL_MESSAGE.to_owned(),
+            stall_next: 0,
+            stall_after_deltas: 0,
             first_token_delay_ms: millis(first_token_delay),
             delta_delay_ms: millis(delta_delay),
             rejected_models: BTreeSet::new(),
@@ -61,10 +67,15 @@ impl Faults {
                 message: self.fail_message.clone(),
             }
         });
+        let stall_after = (self.stall_next > 0).then(|| {
+            self.stall_next -= 1;
+            self.stall_after_deltas as usize
+        });
         Admission::Stream(StreamPlan {
             first_token_delay: Duration::from_millis(self.first_token_delay_ms),
             delta_delay: Duration::from_millis(self.delta_delay_ms),
             failure,
+            stall_after,
         })
     }
 
@@ -75,11 +86,15 @@ impl Faults {
             fail_next,
             fail_after_deltas,
             fail_message,
+            stall_next,
+            stall_after_deltas,
             first_token_delay_ms,
             delta_delay_ms,
             rejected_models,
             retrieve_fails,
         } = patch;
+        set(&mut self.stall_next, stall_next);
+        set(&mut self.stall_after_deltas, stall_after_deltas);
         set(&mut self.throttle_next, throttle_next);
         set(&mut self.fail_next, fail_next);
         set(&mut self.fail_after_deltas, fail_after_deltas);
@@ -110,6 +125,8 @@ pub struct FaultPatch {
     pub fail_next: Option<u32>,
     pub fail_after_deltas: Option<u32>,
     pub fail_message: Option<String>,
+    pub stall_next: Option<u32>,
+    pub stall_after_deltas: Option<u32>,
     pub first_token_delay_ms: Option<u64>,
     pub delta_delay_ms: Option<u64>,
     pub rejected_models: Option<BTreeSet<String>>,
@@ -129,6 +146,8 @@ pub struct StreamPlan {
     pub first_token_delay: Duration,
     pub delta_delay: Duration,
     pub failure: Option<MidStreamFailure>,
+    /// Go silent after this many deltas (0: before the first event) and stay open.
+    pub stall_after: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +201,24 @@ mod tests {
         };
         assert_eq!(plan.failure, None);
         assert_eq!(plan.delta_delay, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_stall_applies_to_exactly_the_next_n_streams_at_its_point() {
+        let mut faults = faults();
+        faults.apply(FaultPatch {
+            stall_next: Some(1),
+            stall_after_deltas: Some(2),
+            ..FaultPatch::default()
+        });
+        let Admission::Stream(plan) = faults.admit("m") else {
+            panic!("expected a stream");
+        };
+        assert_eq!(plan.stall_after, Some(2));
+        let Admission::Stream(plan) = faults.admit("m") else {
+            panic!("expected a stream");
+        };
+        assert_eq!(plan.stall_after, None);
     }
 
     #[test]

@@ -116,6 +116,13 @@ impl BedrockStandIn {
         faults.fail_message = message.into();
     }
 
+    /// The next `count` streams go silent after `after_deltas` deltas (0: before any event).
+    pub fn stall_next(&self, count: u32, after_deltas: u32) {
+        let mut faults = self.lock_faults();
+        faults.stall_next = count;
+        faults.stall_after_deltas = after_deltas;
+    }
+
     pub fn set_first_token_delay(&self, delay: Duration) {
         self.lock_faults().first_token_delay_ms = millis(delay);
     }

@@ -1,0 +1,37 @@
+//! The form-intake binary itself under a Lambda Runtime API emulator, with
+//! the template's environment, against a local stack that enforces IAM.
+
+use std::path::Path;
+
+use local_stack::{
+    LocalStack, StackOptions,
+    runtime_api::{FunctionUnderTest, sample_event},
+};
+
+#[tokio::test]
+async fn the_binary_stores_a_submission_from_a_function_url_event() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_form-intake"));
+    let function = FunctionUnderTest::start(&stack, "FormIntakeFunction", binary, &[]).await.unwrap();
+
+    let invocation = function.invoke(sample_event("form-intake/submit-form-valid.json")).await.unwrap();
+
+    let response = invocation.json().unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["headers"]["content-type"], "text/event-stream");
+    let body = response["body"].as_str().unwrap();
+    assert!(body.contains("\"type\":\"form_complete\""), "{body}");
+    let frame: serde_json::Value =
+        serde_json::from_str(body.lines().nth(4).unwrap().trim_start_matches("data: ")).unwrap();
+    let id = frame["submissionId"].as_str().unwrap();
+    let stored = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", aws_sdk_dynamodb::types::AttributeValue::S(id.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.item.is_some(), "{id} is in the table");
+    function.stop().await;
+    stack.stop().await;
+}

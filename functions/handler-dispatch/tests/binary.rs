@@ -1,0 +1,14 @@
+//! The handler-dispatch binary itself under a Lambda Runtime API emulator, with the
+//! template's environment, against a local stack that enforces IAM.
+
+#[tokio::test]
+async fn the_binary_reports_only_the_poison_record_of_an_sqs_batch() {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_handler-dispatch"));
+    let failed = local_stack::runtime_api::sample_batch_failures(
+        "HandlerDispatchFunction",
+        binary,
+        "handler-dispatch/sqs-batch.json",
+    )
+    .await;
+    assert_eq!(failed, ["00000003-aaaa-4bbb-8ccc-dddddddddddd"]);
+}

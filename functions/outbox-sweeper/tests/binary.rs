@@ -1,0 +1,52 @@
+//! The outbox-sweeper binary itself under a Lambda Runtime API emulator, with
+//! the template's environment, against a local stack that enforces IAM.
+
+use std::path::Path;
+
+use local_stack::{
+    LocalStack, StackOptions, demo,
+    runtime_api::{FunctionUnderTest, sample_event},
+};
+use shared::{
+    events::FormSubmitted,
+    submissions::{DynamoSubmissionStore, NewSubmission, SubmissionStore},
+};
+
+#[tokio::test]
+async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    // A saved submission whose event never reached the bus (as when PutEvents failed).
+    let store = DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk_config),
+        &stack.settings.form_submissions_table,
+    );
+    let event = FormSubmitted {
+        schema_version: 1,
+        submission_id: "reading_buddy_application_1795575845000_strand".into(),
+        tenant_id: demo::DEMO_TENANT_ID.into(),
+        form_id: "reading_buddy_application".into(),
+        priority: "normal".into(),
+        submitted_at: shared::telemetry::now_rfc3339(),
+        channels: vec!["handler".into()],
+    };
+    let stranded = NewSubmission { event, form_data: Default::default(), client_submission_id: None };
+    store.create(&stranded, "{}").await.unwrap();
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_outbox-sweeper"));
+    let grace = [("OUTBOX_GRACE_SECONDS", "0")];
+    let function = FunctionUnderTest::start(&stack, "OutboxSweeperFunction", binary, &grace).await.unwrap();
+    let invocation = function.invoke(sample_event("outbox-sweeper/scheduled.json")).await.unwrap();
+
+    let report = invocation.json().unwrap();
+    assert_eq!(report["published"], 1, "{report}");
+    let received = aws_sdk_sqs::Client::new(&stack.sdk_config)
+        .receive_message()
+        .queue_url(&stack.created["HandlerQueue"].reference)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.messages().len(), 1, "the FormSubmitted event reached the consumers");
+    function.stop().await;
+    stack.stop().await;
+}
