@@ -164,6 +164,30 @@ async fn a_model_rejected_as_retired_falls_back_to_the_default_model() {
 }
 
 #[tokio::test]
+async fn a_rejected_model_is_not_asked_again_by_later_chats() {
+    let stack = spawn_stack().await;
+    let retired = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
+    let mut config = demo_config();
+    config["model_id"] = json!(retired);
+    put_tenant(&stack, "retiredmodel02", "RET000002", &config).await;
+    stack.bedrock.reject_model(retired);
+    let ask_retired = json!({"tenant_hash": "retiredmodel02", "user_input": "What is Reading Buddies?"});
+
+    for _ in 0..3 {
+        assert!(post_chat(&stack, ask_retired.to_string()).await.frames_of("error").is_empty());
+    }
+
+    let asked: Vec<_> = stack.bedrock.streams().iter().map(|s| s.model_id.clone()).collect();
+    let default = stack.settings.bedrock_model_id.clone();
+    assert_eq!(
+        asked,
+        [retired.to_owned(), default.clone(), default.clone(), default],
+        "one failed call in all"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_mid_stream_failure_tells_the_visitor_the_answer_was_cut_short_then_errors_without_retrying() {
     let stack = spawn_stack().await;
     stack.bedrock.fail_next_mid_stream(1, 3, "model stream broke");

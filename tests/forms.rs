@@ -231,6 +231,25 @@ async fn a_repeated_client_submission_id_returns_the_first_result_and_creates_no
 }
 
 #[tokio::test]
+async fn a_client_submission_id_reused_for_other_data_is_refused_with_409_and_stores_nothing() {
+    let stack = spawn_stack().await;
+    let mut body = submit(READING, reading_data());
+    body["client_submission_id"] = json!("widget-7f3a9c2e-0002");
+    result(&post_forms(&stack, &body).await);
+    body["form_data"]["first_name"] = json!("Someone Else");
+
+    let refused = post_forms(&stack, &body).await;
+
+    assert_eq!(refused.status, 409, "{:?}", refused.blocks);
+    assert_eq!(refused.frames_of("error")[0]["code"], "idempotency_key_reused");
+    let stored: Vec<_> =
+        submissions(&stack).await.into_iter().filter(|i| s(i, "form_id") == READING).collect();
+    assert_eq!(stored.len(), 1, "only the first submission");
+    assert_eq!(drain_queue(&stack, "EmailQueue").await.len(), 1, "one event");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_and_disabled_forms_are_refused() {
     let stack = spawn_stack().await;
     let unknown = result(&post_forms(&stack, &submit("no_such_form", reading_data())).await);
@@ -282,6 +301,20 @@ async fn an_oversize_form_or_value_is_refused() {
     assert_eq!(reply.status, 413);
     assert_eq!(reply.frames_of("error")[0]["code"], "form_too_large");
     assert!(submissions(&stack).await.is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_honeypot_holding_false_zero_or_an_empty_list_is_a_real_submission() {
+    let stack = spawn_stack().await;
+    for empty in [json!(false), json!(0), json!([]), json!(""), json!(null)] {
+        let mut data = reading_data();
+        data["_hp"] = empty.clone();
+        let frame = result(&post_forms(&stack, &submit(READING, data)).await);
+        assert_eq!(frame["status"], "success", "{empty}");
+    }
+    let stored = submissions(&stack).await.into_iter().filter(|i| s(i, "form_id") == READING).count();
+    assert_eq!(stored, 5, "every one kept");
     stack.stop().await;
 }
 

@@ -623,3 +623,169 @@ async fn a_lambda_handler_that_does_not_exist_is_recorded_failed_and_not_retried
     );
     assert!(stack.lambda.invocations().is_empty());
 }
+
+/// The FormSubmitted envelope SQS delivered to a consumer queue for `submission_id`.
+async fn envelope_of(stack: &LocalStack, queue: &str, submission_id: &str) -> Value {
+    drain_queue(stack, queue)
+        .await
+        .into_iter()
+        .find(|e| e["detail"]["submission_id"] == submission_id)
+        .unwrap_or_else(|| panic!("no event for {submission_id} on {queue}"))
+}
+
+fn ledger(stack: &LocalStack) -> shared::submissions::DynamoSubmissionStore {
+    shared::submissions::DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk_config),
+        &stack.settings.form_submissions_table,
+    )
+}
+
+#[tokio::test]
+async fn an_event_naming_another_tenant_sends_nothing_and_is_acknowledged() {
+    let stack = spawn_stack().await;
+    put_tenant(&stack, "0ther0000001", "OTHER00001", &demo_config()).await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let genuine = envelope_of(&stack, "EmailQueue", &id).await;
+    let mut forged = genuine.clone();
+    forged["detail"]["tenant_id"] = json!("OTHER00001");
+    let config = stack.identities.function("EmailSenderFunction");
+    let tenants = form_intake::tenant_loader(config, &stack.settings);
+    let email = email_sender::aws_consumer(config, &stack.settings, tenants);
+
+    assert_eq!(email.handle_record(&forged.to_string()).await, Disposition::Ack);
+    assert!(emails(&stack).await.is_empty(), "nothing went to the other tenant's team");
+    assert_eq!(fulfillment(&stack, &id).await.1["email"]["status"], "queued", "nothing was claimed");
+
+    assert_eq!(email.handle_record(&genuine.to_string()).await, Disposition::Ack);
+    assert_eq!(emails(&stack).await.len(), 2, "the genuine event is fulfilled as usual");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
+    use shared::fulfillment::{Claim, FulfillmentLedger, LedgerError, Outcome};
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let ledger = ledger(&stack);
+    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let now = shared::telemetry::now_epoch_millis();
+    let Ok(Claim::Acquired(_, stale)) = ledger.claim(&event, "email", now, 1_000).await else {
+        panic!("first claim")
+    };
+    // Its lease has run out by the time a redelivery claims the channel.
+    let Ok(Claim::Acquired(_, current)) = ledger.claim(&event, "email", now + 5_000, 120_000).await else {
+        panic!("the expired lease is taken over")
+    };
+
+    let late = ledger.finish(&stale, &Outcome::Failed { error: "late".into() }).await;
+    assert!(matches!(late, Err(LedgerError::LeaseLost { .. })), "{late:?}");
+    assert!(matches!(ledger.part_done(&stale, "team").await, Err(LedgerError::LeaseLost { .. })));
+    ledger.finish(&current, &Outcome::Sent).await.unwrap();
+
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels["email"]["status"], "sent", "the newer holder's outcome stands");
+    assert!(!channels["email"].contains_key("team_done_at"));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_success_after_a_failure_clears_last_error_and_the_status_only_moves_forward() {
+    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let ledger = ledger(&stack);
+    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let run = |channel: &'static str, outcome: Outcome| {
+        let (ledger, event) = (&ledger, &event);
+        async move {
+            let now = shared::telemetry::now_epoch_millis();
+            let Ok(Claim::Acquired(_, lease)) = ledger.claim(event, channel, now, 120_000).await else {
+                panic!("claim {channel}")
+            };
+            ledger.finish(&lease, &outcome).await.unwrap();
+        }
+    };
+    run("email", Outcome::Failed { error: "SES was down".into() }).await;
+    run("sms", Outcome::Sent).await;
+    run("handler", Outcome::Sent).await;
+    let (status, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(
+        (status.as_str(), channels["email"]["last_error"].as_str()),
+        ("partially_fulfilled", "SES was down")
+    );
+
+    run("email", Outcome::Sent).await;
+    let (status, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(status, "fulfilled", "forward from partially_fulfilled");
+    assert!(!channels["email"].contains_key("last_error"), "{:?}", channels["email"]);
+
+    // A channel that fails again later (say, a record reset by hand) cannot move it back.
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .update_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(id.clone()))
+        .update_expression("SET fulfillment.sms.#s = :failed")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
+        .send()
+        .await
+        .unwrap();
+    run("sms", Outcome::Failed { error: "again".into() }).await;
+    assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled", "never back from fulfilled");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_monthly_sms_limit_of_zero_sends_no_sms() {
+    let stack = spawn_fulfilling_stack().await;
+    let mut config = demo_config();
+    config["sms_monthly_limit"] = json!(0);
+    put_tenant(&stack, "n0sms0000000", "NOSMS00001", &config).await;
+    let id = submit(&stack, "n0sms0000000", READING, reading_data("Ana")).await;
+
+    let (_, channels) = fulfilled(&stack, &id).await;
+    assert_eq!(channels["sms"]["status"], "skipped");
+    assert_eq!(channels["sms"]["reason"], "monthly_limit_reached");
+    assert!(sms(&stack).await.is_empty());
+    assert_eq!(sms_count(&stack, "NOSMS00001").await, None, "no unit was taken");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_number_already_texted_is_not_texted_again_when_the_recipient_list_changes() {
+    let stack = spawn_stack().await;
+    let (first, second) = ("+15035550142", "+15035550177");
+    let mut config = demo_config();
+    config["conversational_forms"][READING]["notifications"]["internal"]["sms_recipients"] =
+        json!([first, second]);
+    put_tenant(&stack, "s0rted000001", "SORTED0001", &config).await;
+    let id = submit(&stack, "s0rted000001", READING, reading_data("Ana")).await;
+    let envelope = envelope_of(&stack, "SmsQueue", &id).await;
+    // An earlier delivery texted the first number, then failed before the second.
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .update_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(id.clone()))
+        .update_expression("SET fulfillment.sms.#s = :failed, fulfillment.sms.#done = :at")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_names("#done", "to_15035550142_done_at")
+        .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
+        .expression_attribute_values(":at", AttributeValue::S(shared::telemetry::now_rfc3339()))
+        .send()
+        .await
+        .unwrap();
+    // Meanwhile the team put the numbers the other way round, in another notation.
+    config["conversational_forms"][READING]["notifications"]["internal"]["sms_recipients"] =
+        json!(["+1 (503) 555-0177", "+1 503 555 0142"]);
+    put_tenant(&stack, "s0rted000001", "SORTED0001", &config).await;
+    let sms_config = stack.identities.function("SmsSenderFunction");
+    let tenants = form_intake::tenant_loader(sms_config, &stack.settings);
+    let consumer = sms_sender::aws_consumer(sms_config, &stack.settings, tenants);
+
+    assert_eq!(consumer.handle_record(&envelope.to_string()).await, Disposition::Ack);
+
+    let texted: Vec<String> =
+        sms(&stack).await.iter().map(|m| m["phone_number"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(texted, [second], "only the number not yet texted");
+    stack.stop().await;
+}

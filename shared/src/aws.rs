@@ -40,8 +40,22 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
 
 /// SDK configuration for an emulator: its endpoint and throwaway static credentials,
 /// so tools and tests never pick up a developer's real AWS identity by accident.
+/// For setting the emulator up and inspecting it: its deadlines are generous,
+/// since a busy machine's emulator is slower than AWS, and no visitor waits.
 pub async fn emulator_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
-    emulator_sdk_config_with(endpoint, region, "test", "test").await
+    patient(emulator_sdk_config_with(endpoint, region, "test", "test").await)
+}
+
+/// The same configuration with generous deadlines, for setting an emulator
+/// up and inspecting it (never for a function's own calls).
+pub fn patient(config: SdkConfig) -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    let mut config = config.into_builder();
+    config.set_timeout_config(Some(timeouts));
+    config.build()
 }
 
 /// SDK configuration for an emulator that enforces IAM: the access key of one

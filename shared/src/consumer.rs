@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::{
     events::{DETAIL_TYPE, FormSubmitted, SOURCE},
-    fulfillment::{Claim, FulfillmentLedger, Outcome, StoredSubmission},
+    fulfillment::{Claim, FulfillmentLedger, Lease, LedgerError, Outcome, StoredSubmission},
     telemetry::{error_chain, now_epoch_millis},
     tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
@@ -92,11 +92,12 @@ pub trait Channel: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Outcome, Failure>> + Send;
 }
 
-/// A claimed channel of one submission.
+/// A claimed channel of one submission. It carries the stored submission and
+/// not the event: tenant, form and data come only from what was stored.
 pub struct Job<'a, L> {
-    pub event: &'a FormSubmitted,
     pub submission: &'a StoredSubmission,
     channel: &'static str,
+    lease: &'a Lease,
     ledger: &'a L,
 }
 
@@ -120,12 +121,9 @@ impl<L: FulfillmentLedger> Job<'_, L> {
         self.submission.part_done(self.channel, part)
     }
 
-    /// Records one part done.
+    /// Records one part done (refused once another delivery holds the channel).
     pub async fn record(&self, part: &str) -> Result<(), Failure> {
-        self.ledger
-            .part_done(&self.submission.submission_id, self.channel, part)
-            .await
-            .map_err(|err| Failure::Transient(error_chain(&err)))
+        self.ledger.part_done(self.lease, part).await.map_err(|err| Failure::Transient(error_chain(&err)))
     }
 }
 
@@ -209,15 +207,27 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
         if !event.channels.iter().any(|c| c == channel) {
             return Disposition::Ack;
         }
-        let submission = match self.ledger.claim(id, channel, now_epoch_millis(), C::LEASE.as_millis()).await
-        {
-            Ok(Claim::Acquired(submission)) => submission,
+        let claimed = self.ledger.claim(event, channel, now_epoch_millis(), C::LEASE.as_millis()).await;
+        let (submission, lease) = match claimed {
+            Ok(Claim::Acquired(submission, lease)) => (submission, lease),
             Ok(Claim::Done) => {
                 tracing::info!(channel, submission_id = id, replay, "already done; nothing to do");
                 return Disposition::Ack;
             }
             Ok(Claim::Missing) => {
                 tracing::warn!(channel, submission_id = id, replay, "no such submission; nothing to do");
+                return Disposition::Ack;
+            }
+            Ok(Claim::Mismatch) => {
+                tracing::warn!(
+                    security = true,
+                    channel,
+                    submission_id = id,
+                    event_tenant_id = event.tenant_id,
+                    event_form_id = event.form_id,
+                    replay,
+                    "event names another tenant or form than the stored submission; ignored"
+                );
                 return Disposition::Ack;
             }
             Ok(Claim::Busy) => {
@@ -229,16 +239,24 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
                 return Disposition::Retry;
             }
         };
-        let job = Job { event, submission: &submission, channel, ledger: &self.ledger };
+        let job = Job { submission: &submission, channel, lease: &lease, ledger: &self.ledger };
         let result = self.channel.fulfil(&job).await;
         let (outcome, disposition) = match result {
             Ok(outcome) => (outcome, Disposition::Ack),
             Err(Failure::Permanent(error)) => (Outcome::Failed { error }, Disposition::Ack),
             Err(Failure::Transient(error)) => (Outcome::Failed { error }, Disposition::Retry),
         };
-        if let Err(err) = self.ledger.finish(id, channel, &outcome).await {
-            tracing::error!(channel, submission_id = id, error = %error_chain(&err), "outcome not recorded");
-            return Disposition::Retry;
+        match self.ledger.finish(&lease, &outcome).await {
+            Ok(()) => {}
+            Err(err @ LedgerError::LeaseLost { .. }) => {
+                // The delivery that took over records the channel; this one's word is stale.
+                tracing::warn!(channel, submission_id = id, error = %error_chain(&err), "outcome discarded");
+                return Disposition::Ack;
+            }
+            Err(err) => {
+                tracing::error!(channel, submission_id = id, error = %error_chain(&err), "outcome not recorded");
+                return Disposition::Retry;
+            }
         }
         match &outcome {
             Outcome::Failed { error } => {

@@ -72,7 +72,7 @@ impl EventPublisher for EventBridgePublisher {
             match self.put_once(event).await {
                 Ok(()) => return Ok(()),
                 Err(err) if attempt + 1 < ATTEMPTS => {
-                    tracing::warn!(submission_id = event.submission_id, attempt, error = %err, "publish failed; retrying");
+                    tracing::warn!(submission_id = event.submission_id, attempt, error = %crate::telemetry::error_chain(err.as_ref()), "publish failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
                     attempt += 1;
                 }

@@ -54,14 +54,44 @@ impl StoredSubmission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Ours until the lease ends: do the side effect. Carries the submission
-    /// as the claim left it, so the consumer reads nothing more.
-    Acquired(Box<StoredSubmission>),
+    /// as the claim left it, so the consumer reads nothing more, and the
+    /// lease every later write of this delivery must present.
+    Acquired(Box<StoredSubmission>, Lease),
     /// Already sent or skipped: acknowledge and do nothing.
     Done,
     /// Another delivery holds an unexpired lease: try again later.
     Busy,
     /// No such submission (deleted, or never stored): nothing to do.
     Missing,
+    /// The stored submission belongs to another tenant or form than the event
+    /// says: a forged or corrupted event. Nothing is claimed.
+    Mismatch,
+}
+
+/// One delivery's hold on a channel: its writes are refused once another
+/// delivery has taken the channel over (after this lease expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub submission_id: String,
+    pub channel: String,
+    pub token: String,
+}
+
+impl Lease {
+    pub fn new(submission_id: &str, channel: &str) -> Self {
+        let token: String = std::iter::repeat_with(fastrand::alphanumeric).take(16).collect();
+        Self { submission_id: submission_id.to_owned(), channel: channel.to_owned(), token }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Another delivery took the channel over: this one's write is refused,
+    /// so a stale holder never overwrites the newer holder's record.
+    #[error("the lease on {channel} of {submission_id} was taken over by another delivery; write refused")]
+    LeaseLost { submission_id: String, channel: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How a channel ended.
@@ -83,28 +113,30 @@ impl Outcome {
 }
 
 pub trait FulfillmentLedger: Send + Sync + 'static {
+    /// Takes `channel` of the submission `event` names, only if the stored
+    /// submission belongs to the event's tenant and form.
     fn claim(
         &self,
-        submission_id: &str,
+        event: &FormSubmitted,
         channel: &str,
         now_ms: u128,
         lease_ms: u128,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// Records that one part of a claimed channel is done.
-    fn part_done(
-        &self,
-        submission_id: &str,
-        channel: &str,
-        part: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Ends a claimed channel and, once every planned channel has ended, rolls
-    /// the submission's status up to `fulfilled` or `partially_fulfilled`.
+    /// Records that one part of a claimed channel is done (while `lease` holds).
+    fn part_done(&self, lease: &Lease, part: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// Ends a claimed channel (while `lease` holds) and, once every planned
+    /// channel has ended, rolls the submission's status forward to
+    /// `fulfilled` or `partially_fulfilled`.
     fn finish(
         &self,
-        submission_id: &str,
-        channel: &str,
+        lease: &Lease,
         outcome: &Outcome,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
+
+/// Whether a stored submission is the one an event names (tenant and form).
+pub fn matches_event(submission: &StoredSubmission, event: &FormSubmitted) -> bool {
+    submission.tenant_id == event.tenant_id && submission.form_id == event.form_id
 }
 
 fn error<E: std::error::Error + Send + Sync + 'static>(
@@ -152,6 +184,10 @@ fn parse(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubm
 }
 
 const TERMINAL: [&str; 3] = ["sent", "skipped", "failed"];
+/// A submission's `status`, from creation to the roll-up.
+pub const PENDING_FULFILLMENT: &str = "pending_fulfillment";
+pub const FULFILLED: &str = "fulfilled";
+pub const PARTIALLY_FULFILLED: &str = "partially_fulfilled";
 
 impl DynamoSubmissionStore {
     /// A stored submission as consumers see it (`None` if there is none).
@@ -182,17 +218,33 @@ impl DynamoSubmissionStore {
         if !statuses.iter().all(|s| TERMINAL.contains(s)) {
             return Ok(());
         }
-        let status = if statuses.contains(&"failed") { "partially_fulfilled" } else { "fulfilled" };
+        let status = if statuses.contains(&"failed") { PARTIALLY_FULFILLED } else { FULFILLED };
+        // Only forward: pending → either, partially → fulfilled (a replay
+        // delivered what had failed); never back from fulfilled.
+        let condition = if status == FULFILLED {
+            "attribute_not_exists(#status) OR #status IN (:pending, :partial)"
+        } else {
+            "attribute_not_exists(#status) OR #status = :pending"
+        };
+        let s = |v: &str| AttributeValue::S(v.to_owned());
         let updated = self
             .client()
             .update_item()
             .table_name(self.table())
-            .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+            .key("submission_id", s(submission_id))
             .update_expression("SET #status = :status, fulfilled_at = :now")
-            .condition_expression("#status <> :status")
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", AttributeValue::S(status.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::S(now_rfc3339()))
+            .set_expression_attribute_values(Some(
+                [
+                    (":status".to_owned(), s(status)),
+                    (":pending".to_owned(), s(PENDING_FULFILLMENT)),
+                    (":now".to_owned(), s(&now_rfc3339())),
+                ]
+                .into_iter()
+                .chain((status == FULFILLED).then(|| (":partial".to_owned(), s(PARTIALLY_FULFILLED))))
+                .collect(),
+            ))
             .send()
             .await;
         match updated {
@@ -206,11 +258,13 @@ impl DynamoSubmissionStore {
 impl FulfillmentLedger for DynamoSubmissionStore {
     async fn claim(
         &self,
-        submission_id: &str,
+        event: &FormSubmitted,
         channel: &str,
         now_ms: u128,
         lease_ms: u128,
     ) -> Result<Claim, StoreError> {
+        let submission_id = event.submission_id.as_str();
+        let lease = Lease::new(submission_id, channel);
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let n = |v: u128| AttributeValue::N(v.to_string());
         let claimed = self
@@ -219,20 +273,24 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .table_name(self.table())
             .key("submission_id", s(submission_id))
             .update_expression(
-                "SET fulfillment.#c.#s = :in_progress, fulfillment.#c.lease_until = :until, fulfillment.#c.#at = :at \
-                 ADD fulfillment.#c.attempts :one",
+                "SET fulfillment.#c.#s = :in_progress, fulfillment.#c.lease_until = :until, \
+                 fulfillment.#c.lease = :token, fulfillment.#c.#at = :at ADD fulfillment.#c.attempts :one",
             )
             .condition_expression(
-                "attribute_exists(fulfillment.#c) AND fulfillment.#c.#s <> :sent AND fulfillment.#c.#s <> :skipped \
+                "tenant_id = :tenant AND form_id = :form AND attribute_exists(fulfillment.#c) \
+                 AND fulfillment.#c.#s <> :sent AND fulfillment.#c.#s <> :skipped \
                  AND (fulfillment.#c.#s <> :in_progress OR fulfillment.#c.lease_until < :now)",
             )
             .expression_attribute_names("#c", channel)
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":tenant", s(&event.tenant_id))
+            .expression_attribute_values(":form", s(&event.form_id))
             .expression_attribute_values(":in_progress", s("in_progress"))
             .expression_attribute_values(":sent", s("sent"))
             .expression_attribute_values(":skipped", s("skipped"))
             .expression_attribute_values(":until", n(now_ms + lease_ms))
+            .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":at", s(&now_rfc3339()))
             .expression_attribute_values(":one", n(1))
@@ -241,13 +299,16 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .await;
         match claimed {
             Ok(output) => match output.attributes.as_ref() {
-                Some(item) => Ok(Claim::Acquired(Box::new(parse(item)))),
+                Some(item) => Ok(Claim::Acquired(Box::new(parse(item)), lease)),
                 None => {
                     Err(StoreError { operation: "UpdateItem", source: "the claim returned no item".into() })
                 }
             },
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 let Some(submission) = self.load(submission_id).await? else { return Ok(Claim::Missing) };
+                if !matches_event(&submission, event) {
+                    return Ok(Claim::Mismatch);
+                }
                 let status = submission.fulfillment.get(channel).and_then(|r| r.get("status")).cloned();
                 Ok(match status.as_deref() {
                     Some("sent" | "skipped") => Claim::Done,
@@ -259,22 +320,24 @@ impl FulfillmentLedger for DynamoSubmissionStore {
         }
     }
 
-    async fn part_done(&self, submission_id: &str, channel: &str, part: &str) -> Result<(), StoreError> {
-        self.client()
+    async fn part_done(&self, lease: &Lease, part: &str) -> Result<(), LedgerError> {
+        let written = self
+            .client()
             .update_item()
             .table_name(self.table())
-            .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+            .key("submission_id", AttributeValue::S(lease.submission_id.clone()))
             .update_expression("SET fulfillment.#c.#p = :now")
-            .expression_attribute_names("#c", channel)
+            .condition_expression("fulfillment.#c.lease = :token")
+            .expression_attribute_names("#c", &lease.channel)
             .expression_attribute_names("#p", format!("{part}_done_at"))
             .expression_attribute_values(":now", AttributeValue::S(now_rfc3339()))
+            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
             .send()
-            .await
-            .map_err(error("UpdateItem"))?;
-        Ok(())
+            .await;
+        fenced(lease, written.map(|_| ()))
     }
 
-    async fn finish(&self, submission_id: &str, channel: &str, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<(), LedgerError> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let (status, detail) = match outcome {
             Outcome::Sent => ("sent", BTreeMap::new()),
@@ -292,11 +355,13 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("submission_id", s(submission_id))
-            .expression_attribute_names("#c", channel)
+            .key("submission_id", s(&lease.submission_id))
+            .condition_expression("fulfillment.#c.lease = :token")
+            .expression_attribute_names("#c", &lease.channel)
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#at", "at")
             .expression_attribute_values(":status", s(status))
+            .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":at", s(&now_rfc3339()));
         for (n, (key, value)) in detail.iter().enumerate() {
             expression.push_str(&format!(", fulfillment.#c.#d{n} = :d{n}"));
@@ -304,16 +369,39 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                 .expression_attribute_names(format!("#d{n}"), key)
                 .expression_attribute_values(format!(":d{n}"), s(value));
         }
-        expression.push_str(" REMOVE fulfillment.#c.lease_until");
-        let finished = request
-            .update_expression(expression)
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(error("UpdateItem"))?;
-        match finished.attributes.as_ref() {
-            Some(item) => self.roll_up(&parse(item)).await,
+        expression.push_str(" REMOVE fulfillment.#c.lease_until, fulfillment.#c.lease");
+        if !matches!(outcome, Outcome::Failed { .. }) {
+            // A success after failed attempts leaves no stale error behind.
+            expression.push_str(", fulfillment.#c.last_error");
+        }
+        let finished = request.update_expression(expression).return_values(ReturnValue::AllNew).send().await;
+        let item = match finished {
+            Ok(output) => output.attributes,
+            Err(err) => return fenced(lease, Err(err)),
+        };
+        match item.as_ref() {
+            Some(item) => Ok(self.roll_up(&parse(item)).await?),
             None => Ok(()),
         }
+    }
+}
+
+/// A write conditional on the lease: a failed condition means another delivery holds it now.
+fn fenced<E>(
+    lease: &Lease,
+    written: Result<(), SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> Result<(), LedgerError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match written {
+        Ok(()) => Ok(()),
+        Err(SdkError::ServiceError(e)) if e.err().code() == Some("ConditionalCheckFailedException") => {
+            Err(LedgerError::LeaseLost {
+                submission_id: lease.submission_id.clone(),
+                channel: lease.channel.clone(),
+            })
+        }
+        Err(err) => Err(LedgerError::Store(error("UpdateItem")(err))),
     }
 }

@@ -5,6 +5,7 @@ use std::{collections::HashMap, future::Future};
 
 use aws_sdk_dynamodb::{
     error::SdkError,
+    operation::transact_write_items::TransactWriteItemsError,
     types::{AttributeValue, Put, TransactWriteItem},
 };
 use serde_json::{Map, Value};
@@ -31,7 +32,23 @@ pub enum Created {
     New,
     /// The client already submitted this; the first response, as stored.
     Duplicate(String),
+    /// The client's `client_submission_id` was already used for another form
+    /// or other data: nothing was stored.
+    KeyReused,
 }
+
+/// What a repeated submit must match to be the same submission: its form and
+/// its data (keys sorted), as a SHA-256 hex digest.
+pub fn fingerprint(submission: &NewSubmission) -> String {
+    use sha2::{Digest, Sha256};
+    let data: std::collections::BTreeMap<&str, String> =
+        submission.form_data.iter().map(|(k, v)| (k.as_str(), crate::forms::value_text(v))).collect();
+    let canonical = serde_json::json!([submission.event.form_id, data]).to_string();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tries of a transaction that lost a race with a concurrent one on the same key.
+const TRANSACTION_TRIES: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 #[error("submission store: {operation} failed")]
@@ -129,7 +146,8 @@ impl DynamoSubmissionStore {
         format!("client#{tenant_id}#{client_submission_id}")
     }
 
-    async fn first_response(&self, key: &str) -> Result<Option<String>, StoreError> {
+    /// The first submit's response and fingerprint under an idempotency key.
+    async fn first_response(&self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
         let item = self
             .client
             .get_item()
@@ -140,9 +158,15 @@ impl DynamoSubmissionStore {
             .await
             .map_err(store_error("GetItem"))?
             .item;
-        Ok(item.and_then(|mut item| match item.remove("response") {
-            Some(AttributeValue::S(response)) => Some(response),
-            _ => None,
+        Ok(item.and_then(|mut item| {
+            let fingerprint = match item.remove("fingerprint") {
+                Some(AttributeValue::S(fingerprint)) => Some(fingerprint),
+                _ => None,
+            };
+            match item.remove("response") {
+                Some(AttributeValue::S(response)) => Some((response, fingerprint)),
+                _ => None,
+            }
         }))
     }
 }
@@ -169,32 +193,50 @@ impl SubmissionStore for DynamoSubmissionStore {
             return Ok(Created::New);
         };
         let key = Self::idempotency_key(&submission.event.tenant_id, client_id);
+        let fingerprint = fingerprint(submission);
         let expires = crate::telemetry::now_epoch_millis() / 1000 + u128::from(IDEMPOTENCY_TTL_SECS);
         let record = HashMap::from([
             ("submission_id".to_owned(), AttributeValue::S(key.clone())),
             ("kind".to_owned(), AttributeValue::S("idempotency".to_owned())),
             ("response".to_owned(), AttributeValue::S(response.to_owned())),
+            ("fingerprint".to_owned(), AttributeValue::S(fingerprint.clone())),
             ("expires_at".to_owned(), AttributeValue::N(expires.to_string())),
         ]);
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put(record)?).build())
-            .transact_items(TransactWriteItem::builder().put(put(Self::item(submission))?).build())
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Created::New),
-            Err(SdkError::ServiceError(service)) if service.err().is_transaction_canceled_exception() => {
-                match self.first_response(&key).await? {
-                    Some(first) => Ok(Created::Duplicate(first)),
-                    None => Err(StoreError {
-                        operation: "TransactWriteItems",
-                        source: Box::new(service.into_err()),
-                    }),
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let written = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put(record.clone())?).build())
+                .transact_items(TransactWriteItem::builder().put(put(Self::item(submission))?).build())
+                .send()
+                .await;
+            let cancelled = match written {
+                Ok(_) => return Ok(Created::New),
+                Err(SdkError::ServiceError(service)) if service.err().is_transaction_canceled_exception() => {
+                    service.into_err()
                 }
+                Err(err) => return Err(store_error("TransactWriteItems")(err)),
+            };
+            let conflict = match &cancelled {
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    e.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict"))
+                }
+                _ => false,
+            };
+            if conflict && tries < TRANSACTION_TRIES {
+                // Another submit with the same key is mid-transaction: wait for it to land.
+                let backoff = 25u64 << tries;
+                tokio::time::sleep(std::time::Duration::from_millis(backoff + fastrand::u64(0..backoff)))
+                    .await;
+                continue;
             }
-            Err(err) => Err(store_error("TransactWriteItems")(err)),
+            return match self.first_response(&key).await? {
+                Some((_, Some(first))) if first != fingerprint => Ok(Created::KeyReused),
+                Some((response, _)) => Ok(Created::Duplicate(response)),
+                None => Err(StoreError { operation: "TransactWriteItems", source: Box::new(cancelled) }),
+            };
         }
     }
 

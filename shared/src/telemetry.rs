@@ -17,7 +17,9 @@ pub fn init() {
         .try_init();
 }
 
-/// An error and its chain of sources on one line, for logs and CLI output.
+/// An error and its chain of sources on one line, for logs and CLI output,
+/// with emails and phone numbers masked: AWS error messages quote them
+/// (SES: "Email address is not verified: ana@...", SNS: the number).
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
@@ -26,7 +28,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    message
+    crate::mask::mask_personal_data(&message)
 }
 
 /// The current time as RFC 3339 with milliseconds, e.g. `2026-11-25T03:04:05.123Z`.
@@ -52,6 +54,20 @@ pub fn now_epoch_millis() -> u128 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_chain_quoting_an_address_or_number_is_logged_masked() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("SMS not sent")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other(
+            "MessageRejected: Email address is not verified: ana.lopez@example.org; +1 503 555 0142",
+        ));
+        assert_eq!(
+            super::error_chain(&err),
+            "SMS not sent: MessageRejected: Email address is not verified: a***@example.org; ***0142"
+        );
+    }
+
     #[test]
     fn timestamps_are_rfc3339_with_milliseconds() {
         let now = super::now_rfc3339();

@@ -110,7 +110,7 @@ pub struct ChatService<C, K, M> {
     model: M,
     options: ChatOptions,
     qa_sink: LineSink,
-    /// Tenant model ids already reported as rejected, so each is logged once.
+    /// Tenant model ids Bedrock rejected: logged once, and skipped for the process's life.
     rejected_models: Mutex<HashSet<String>>,
 }
 
@@ -341,6 +341,10 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
         let default_model = self.settings.bedrock_model_id.as_str();
         let fallback = tenant.config.fallback_model_id.as_deref().filter(|m| !m.trim().is_empty());
+        // A model Bedrock rejected once is retired for good: no request pays that failed call again.
+        if self.rejected_models.lock().is_ok_and(|rejected| rejected.contains(&request.model_id)) {
+            request.model_id = default_model.to_owned();
+        }
         let mut tried: Vec<String> = Vec::new();
         loop {
             let err = match self.attempts(&request, out).await {
@@ -360,7 +364,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             };
             match next {
                 Some(model) => {
-                    tracing::warn!(tenant_id = tenant.id, from = request.model_id, to = model, error = %err, "switching model");
+                    tracing::warn!(tenant_id = tenant.id, from = request.model_id, to = model, error = %error_chain(&err), "switching model");
                     request.model_id = model.to_owned();
                 }
                 None => return Err(Attempt::Failed(err)),
@@ -380,14 +384,14 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         loop {
             match self.open_until_text(request, out).await {
                 Err(Attempt::Failed(err)) if err.is_retryable() && attempt + 1 < policy.attempts => {
-                    tracing::warn!(model_id = request.model_id, attempt, error = %err, "model call failed; retrying");
+                    tracing::warn!(model_id = request.model_id, attempt, error = %error_chain(&err), "model call failed; retrying");
                     out.during(tokio::time::sleep(policy.delay(attempt))).await.map_err(|_| Attempt::Gone)?;
                     attempt += 1;
                 }
                 // A silent model gets one more chance: a second wait of the
                 // full deadline is as long as a visitor should be kept waiting.
                 Err(Attempt::Failed(err)) if err.kind == ModelErrorKind::TimedOut && !timed_out => {
-                    tracing::warn!(model_id = request.model_id, error = %err, "model did not answer in time; retrying once");
+                    tracing::warn!(model_id = request.model_id, error = %error_chain(&err), "model did not answer in time; retrying once");
                     timed_out = true;
                 }
                 result => return result,
@@ -446,7 +450,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 tenant_id = tenant.id,
                 model_id,
                 default = self.settings.bedrock_model_id,
-                error = %err,
+                error = %error_chain(err),
                 "Bedrock rejected the tenant's model; using BEDROCK_MODEL_ID instead"
             );
         }

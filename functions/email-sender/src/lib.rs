@@ -59,7 +59,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
-        let tenant = load_tenant(&self.tenants, &job.event.tenant_id).await?;
+        let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };

@@ -136,7 +136,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             })
         };
         // A bot filled the field no person sees: look successful, keep nothing.
-        if data.get("_hp").map(forms::value_text).is_some_and(|hp| !hp.is_empty()) {
+        // Only a bot fills a field it cannot see with text; `false`, `0` or `[]` is a widget's default.
+        if data.get("_hp").and_then(Value::as_str).is_some_and(|hp| !hp.trim().is_empty()) {
             tracing::info!(tenant_id = tenant.id, form_id, "honeypot submission discarded");
             return FormResponse::result(&complete(&submission_id));
         }
@@ -162,6 +163,18 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         let submission = NewSubmission { event, form_data: validated.data, client_submission_id };
         match self.store.create(&submission, &response.to_string()).await {
             Ok(Created::New) => {}
+            Ok(Created::KeyReused) => {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    form_id,
+                    "client_submission_id reused for another submission"
+                );
+                return FormResponse::refused(
+                    409,
+                    "idempotency_key_reused",
+                    "This submission id was already used for a different submission.",
+                );
+            }
             Ok(Created::Duplicate(first)) => {
                 let mut first: Value = serde_json::from_str(&first).unwrap_or(response);
                 first["duplicate"] = Value::Bool(true);

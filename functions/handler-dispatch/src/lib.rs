@@ -145,7 +145,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
-        let tenant = load_tenant(&self.tenants, &job.event.tenant_id).await?;
+        let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };

@@ -10,8 +10,9 @@ use std::{
 use serde_json::{Value, json};
 use shared::{
     consumer::{Consumer, Disposition},
+    events::FormSubmitted,
     events::{DETAIL_TYPE, SOURCE},
-    fulfillment::{Claim, FulfillmentLedger, Outcome, StoredSubmission},
+    fulfillment::{Claim, FulfillmentLedger, Lease, LedgerError, Outcome, StoredSubmission, matches_event},
     submissions::StoreError,
     tenant::{ConfigSource, SourceError, TenantLoader},
 };
@@ -66,25 +67,38 @@ impl Ledger {
 }
 
 impl FulfillmentLedger for Ledger {
-    async fn claim(&self, _: &str, channel: &str, _: u128, _: u128) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        event: &FormSubmitted,
+        channel: &str,
+        _: u128,
+        _: u128,
+    ) -> Result<Claim, StoreError> {
         let mut submission = self.0.lock().unwrap();
+        if !matches_event(&submission, event) {
+            return Ok(Claim::Mismatch);
+        }
         let record = submission.fulfillment.get_mut(channel).unwrap();
         if matches!(record["status"].as_str(), "sent" | "skipped") {
             return Ok(Claim::Done);
         }
         record.insert("status".into(), "in_progress".into());
-        Ok(Claim::Acquired(Box::new(submission.clone())))
+        Ok(Claim::Acquired(Box::new(submission.clone()), Lease::new(&event.submission_id, channel)))
     }
 
-    async fn part_done(&self, _: &str, channel: &str, part: &str) -> Result<(), StoreError> {
+    async fn part_done(&self, lease: &Lease, part: &str) -> Result<(), LedgerError> {
         let mut submission = self.0.lock().unwrap();
-        submission.fulfillment.get_mut(channel).unwrap().insert(format!("{part}_done_at"), "now".into());
+        submission
+            .fulfillment
+            .get_mut(&lease.channel)
+            .unwrap()
+            .insert(format!("{part}_done_at"), "now".into());
         Ok(())
     }
 
-    async fn finish(&self, _: &str, channel: &str, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<(), LedgerError> {
         let mut submission = self.0.lock().unwrap();
-        let record = submission.fulfillment.get_mut(channel).unwrap();
+        let record = submission.fulfillment.get_mut(&lease.channel).unwrap();
         let status = match outcome {
             Outcome::Sent => "sent".to_owned(),
             Outcome::Skipped { reason, details } => {

@@ -19,7 +19,7 @@ use shared::{
 
 use crate::{
     quota::{DynamoQuota, Quota, Taken},
-    text::{SnsTexter, Texter, fit_one_segment, is_e164},
+    text::{SnsTexter, Texter, fit_one_segment, is_e164, normalise_number},
 };
 
 /// The consumer the Lambda runs and the local host polls with.
@@ -82,7 +82,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
-        let tenant = load_tenant(&self.tenants, &job.event.tenant_id).await?;
+        let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };
@@ -95,7 +95,9 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
         if when == SmsWhen::HighPriority && submission.priority != "high" {
             return Ok(Outcome::skipped("not_high_priority"));
         }
-        let (valid, invalid): (Vec<_>, Vec<_>) = recipients.iter().partition(|to| is_e164(to));
+        let mut numbers: Vec<String> = recipients.iter().map(|to| normalise_number(to)).collect();
+        numbers.dedup();
+        let (valid, invalid): (Vec<_>, Vec<_>) = numbers.iter().partition(|to| is_e164(to));
         for to in &invalid {
             tracing::warn!(to = mask_phone(to), "SMS recipient is not an E.164 number; skipped");
         }
@@ -110,12 +112,14 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
         let message = fit_one_segment(&one_line(&message));
         let month = now_rfc3339().chars().take(7).collect::<String>();
         let usage = Usage {
-            tenant_id: &job.event.tenant_id,
+            tenant_id: &submission.tenant_id,
             month: &month,
             limit: tenant.config.sms_monthly_limit.unwrap_or(self.default_limit),
         };
-        for (n, to) in valid.iter().enumerate() {
-            let part = format!("to_{n}");
+        for to in &valid {
+            // Keyed by the number, not its place in the list: if the list
+            // changes between deliveries, nobody is skipped or texted twice.
+            let part = format!("to_{}", to.trim_start_matches('+'));
             if job.done(&part) {
                 continue;
             }

@@ -6,6 +6,12 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use regex::Regex;
 
 /// `+`, a country code that does not start with 0, at most 15 digits in all.
+/// A number as configured (`+1 (503) 555-0142`, `+1.503.555.0142`) without
+/// the spaces, dots, dashes and brackets people write in it.
+pub fn normalise_number(number: &str) -> String {
+    number.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')' | '\u{a0}')).collect()
+}
+
 pub fn is_e164(number: &str) -> bool {
     static E164: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\+[1-9][0-9]{6,14}$").ok());
     E164.as_ref().is_some_and(|re| re.is_match(number))
@@ -93,6 +99,14 @@ impl Texter for SnsTexter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_written_with_spaces_dots_dashes_or_brackets_normalise_to_e164() {
+        for written in ["+1 (503) 555-0142", "+1.503.555.0142", "+1 503 555 0142", "+15035550142"] {
+            assert_eq!(normalise_number(written), "+15035550142", "{written}");
+        }
+        assert!(!is_e164(&normalise_number("503-555-0142")), "no country code");
+    }
 
     #[test]
     fn only_e164_numbers_are_accepted() {

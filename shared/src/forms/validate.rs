@@ -13,6 +13,7 @@ use crate::tenant::{FieldConfig, FieldType, FormConfig, Validation};
 const REQUIRED: &str = "This field is required";
 const INVALID_EMAIL: &str = "Please enter a valid email address";
 const INVALID_PHONE: &str = "Please enter a valid phone number";
+const CONTROL_CHARACTERS: &str = "Please remove line breaks and other control characters";
 const NOT_ELIGIBLE: &str = "Unfortunately this answer means you are not eligible for this program";
 
 static EMAIL: LazyLock<Regex> =
@@ -40,12 +41,12 @@ pub struct ValidatedForm {
     pub data: Map<String, Value>,
 }
 
-/// A form value as text: strings trimmed, numbers and booleans spelled out,
-/// lists joined with ", ".
+/// A form value as text: strings trimmed (with `\r\n` line ends made `\n`),
+/// numbers and booleans spelled out, lists joined with ", ".
 pub fn value_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(s) => s.trim().to_owned(),
+        Value::String(s) => s.trim().replace("\r\n", "\n"),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Array(items) => {
@@ -153,6 +154,13 @@ fn field_errors_with(field: &FieldConfig, text: &str, required: bool) -> Vec<Str
         errors.push(format!("Please keep this under {MAX_FIELD_CHARS} characters"));
         return errors;
     }
+    // Control characters end up in emails, SMS and downstream systems; only
+    // a tab, and a line break where the field is meant to hold several lines.
+    let multiline = field.field_type == FieldType::Textarea;
+    if text.chars().any(|c| c.is_control() && c != '\t' && !(multiline && c == '\n')) {
+        errors.push(CONTROL_CHARACTERS.to_owned());
+        return errors;
+    }
     match &field.field_type {
         FieldType::Email if !EMAIL.is_match(text) => errors.push(INVALID_EMAIL.to_owned()),
         FieldType::Phone if !is_phone(text) => errors.push(INVALID_PHONE.to_owned()),
@@ -177,16 +185,12 @@ fn field_errors_with(field: &FieldConfig, text: &str, required: bool) -> Vec<Str
         errors.push(format!("Please enter at most {max} characters"));
     }
     match &field.validation {
-        Some(Validation::Rules(rules)) => {
-            if let Some(pattern) = rules.pattern.as_deref() {
-                // A pattern the config got wrong is the tenant's bug, not the visitor's.
-                if Regex::new(pattern).is_ok_and(|re| !re.is_match(text)) {
-                    errors.push(
-                        rules.message.clone().unwrap_or_else(|| "Please enter a valid value".to_owned()),
-                    );
-                }
-            }
+        Some(Validation::Rules(rules))
+            if rules.pattern.as_ref().is_some_and(|pattern| !pattern.is_match(text)) =>
+        {
+            errors.push(rules.message.clone().unwrap_or_else(|| "Please enter a valid value".to_owned()));
         }
+        Some(Validation::Rules(_)) => {}
         Some(Validation::Shorthand(rule)) => errors.extend(shorthand_errors(rule, text)),
         None => {}
     }
@@ -330,6 +334,19 @@ mod tests {
 
     fn form(fields: Value) -> FormConfig {
         serde_json::from_value(json!({"fields": fields})).unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_refused_except_tab_and_a_textareas_line_breaks() {
+        let form = form(json!([{"id": "name"}, {"id": "bio", "type": "textarea"}]));
+        let check = |field: &str, value: &str| validate_field(Some(&form), field, &json!(value));
+        assert_eq!(check("name", "Ana\u{0}Lopez"), Err(vec![CONTROL_CHARACTERS.to_owned()]));
+        assert_eq!(check("name", "Ana\nBcc: x@y.org"), Err(vec![CONTROL_CHARACTERS.to_owned()]));
+        assert_eq!(check("name", "Ana\rLopez"), Err(vec![CONTROL_CHARACTERS.to_owned()]));
+        assert_eq!(check("name", "Ana\tLopez"), Ok(()));
+        assert_eq!(check("bio", "line one\r\nline two\n"), Ok(()), "CRLF is a line break");
+        assert_eq!(check("bio", "bell\u{7}"), Err(vec![CONTROL_CHARACTERS.to_owned()]));
+        assert_eq!(value_text(&json!("a\r\nb")), "a\nb", "no stray CR is stored");
     }
 
     #[test]

@@ -260,17 +260,60 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 /// `validation`: an object of rules, or a shorthand string such as `email` or `min:10`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Validation {
     Shorthand(String),
     Rules(ValidationRules),
 }
 
+impl<'de> Deserialize<'de> for Validation {
+    /// By hand rather than `untagged`, so a bad rule (an invalid `pattern`)
+    /// is reported as itself instead of "matched no variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(rule) => Ok(Self::Shorthand(rule)),
+            rules @ Value::Object(_) => {
+                ValidationRules::deserialize(rules).map(Self::Rules).map_err(serde::de::Error::custom)
+            }
+            other => {
+                Err(serde::de::Error::custom(format!("expected a rule name or an object, found {other}")))
+            }
+        }
+    }
+}
+
+/// A field's `validation.pattern`, compiled once when the config loads: an
+/// invalid one fails the load, naming the form, the field and the key.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        regex::Regex::new(&pattern).map(Self).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "`pattern` {pattern:?} is not a valid regular expression: {err}"
+            ))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ValidationRules {
-    pub pattern: Option<String>,
+    pub pattern: Option<Pattern>,
     pub message: Option<String>,
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,

@@ -386,6 +386,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_invalid_field_pattern_fails_the_load_naming_the_form_field_and_key() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            (
+                "tenants/T1/config.json",
+                r#"{"conversational_forms":{"vol":{"fields":[{"id":"zip","validation":{"pattern":"^[0-9"}}]}}}"#,
+            ),
+        ]));
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid", "never a form that accepts any value");
+        let message = crate::telemetry::error_chain(&err);
+        assert!(message.contains("conversational_forms.vol.fields[0].validation"), "{message}");
+        assert!(message.contains("`pattern` \"^[0-9\""), "{message}");
+    }
+
+    #[tokio::test]
     async fn a_mapping_to_an_unsafe_tenant_id_is_refused() {
         let source = MemorySource::with(&[("mappings/h1.json", r#"{"tenant_id":"../other"}"#)]);
         let requested = Arc::clone(&source.requested);

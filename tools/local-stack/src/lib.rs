@@ -458,7 +458,7 @@ impl Identities {
             by_function.insert(logical_id.clone(), config_of(binary).await);
         }
         Ok(Self {
-            admin: config_of(ADMIN).await,
+            admin: shared::aws::patient(config_of(ADMIN).await),
             host: config_of(HOST).await,
             ops: config_of(OPS).await,
             functions: by_function,
