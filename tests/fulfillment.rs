@@ -789,3 +789,46 @@ async fn a_number_already_texted_is_not_texted_again_when_the_recipient_list_cha
     assert_eq!(texted, [second], "only the number not yet texted");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes() {
+    use shared::{
+        events::{EventBridgePublisher, FormSubmitted},
+        fulfillment::{Claim, FulfillmentLedger, Outcome},
+        submissions::{NewSubmission, SubmissionStore},
+    };
+    let stack = spawn_stack().await;
+    let store = ledger(&stack);
+    let now = shared::telemetry::now_epoch_millis();
+    let made = |id: &str, minutes_ago: u128| FormSubmitted {
+        schema_version: 1,
+        submission_id: id.to_owned(),
+        tenant_id: demo::DEMO_TENANT_ID.to_owned(),
+        form_id: READING.to_owned(),
+        priority: "normal".to_owned(),
+        submitted_at: shared::telemetry::rfc3339_at(now - minutes_ago * 60_000),
+        channels: vec!["email".to_owned()],
+    };
+    // One submission nobody consumed (its rule was missing), one fulfilled, both 20 minutes old.
+    let (stuck, done) = (made("stuck_1", 20), made("done_1", 30));
+    for event in [&stuck, &done] {
+        let submission =
+            NewSubmission { event: event.clone(), form_data: Default::default(), client_submission_id: None };
+        store.create(&submission, "{}").await.unwrap();
+        store.mark_published(&event.submission_id).await.unwrap();
+    }
+    let claimed = FulfillmentLedger::claim(&store, &done, "email", now, 120_000).await;
+    let Ok(Claim::Acquired(_, lease)) = claimed else { panic!("claim") };
+    store.finish(&lease, &Outcome::Sent).await.unwrap();
+    let publisher = EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(&stack.sdk_config),
+        &stack.settings.event_bus_name,
+    );
+
+    let report = outbox_sweeper::sweep(&store, &publisher, Duration::from_secs(60)).await;
+
+    assert!((1195..1300).contains(&report.oldest_unfulfilled_seconds), "{report:?}");
+    let line: Value = serde_json::from_str(&report.metrics_line("picasso-outbox-sweeper-local")).unwrap();
+    assert_eq!(line["UnfulfilledOldestAgeSeconds"], report.oldest_unfulfilled_seconds);
+    stack.stop().await;
+}

@@ -232,7 +232,7 @@ impl DynamoSubmissionStore {
             .update_item()
             .table_name(self.table())
             .key("submission_id", s(submission_id))
-            .update_expression("SET #status = :status, fulfilled_at = :now")
+            .update_expression("SET #status = :status, fulfilled_at = :now REMOVE unfulfilled")
             .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(

@@ -14,6 +14,9 @@ use crate::events::FormSubmitted;
 
 /// Sparse index of submissions whose event is not yet published.
 pub const OUTBOX_INDEX: &str = "outbox-index";
+/// Sparse index of submissions not yet rolled up to `fulfilled`/`partially_fulfilled`.
+pub const UNFULFILLED_INDEX: &str = "unfulfilled-index";
+const UNFULFILLED: &str = "pending";
 const OUTBOX_PENDING: &str = "pending";
 /// Idempotency records expire after 30 days (the table's TTL attribute).
 const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -65,7 +68,7 @@ fn store_error<E: std::error::Error + Send + Sync + 'static>(
 }
 
 /// The submissions table (`dynamodb:PutItem`, `TransactWriteItems`, `GetItem`,
-/// `UpdateItem`, `Query` on the outbox index).
+/// `UpdateItem`, `Query` on the outbox and unfulfilled indexes).
 pub trait SubmissionStore: Send + Sync + 'static {
     /// Writes the submission, marked unpublished, unless the client already
     /// submitted under `client_submission_id` (then `response` is not stored
@@ -82,6 +85,12 @@ pub trait SubmissionStore: Send + Sync + 'static {
         &self,
         before: &str,
     ) -> impl Future<Output = Result<Vec<FormSubmitted>, StoreError>> + Send;
+    /// When the oldest submission made before `before` (RFC 3339) that is
+    /// still not fulfilled was submitted, if there is one.
+    fn oldest_unfulfilled(
+        &self,
+        before: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Leases an outbox entry to one sweeper until `until_ms`; false if another holds it or it is gone.
     fn claim(
         &self,
@@ -135,6 +144,7 @@ impl DynamoSubmissionStore {
             ("fulfillment".to_owned(), AttributeValue::M(fulfillment)),
             ("schema_version".to_owned(), AttributeValue::N(event.schema_version.to_string())),
             ("outbox".to_owned(), s(OUTBOX_PENDING)),
+            ("unfulfilled".to_owned(), s(UNFULFILLED)),
         ]);
         if let Some(client_id) = &submission.client_submission_id {
             item.insert("client_submission_id".to_owned(), s(client_id));
@@ -252,6 +262,23 @@ impl SubmissionStore for DynamoSubmissionStore {
             .await
             .map_err(store_error("UpdateItem"))?;
         Ok(())
+    }
+
+    async fn oldest_unfulfilled(&self, before: &str) -> Result<Option<String>, StoreError> {
+        let oldest = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UNFULFILLED_INDEX)
+            .key_condition_expression("unfulfilled = :pending AND submitted_at < :before")
+            .expression_attribute_values(":pending", AttributeValue::S(UNFULFILLED.to_owned()))
+            .expression_attribute_values(":before", AttributeValue::S(before.to_owned()))
+            .scan_index_forward(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(store_error("Query"))?;
+        Ok(oldest.items().first().and_then(|item| item.get("submitted_at")?.as_s().ok().cloned()))
     }
 
     async fn unpublished(&self, before: &str) -> Result<Vec<FormSubmitted>, StoreError> {

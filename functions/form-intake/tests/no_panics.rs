@@ -37,12 +37,19 @@ fn random_bytes_and_json_never_panic_the_form_parser() {
 }
 
 #[test]
+fn a_form_with_an_invalid_pattern_does_not_load_at_all() {
+    let broken = json!({"fields": [{"id": "p", "validation": {"pattern": "([unclosed"}}]});
+    let err = serde_json::from_value::<FormConfig>(broken).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("is not a valid regular expression"), "{err}");
+}
+
+#[test]
 fn hostile_values_never_panic_the_validator() {
     let form: FormConfig = serde_json::from_value(json!({
         "fields": [
             {"id": "email", "type": "email"}, {"id": "phone", "type": "phone"}, {"id": "n", "type": "number"},
             {"id": "d", "type": "date"}, {"id": "s", "type": "select", "options": ["a", {"value": 1, "label": "One"}]},
-            {"id": "p", "validation": {"pattern": "([unclosed", "message": "bad pattern in config"}},
+            {"id": "p", "validation": {"pattern": "^[a-z]+$", "message": "lower-case letters only"}},
             {"id": "m", "validation": "min:abc"}, {"id": "z", "validation": "zipcode", "required": false},
             {"id": "c", "type": "checkbox"}, {"id": "name", "type": "name", "subfields": [{"id": "name.first"}]},
             {"id": "cond", "conditional": {"show_when": "s", "equals": null}}

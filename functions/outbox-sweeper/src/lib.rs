@@ -15,6 +15,10 @@ use shared::{
 /// Submissions younger than this are left to the intake, which is normally
 /// publishing them at this very moment.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// A submission still not fulfilled this long after it was made is stuck:
+/// its consumers normally finish within seconds, retries within minutes.
+pub const UNFULFILLED_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// How long one sweeper owns an entry while it publishes.
 const LEASE: Duration = Duration::from_secs(120);
 
@@ -28,6 +32,11 @@ pub struct SweepReport {
     /// Age of the oldest submission still in the outbox after this run (0 when
     /// it is empty): the `OutboxOldestAgeSeconds` metric the outbox alarm watches.
     pub oldest_pending_seconds: u64,
+    /// Age of the oldest submission still `pending_fulfillment` more than 15
+    /// minutes after it was made (0 when there is none): the
+    /// `UnfulfilledOldestAgeSeconds` metric, for a consumer that never got
+    /// its event (a missing rule sends nothing to any DLQ).
+    pub oldest_unfulfilled_seconds: u64,
 }
 
 impl SweepReport {
@@ -43,6 +52,7 @@ impl SweepReport {
                         {"Name": "OutboxOldestAgeSeconds", "Unit": "Seconds"},
                         {"Name": "OutboxPublished", "Unit": "Count"},
                         {"Name": "OutboxFailed", "Unit": "Count"},
+                        {"Name": "UnfulfilledOldestAgeSeconds", "Unit": "Seconds"},
                     ],
                 }],
             },
@@ -50,6 +60,7 @@ impl SweepReport {
             "OutboxOldestAgeSeconds": self.oldest_pending_seconds,
             "OutboxPublished": self.published,
             "OutboxFailed": self.failed,
+            "UnfulfilledOldestAgeSeconds": self.oldest_unfulfilled_seconds,
         })
         .to_string()
     }
@@ -128,11 +139,25 @@ pub async fn sweep(
             report.oldest_pending_seconds = report.oldest_pending_seconds.max(age);
         }
     }
+    let stuck_before = shared::telemetry::rfc3339_at(now.saturating_sub(UNFULFILLED_AFTER.as_millis()));
+    match store.oldest_unfulfilled(&stuck_before).await {
+        Ok(Some(submitted_at)) => {
+            report.oldest_unfulfilled_seconds = age_seconds(&submitted_at, now);
+            tracing::warn!(
+                submitted_at,
+                age_seconds = report.oldest_unfulfilled_seconds,
+                "a submission has waited over 15 minutes for fulfillment"
+            );
+        }
+        Ok(None) => {}
+        Err(err) => tracing::error!(error = %error_chain(&err), "unfulfilled submissions unreadable"),
+    }
     tracing::info!(
         found = report.found,
         published = report.published,
         skipped = report.skipped,
         failed = report.failed,
+        oldest_unfulfilled_seconds = report.oldest_unfulfilled_seconds,
         "outbox swept"
     );
     report

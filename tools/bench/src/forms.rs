@@ -49,6 +49,9 @@ impl SubmissionStore for TimedStore {
     async fn claim(&self, submission_id: &str, now_ms: u128, until_ms: u128) -> Result<bool, StoreError> {
         self.1.time(self.0.claim(submission_id, now_ms, until_ms)).await
     }
+    async fn oldest_unfulfilled(&self, before: &str) -> Result<Option<String>, StoreError> {
+        self.1.time(self.0.oldest_unfulfilled(before)).await
+    }
 }
 
 impl EventPublisher for TimedPublisher {
