@@ -1,7 +1,8 @@
 //! The chat page in a real browser: headless Chromium (Debian's `chromium`,
-//! which tools/test.sh installs) opens `/`, a question is typed and sent, and
-//! the answer streams in, followed by its CTA buttons. Chromium is driven over
-//! the DevTools protocol.
+//! which tools/test.sh installs) opens `/` and shows the tenant's welcome
+//! message from its widget config; a question is typed and sent, and the
+//! answer streams in, followed by its CTA buttons; a form is opened from its
+//! CTA, filled and submitted. Chromium is driven over the DevTools protocol.
 
 use std::{
     path::PathBuf,
@@ -9,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::spawn_stack;
+use e2e::{demo_config, spawn_stack, submissions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
@@ -135,6 +136,10 @@ async fn a_visitor_asks_in_the_browser_and_sees_the_answer_stream_in_with_a_cta_
         )
         .await;
 
+    browser.wait_for("document.body.dataset.config === 'loaded'", Duration::from_secs(10)).await;
+    let welcome = browser.eval("(document.querySelector('.msg.welcome') || {}).textContent || ''").await;
+    assert_eq!(welcome, demo_config()["welcome_message"], "the welcome message from get_config");
+
     browser
         .eval(
             "document.getElementById('question').value = 'What is Reading Buddies?';\
@@ -167,6 +172,50 @@ async fn a_visitor_asks_in_the_browser_and_sees_the_answer_stream_in_with_a_cta_
     assert_eq!(page["answer"], record.answer.as_str());
     assert!(page["ctas"].as_array().is_some_and(|ctas| !ctas.is_empty()), "{page}");
     assert!(page["sources"].as_str().unwrap().contains("Reading Buddies"), "{page}");
+    drop(browser);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_visitor_opens_a_form_from_its_cta_picks_labelled_options_and_submits_it() {
+    let stack = spawn_stack().await;
+    let url = format!("{}/?q={}", stack.host_url(), "How%20do%20I%20become%20a%20reading%20buddy%3F");
+    let mut browser = Browser::open(&url).await;
+    browser.wait_for("document.body.dataset.state === 'done'", Duration::from_secs(20)).await;
+    browser
+        .eval("[...document.querySelectorAll('button.cta')].find(b => b.dataset.action === 'start_form').click(); true")
+        .await;
+    browser.wait_for("!!document.querySelector('.form-card')", Duration::from_secs(5)).await;
+
+    // Options are {value, label}: the visitor reads the label, the form sends the value.
+    let option = browser
+        .eval("(o => o && [o.value, o.textContent])(document.querySelector('.form-card select[name=age_18_plus] option[value=yes]'))")
+        .await;
+    assert_eq!(option, json!(["yes", "Yes, I'm 18 or older"]));
+
+    let answers = json!({
+        "age_18_plus": "yes", "first_name": "Ana", "last_name": "Lopez", "email": "ana.lopez@example.org",
+        "phone": "+1 503 555 0199", "zip_code": "97412", "availability": "Weekday afternoons",
+        "why_reading_buddies": "I loved reading with my grandmother and want to pass that on.",
+        "text_updates_ok": "no"
+    });
+    browser
+        .eval(&format!(
+            "(answers => {{ for (const [name, value] of Object.entries(answers)) \
+               document.querySelector(`.form-card [name=${{name}}]`).value = value; \
+             document.querySelector('.form-card button[type=submit]').click(); return true; }})({answers})"
+        ))
+        .await;
+    browser.wait_for("!!document.querySelector('.msg.confirm')", Duration::from_secs(10)).await;
+    let confirmation = browser.eval("document.querySelector('.msg.confirm').textContent").await;
+    assert!(confirmation.as_str().unwrap().contains("reading_buddy_application_"), "{confirmation}");
+
+    // The table also holds the submit's idempotency record (the page sends a client_submission_id).
+    let stored: Vec<_> =
+        submissions(&stack).await.into_iter().filter(|i| i.contains_key("form_data")).collect();
+    assert_eq!(stored.len(), 1);
+    let data = stored[0]["form_data"].as_m().unwrap();
+    assert_eq!(data["text_updates_ok"].as_s().unwrap(), "no", "the option's value, not its label");
     drop(browser);
     stack.stop().await;
 }

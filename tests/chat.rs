@@ -460,3 +460,76 @@ async fn the_chat_url_answers_the_cors_preflight() {
     assert_eq!(headers["access-control-max-age"], "86400");
     stack.stop().await;
 }
+
+/// POSTs a widget analytics body to the chat URL and returns the status and JSON answer.
+async fn post_analytics(stack: &e2e::LocalStack, body: String) -> (u16, Value) {
+    let response = e2e::post_json(stack, "/chat?action=analytics", body).await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A widget event as the widget builds it (its envelope names the hash `tenant_id`).
+fn widget_event(step: usize) -> Value {
+    json!({
+        "schema_version": "1.0.0", "tenant_id": demo::DEMO_TENANT_HASH, "session_id": "sess_abc123",
+        "timestamp": "2026-12-02T01:05:00.000Z", "step_number": step,
+        "event": {"type": "MESSAGE_SENT", "payload": {
+            "content_length": 41, "content_preview": "My email is ana.lopez@example.org, call me",
+            "form_id": "reading_buddy_application", "field_label": "Phone number", "value": "+15035550199"}}
+    })
+}
+
+#[tokio::test]
+async fn widget_analytics_reach_the_bus_and_its_archive_without_free_text() {
+    let stack = spawn_stack().await;
+    let events: Vec<Value> = (1..=25).map(widget_event).collect();
+    let body = json!({"action": "analytics", "batch": true, "events": events});
+
+    let (status, answer) = post_analytics(&stack, body.to_string()).await;
+
+    assert_eq!((status, answer), (200, json!({"accepted": 25})));
+    let archived = e2e::archived_events(&stack, "WidgetAnalyticsArchive").await;
+    assert_eq!(archived.len(), 25, "three PutEvents calls of at most ten entries");
+    for event in &archived {
+        assert_eq!(
+            (event["source"].as_str(), event["detail-type"].as_str()),
+            (Some("picasso.widget"), Some("WidgetAnalytics"))
+        );
+        let detail = &event["detail"];
+        assert_eq!(detail["tenant_id"], "RIV204815");
+        assert_eq!(detail["event_type"], "MESSAGE_SENT");
+        assert_eq!(detail["form_id"], "reading_buddy_application");
+        let text = detail.to_string();
+        for personal in ["ana.lopez", "5035550199", "content_preview", "Phone number"] {
+            assert!(!text.contains(personal), "{personal} reached the archive: {text}");
+        }
+    }
+    assert!(e2e::archived_events(&stack, "FormSubmittedArchive").await.is_empty());
+    // The chat itself is unchanged on the same URL.
+    assert_eq!(post_chat(&stack, ask("What is Reading Buddies?").to_string()).await.status, 200);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_malformed_and_unknown_tenant_analytics_get_json_errors_and_publish_nothing() {
+    let stack = spawn_stack().await;
+    let batch =
+        |events: Vec<Value>| json!({"action": "analytics", "batch": true, "events": events}).to_string();
+    let mut unknown = widget_event(1);
+    unknown["tenant_id"] = json!("nobody00000000");
+    let big = json!({"tenant_hash": demo::DEMO_TENANT_HASH, "type": "X", "pad": "p".repeat(4_200)});
+    let cases = [
+        (batch((1..=101).map(widget_event).collect()), 413, "too_many_events"),
+        (batch(vec![big]), 413, "event_too_large"),
+        ("{not json".to_owned(), 400, "invalid_json"),
+        (json!({"action": "analytics", "events": "x"}).to_string(), 400, "invalid_events"),
+        (batch(vec![json!({"tenant_hash": "../x", "type": "X"})]), 400, "invalid_tenant_hash"),
+        (batch(vec![widget_event(1), unknown]), 404, "tenant_not_found"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = post_analytics(&stack, body).await;
+        assert_eq!((got, answer["code"].as_str()), (status, Some(code)), "{answer}");
+    }
+    assert!(e2e::archived_events(&stack, "WidgetAnalyticsArchive").await.is_empty());
+    stack.stop().await;
+}

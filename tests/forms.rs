@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{
-    ChatReply, demo, demo_config, drain_queue, post_forms, post_to, put_tenant, spawn_stack, submissions,
-    tenant_fixtures,
+    ChatReply, demo, demo_config, drain_queue, get_from, post_forms, post_to, put_tenant, spawn_stack,
+    submissions, tenant_fixtures,
 };
 use serde_json::{Map, Value, json};
 
@@ -39,7 +39,7 @@ fn mentor_data() -> Value {
         "one_year_commitment": "yes", "first_name": "Sam", "last_name": "Reyes", "email": "sam.reyes@example.org",
         "phone": "503-555-0188", "date_of_birth": "1988-02-14", "zip_code": "97412",
         "why_mentor": "A mentor changed my life as a teenager and I want to do the same for someone.",
-        "references": "Dana Smith (coach), 503-555-0100", "background_check_consent": "true"
+        "references": "Dana Smith (coach), 503-555-0100", "background_check_consent": "yes"
     })
 }
 
@@ -545,5 +545,84 @@ async fn a_submit_while_the_database_does_not_answer_gets_503_and_its_retry_is_s
     let stored: Vec<_> =
         submissions(&stack).await.into_iter().filter(|item| !item.contains_key("kind")).collect();
     assert_eq!(stored.len(), 1, "the stalled write and its retry are one submission");
+    stack.stop().await;
+}
+
+fn config_path(hash: &str) -> String {
+    format!("/forms?action=get_config&t={hash}")
+}
+
+#[tokio::test]
+async fn the_widget_config_is_the_public_view_with_an_etag_and_cache_control() {
+    let stack = spawn_stack().await;
+    let response = get_from(&stack, &config_path(demo::DEMO_TENANT_HASH), None).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["cache-control"], "public, max-age=300");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let body = response.text().await.unwrap();
+    let view: Value = serde_json::from_str(&body).unwrap();
+
+    let demo = demo_config();
+    assert_eq!(view["tenant_hash"], demo::DEMO_TENANT_HASH);
+    assert_eq!(view["welcome_message"], demo["welcome_message"]);
+    assert_eq!(view["branding"], demo["branding"]);
+    assert_eq!(view["cta_definitions"], demo["cta_definitions"]);
+    let allowed: Vec<&str> = shared::tenant::WIDGET_KEYS.iter().copied().chain(["tenant_hash"]).collect();
+    for key in view.as_object().unwrap().keys() {
+        assert!(allowed.contains(&key.as_str()), "{key} is not a widget key");
+    }
+    for (key, form) in view["conversational_forms"].as_object().unwrap() {
+        assert_eq!(form["fields"], demo["conversational_forms"][key]["fields"], "{key}");
+        assert!(form.get("notifications").is_none() && form.get("fulfillment").is_none(), "{key}");
+    }
+    for secret in [
+        "RIV204815",
+        "RIVKB00001",
+        "+15035550142",
+        "elliot.park@riverbendliteracy.org",
+        "Riverbend_Intake_Handler",
+    ] {
+        assert!(!body.contains(secret), "{secret} is served");
+    }
+    assert!(!body.contains(demo["tone_prompt"].as_str().unwrap()));
+
+    let again = get_from(&stack, &config_path(demo::DEMO_TENANT_HASH), Some(&etag)).await;
+    assert_eq!(again.status(), 304, "a matching If-None-Match");
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.headers()["cache-control"], "public, max-age=300");
+    assert!(again.text().await.unwrap().is_empty());
+    let stale = get_from(&stack, &config_path(demo::DEMO_TENANT_HASH), Some("\"0000000000000000\"")).await;
+    assert_eq!(stale.status(), 200, "another tag gets the config");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_widget_config_of_an_unknown_or_malformed_tenant_hash_is_a_json_error() {
+    let stack = spawn_stack().await;
+    let cases = [
+        (config_path("nobody00000000"), 404, "tenant_not_found"),
+        (config_path("..%2Fmappings"), 400, "invalid_tenant_hash"),
+        ("/forms?action=get_config".to_owned(), 400, "missing_tenant_hash"),
+        (format!("/forms?action=delete&t={}", demo::DEMO_TENANT_HASH), 400, "invalid_action"),
+    ];
+    for (path, status, code) in cases {
+        let response = get_from(&stack, &path, None).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], code, "{path}");
+    }
+
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/forms", stack.host_url()))
+        .header("origin", "https://www.riverbendliteracy.org")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.headers()["access-control-allow-methods"].to_str().unwrap().contains("GET"));
     stack.stop().await;
 }

@@ -36,7 +36,7 @@ fn mentor_data() -> Value {
         "one_year_commitment": "yes", "first_name": "Sam", "last_name": "Reyes", "email": "sam.reyes@example.org",
         "phone": "503-555-0188", "date_of_birth": "1988-02-14", "zip_code": "97412", "speaks_spanish": "yes",
         "why_mentor": "A mentor changed my life as a teenager and I want to do the same for someone.",
-        "references": "Dana Smith (coach), 503-555-0100", "background_check_consent": "true"
+        "references": "Dana Smith (coach), 503-555-0100", "background_check_consent": "yes"
     })
 }
 

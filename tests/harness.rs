@@ -198,14 +198,18 @@ pub async fn post_forms(stack: &LocalStack, body: &serde_json::Value) -> ChatRep
 
 /// POSTs a raw body to any host path and reads the answer block by block.
 pub async fn post_to(stack: &LocalStack, path: &str, body: String) -> ChatReply {
-    let response = reqwest::Client::new()
+    read_reply(post_json(stack, path, body).await).await
+}
+
+/// POSTs a raw JSON body to any host path and returns the response unread.
+pub async fn post_json(stack: &LocalStack, path: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("{}{path}", stack.host_url()))
         .header("content-type", "application/json")
         .body(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    read_reply(response).await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// Every item of the submissions table.
@@ -243,4 +247,29 @@ pub async fn drain_queue(stack: &LocalStack, logical_id: &str) -> Vec<serde_json
                 .unwrap();
         }
     }
+}
+
+/// The events an archive of the template holds, from the emulator's state dump.
+pub async fn archived_events(stack: &LocalStack, logical_id: &str) -> Vec<serde_json::Value> {
+    let name = &stack.created[logical_id].reference;
+    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", stack.endpoint))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("/moto-api/data.json: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("/moto-api/data.json: {e}"));
+    let archives = data.pointer("/events/Archive").and_then(serde_json::Value::as_array).cloned();
+    let archive = archives.unwrap_or_default().into_iter().find(|a| a["name"] == name.as_str());
+    let archive = archive.unwrap_or_else(|| panic!("no archive {name} in the emulator"));
+    archive["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// GETs a host path (with `If-None-Match` when given) and returns the response.
+pub async fn get_from(stack: &LocalStack, path: &str, if_none_match: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", stack.host_url()));
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    request.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }

@@ -1,4 +1,5 @@
-//! The `FormSubmitted` event and the port that publishes it (EventBridge).
+//! The events we publish and the ports that publish them (EventBridge):
+//! `FormSubmitted` (one per submission) and `WidgetAnalytics` (batches).
 
 use std::{future::Future, time::Duration};
 
@@ -34,6 +35,26 @@ pub trait EventPublisher: Send + Sync + 'static {
     fn publish(&self, event: &FormSubmitted) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} WidgetAnalytics events could not be published")]
+pub struct AnalyticsPublishError {
+    pub failed: usize,
+    pub total: usize,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// `events:PutEvents` of widget analytics details (JSON objects), in as many calls as needed.
+pub trait AnalyticsPublisher: Send + Sync + 'static {
+    fn publish_analytics(
+        &self,
+        details: &[String],
+    ) -> impl Future<Output = Result<(), AnalyticsPublishError>> + Send;
+}
+
+/// PutEvents takes at most ten entries per call.
+pub const MAX_ENTRIES_PER_PUT: usize = 10;
+
 #[derive(Clone)]
 pub struct EventBridgePublisher {
     client: aws_sdk_eventbridge::Client,
@@ -47,13 +68,43 @@ impl EventBridgePublisher {
         Self { client, bus: bus.into() }
     }
 
-    async fn put_once(&self, event: &FormSubmitted) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let entry = PutEventsRequestEntry::builder()
+    /// The publisher to the settings' bus (`EVENT_BUS_NAME`).
+    pub fn for_bus_of(sdk_config: &aws_config::SdkConfig, settings: &crate::Settings) -> Self {
+        Self::new(aws_sdk_eventbridge::Client::new(sdk_config), &settings.event_bus_name)
+    }
+
+    fn entry(&self, source: &str, detail_type: &str, detail: String) -> PutEventsRequestEntry {
+        PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
-            .source(SOURCE)
-            .detail_type(DETAIL_TYPE)
-            .detail(serde_json::to_string(event)?)
-            .build();
+            .source(source)
+            .detail_type(detail_type)
+            .detail(detail)
+            .build()
+    }
+
+    /// One PutEvents of up to ten analytics details; the ones it rejected come back.
+    async fn put_analytics<'a>(
+        &self,
+        details: &[&'a String],
+    ) -> Result<Vec<&'a String>, Box<dyn std::error::Error + Send + Sync>> {
+        let entries = details
+            .iter()
+            .map(|detail| {
+                self.entry(crate::analytics::SOURCE, crate::analytics::DETAIL_TYPE, (*detail).clone())
+            })
+            .collect();
+        let output = self.client.put_events().set_entries(Some(entries)).send().await?;
+        // Results are in request order; a rejected entry carries an error code.
+        Ok(details
+            .iter()
+            .zip(output.entries())
+            .filter(|(_, result)| result.error_code().is_some())
+            .map(|(detail, _)| *detail)
+            .collect())
+    }
+
+    async fn put_once(&self, event: &FormSubmitted) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let entry = self.entry(SOURCE, DETAIL_TYPE, serde_json::to_string(event)?);
         let output = self.client.put_events().entries(entry).send().await?;
         if output.failed_entry_count() > 0 {
             let reason = output.entries().iter().find_map(|e| e.error_message()).unwrap_or("entry rejected");
@@ -81,5 +132,36 @@ impl EventPublisher for EventBridgePublisher {
                 }
             }
         }
+    }
+}
+
+impl AnalyticsPublisher for EventBridgePublisher {
+    /// Ten entries per call; entries the bus rejected are sent again, up to
+    /// three attempts in all (the SDK itself retries throttled calls).
+    async fn publish_analytics(&self, details: &[String]) -> Result<(), AnalyticsPublishError> {
+        for chunk in details.chunks(MAX_ENTRIES_PER_PUT) {
+            let mut pending: Vec<&String> = chunk.iter().collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let failure = match self.put_analytics(&pending).await {
+                    Ok(rejected) if rejected.is_empty() => break,
+                    Ok(rejected) => {
+                        pending = rejected;
+                        "entries rejected by the bus".into()
+                    }
+                    Err(err) => err,
+                };
+                attempt += 1;
+                if attempt == ATTEMPTS {
+                    return Err(AnalyticsPublishError {
+                        failed: pending.len(),
+                        total: details.len(),
+                        source: failure,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt - 1))).await;
+            }
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The library every Picasso function uses: configuration, AWS clients, tenant
 //! config, SSE framing and telemetry. SDK types appear only in the adapters here.
 
+pub mod analytics;
 pub mod aws;
 pub mod consumer;
 pub mod edge;

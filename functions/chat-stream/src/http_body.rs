@@ -1,6 +1,6 @@
 //! The chat response as an HTTP response whose body yields one chunk per
 //! frame, as soon as it is written: the same type serves Lambda response
-//! streaming and the local host.
+//! streaming and the local host. A JSON answer (widget analytics) is one chunk.
 
 use std::{
     convert::Infallible,
@@ -11,6 +11,8 @@ use std::{
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use tokio::sync::mpsc;
+
+use shared::edge::JsonResponse;
 
 use crate::service::{ChatResponse, SSE_HEADERS};
 
@@ -33,6 +35,19 @@ pub fn to_http_response(response: ChatResponse) -> Response<FrameBody> {
     *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in SSE_HEADERS {
         http.headers_mut().insert(name, http::HeaderValue::from_static(value));
+    }
+    http
+}
+
+pub fn to_json_response(response: JsonResponse) -> Response<FrameBody> {
+    let (tx, body) = mpsc::channel(1);
+    let _ = tx.try_send(Bytes::from(response.body));
+    let mut http = Response::new(FrameBody(body));
+    *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            http.headers_mut().insert(name, value);
+        }
     }
     http
 }

@@ -10,10 +10,13 @@ pub mod service;
 
 use std::sync::Arc;
 
-use shared::{Settings, knowledge::BedrockKnowledgeBase, model::BedrockModel, tenant::S3ConfigSource};
+use shared::{
+    Settings, analytics::AnalyticsIntake, edge, events::EventBridgePublisher,
+    knowledge::BedrockKnowledgeBase, model::BedrockModel, tenant::S3ConfigSource,
+};
 
 pub use crate::{
-    http_body::{FrameBody, to_http_response},
+    http_body::{FrameBody, to_http_response, to_json_response},
     service::{ChatOptions, ChatResponse, ChatService, RetryPolicy},
 };
 
@@ -42,6 +45,14 @@ pub fn aws_service_with(
     let knowledge =
         BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
     let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
+    let analytics =
+        AnalyticsIntake::new(Arc::clone(&tenants), EventBridgePublisher::for_bus_of(sdk_config, &settings));
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
+        .with_analytics(Arc::new(analytics))
+}
+
+/// Whether a chat URL request is widget analytics (`?action=analytics`) rather than a chat.
+pub fn is_analytics(query: Option<&str>) -> bool {
+    edge::query_param(query, "action") == Some("analytics")
 }

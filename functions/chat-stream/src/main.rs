@@ -6,7 +6,8 @@ use std::sync::Arc;
 use lambda_http::{Body, Error, Request, Response, run_with_streaming_response, service_fn};
 
 use chat_stream::{
-    AwsChatService, ChatOptions, ChatResponse, FrameBody, aws_service, qa_log, to_http_response,
+    AwsChatService, ChatOptions, ChatResponse, FrameBody, aws_service, is_analytics, qa_log,
+    to_http_response, to_json_response,
 };
 
 #[tokio::main]
@@ -17,9 +18,13 @@ async fn main() -> Result<(), Error> {
     run_with_streaming_response(service_fn(move |request| handle(Arc::clone(&service), request))).await
 }
 
-/// Function URL entry: POST streams an answer; OPTIONS (normally answered by
-/// the Function URL's CORS) gets an empty 204; anything else is refused.
+/// Function URL entry: POST streams an answer (or, with `?action=analytics`,
+/// takes widget analytics as JSON); OPTIONS (normally answered by the
+/// Function URL's CORS) gets an empty 204; anything else is refused.
 async fn handle(service: Arc<AwsChatService>, request: Request) -> Result<Response<FrameBody>, Error> {
+    if request.method() == "POST" && is_analytics(request.uri().query()) {
+        return Ok(to_json_response(service.analytics(body_bytes(request.body())).await));
+    }
     let response = match request.method().as_str() {
         "POST" => service.handle(body_bytes(request.body())).await,
         "OPTIONS" => ChatResponse { status: 204, body: tokio::sync::mpsc::channel(1).1 },

@@ -11,6 +11,8 @@ use std::{
 use bytes::Bytes;
 use shared::{
     Settings,
+    analytics::AnalyticsEndpoint,
+    edge::JsonResponse,
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
     sse::{self, Frame, Source},
@@ -106,6 +108,8 @@ pub struct ChatService<C, K, M> {
     tenants: Arc<TenantLoader<C>>,
     /// Form requests sent to the chat URL (`"form_mode": true`) go here.
     forms: Option<Arc<dyn FormEndpoint>>,
+    /// Widget analytics sent to the chat URL (`?action=analytics`) go here.
+    analytics: Option<Arc<dyn AnalyticsEndpoint>>,
     knowledge: CachedKnowledgeBase<K>,
     model: M,
     options: ChatOptions,
@@ -127,6 +131,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             settings,
             tenants,
             forms: None,
+            analytics: None,
             knowledge: CachedKnowledgeBase::new(knowledge),
             model,
             options,
@@ -140,6 +145,20 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     pub fn with_forms(mut self, forms: Arc<dyn FormEndpoint>) -> Self {
         self.forms = Some(forms);
         self
+    }
+
+    /// Takes widget analytics batches (`?action=analytics`).
+    pub fn with_analytics(mut self, analytics: Arc<dyn AnalyticsEndpoint>) -> Self {
+        self.analytics = Some(analytics);
+        self
+    }
+
+    /// Answers a widget analytics batch: `{"accepted": N}` or a JSON refusal.
+    pub async fn analytics(&self, body: &[u8]) -> JsonResponse {
+        match &self.analytics {
+            Some(analytics) => analytics.respond(body).await,
+            None => JsonResponse::refused(404, "not_found", "This URL takes no analytics"),
+        }
     }
 
     /// Validates the request and loads the tenant; then streams the answer

@@ -58,3 +58,19 @@ async fn the_binary_refuses_a_malformed_body_before_streaming() {
     function.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_binary_takes_a_widget_analytics_batch_from_the_query_string() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_chat-stream"));
+    let function = FunctionUnderTest::start(&stack, "ChatStreamFunction", binary, &[]).await.unwrap();
+
+    let invocation = function.invoke(sample_event("chat-stream/analytics-batch.json")).await.unwrap();
+
+    let (prelude, body) = invocation.http_response().unwrap();
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    assert_eq!(prelude["headers"]["content-type"], "application/json");
+    assert_eq!(String::from_utf8(body).unwrap(), r#"{"accepted":3}"#);
+    function.stop().await;
+    stack.stop().await;
+}

@@ -1,5 +1,5 @@
-//! No input makes the chat edge, the tenant config parser or the CTA
-//! enhancer panic.
+//! No input makes the chat edge, the analytics parser, the tenant config
+//! parser or the CTA enhancer panic.
 
 use chat_stream::{cta, request::ChatRequest};
 use serde_json::{Value, json};
@@ -38,6 +38,28 @@ fn random_bodies_never_panic_the_chat_parser() {
             }
         }
         let _ = ChatRequest::parse(body.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn random_analytics_batches_never_panic_the_analytics_parser() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..2_000 {
+        let bytes: Vec<u8> = (0..rng.usize(0..200)).map(|_| rng.u8(..)).collect();
+        let _ = shared::analytics::parse_batch(&bytes);
+        let events: Vec<Value> = (0..rng.usize(0..5))
+            .map(|_| {
+                let mut event = json!({"type": "X", "event": {"type": "Y", "payload": {}}});
+                for key in ["type", "tenant_hash", "tenant_id", "session_id", "event", "payload"] {
+                    if rng.bool() {
+                        event[key] = random_value(&mut rng, 0);
+                    }
+                }
+                event
+            })
+            .collect();
+        let body = json!({"tenant_hash": "h", "events": events});
+        let _ = shared::analytics::parse_batch(body.to_string().as_bytes());
     }
 }
 

@@ -1,5 +1,6 @@
 //! form-intake: conversational form validation and submission.
 
+pub mod config;
 pub mod request;
 pub mod service;
 
@@ -29,9 +30,7 @@ pub fn aws_service_with(
         aws_sdk_dynamodb::Client::new(sdk_config),
         &settings.form_submissions_table,
     );
-    let publisher =
-        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(sdk_config), &settings.event_bus_name);
-    FormService::new(tenants, store, publisher)
+    FormService::new(tenants, store, EventBridgePublisher::for_bus_of(sdk_config, settings))
 }
 
 pub use shared::tenant::s3_tenant_loader as tenant_loader;

@@ -1,10 +1,12 @@
-//! The form-intake Lambda: a Function URL answering form requests.
+//! The form-intake Lambda: a Function URL answering form requests (POST) and
+//! the widget config (GET `?action=get_config&t=<tenant_hash>`).
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Error, Request, Response, run, service_fn};
+use lambda_http::{Body, Error, Request, Response, http::header, run, service_fn};
 
 use form_intake::{AwsFormService, FormResponse, aws_service_with, tenant_loader};
+use shared::edge::JsonResponse;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,6 +19,10 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(service: Arc<AwsFormService>, request: Request) -> Result<Response<Body>, Error> {
     let response = match request.method().as_str() {
+        "GET" => {
+            let if_none_match = request.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+            return json(service.get_config(request.uri().query(), if_none_match).await);
+        }
         "POST" => service.handle(request.body()).await,
         "OPTIONS" => FormResponse { status: 204, frames: Vec::new() },
         _ => FormResponse { status: 405, frames: Vec::new() },
@@ -26,4 +32,12 @@ async fn handle(service: Arc<AwsFormService>, request: Request) -> Result<Respon
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache, no-transform")
         .body(Body::Text(response.body()))?)
+}
+
+fn json(response: JsonResponse) -> Result<Response<Body>, Error> {
+    let mut builder = Response::builder().status(response.status);
+    for (name, value) in response.headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(if response.body.is_empty() { Body::Empty } else { Body::Text(response.body) })?)
 }

@@ -5,6 +5,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 use serde_json::{Map, Value, json};
 use shared::{
+    edge::JsonResponse,
     events::{EventPublisher, FormSubmitted},
     forms::{self, MAX_FORM_BYTES},
     sse::{self, Frame},
@@ -66,6 +67,11 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormEndpoint for Fo
 impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P> {
     pub fn new(tenants: Arc<TenantLoader<C>>, store: S, publisher: P) -> Self {
         Self { tenants, store, publisher }
+    }
+
+    /// `GET ?action=get_config&t=<tenant_hash>`: the tenant's public widget config.
+    pub async fn get_config(&self, query: Option<&str>, if_none_match: Option<&str>) -> JsonResponse {
+        crate::config::get_config(&self.tenants, query, if_none_match).await
     }
 
     pub async fn handle(&self, body: &[u8]) -> FormResponse {

@@ -35,3 +35,23 @@ async fn the_binary_stores_a_submission_from_a_function_url_event() {
     function.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_binary_answers_a_get_config_event_with_the_public_widget_config() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_form-intake"));
+    let function = FunctionUnderTest::start(&stack, "FormIntakeFunction", binary, &[]).await.unwrap();
+
+    let invocation = function.invoke(sample_event("form-intake/get-config.json")).await.unwrap();
+
+    let response = invocation.json().unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["headers"]["content-type"], "application/json");
+    assert_eq!(response["headers"]["cache-control"], "public, max-age=300");
+    assert!(response["headers"]["etag"].as_str().is_some_and(|tag| tag.starts_with('"')), "{response}");
+    let view: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(view["tenant_hash"], "ri3a9f2c7d41be");
+    assert!(view.get("tone_prompt").is_none() && view.get("tenant_id").is_none(), "{view}");
+    function.stop().await;
+    stack.stop().await;
+}

@@ -1,15 +1,17 @@
 //! The local host on 127.0.0.1:3000: what Lambda's front doors would be in AWS.
 //! `POST /chat` runs the chat-stream service (the code the Lambda binary runs)
-//! with real streaming, behind the CORS a Function URL would apply; `GET /` is
-//! a small chat page; `GET /healthz` and `GET /outbox` help you look inside.
+//! with real streaming (and `?action=analytics` batches), `POST /forms` and
+//! `GET /forms?action=get_config&t=...` the form-intake service, behind the
+//! CORS a Function URL would apply; `GET /` is a small chat page; `GET
+//! /healthz` and `GET /outbox` help you look inside.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::State,
-    http::{Method, StatusCode, header},
+    extract::{RawQuery, State},
+    http::{HeaderMap, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
@@ -40,7 +42,7 @@ pub fn router(state: Arc<HostState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/chat", post(chat))
-        .route("/forms", post(forms))
+        .route("/forms", post(forms).get(widget_config))
         .layer(function_url_cors())
         .route("/healthz", get(healthz))
         .route("/outbox", get(outbox))
@@ -52,7 +54,7 @@ pub fn router(state: Arc<HostState>) -> Router {
 fn function_url_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
         .max_age(Duration::from_secs(86_400))
 }
@@ -62,12 +64,32 @@ fn function_url_cors() -> CorsLayer {
 async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
     let Ok(response) = tokio::time::timeout(state.forms_timeout, state.forms.handle(&body)).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
-        return (StatusCode::BAD_GATEWAY, Json(json!({"Message": "Internal Server Error"}))).into_response();
+        return timed_out();
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers =
         [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache, no-transform")];
     (status, headers, response.body()).into_response()
+}
+
+/// `GET /forms?action=get_config&t=...`: the widget config, as the form Function URL answers it.
+async fn widget_config(
+    State(state): State<Arc<HostState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let answer = state.forms.get_config(query.as_deref(), if_none_match);
+    let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
+        tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
+        return timed_out();
+    };
+    chat_stream::to_json_response(response).map(Body::new)
+}
+
+/// What a Function URL answers when its invocation runs past the function's timeout.
+fn timed_out() -> Response {
+    (StatusCode::BAD_GATEWAY, Json(json!({"Message": "Internal Server Error"}))).into_response()
 }
 
 async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
@@ -76,10 +98,17 @@ async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
 
 /// The chat Function URL: the chat-stream service, its frames streamed as
 /// written. At the function's timeout the stream is cut, as Lambda cuts it.
-async fn chat(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
+/// `?action=analytics` takes a widget analytics batch instead, as JSON.
+async fn chat(State(state): State<Arc<HostState>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
     let deadline = tokio::time::Instant::now() + state.chat_timeout;
+    if chat_stream::is_analytics(query.as_deref()) {
+        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body)).await else {
+            return timed_out();
+        };
+        return chat_stream::to_json_response(response).map(Body::new);
+    }
     let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle(&body)).await else {
-        return (StatusCode::BAD_GATEWAY, Json(json!({"Message": "Internal Server Error"}))).into_response();
+        return timed_out();
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut frames = std::mem::replace(&mut response.body, rx);

@@ -53,6 +53,7 @@ fn print_banner(stack: &LocalStack) {
     println!(
         "\nPicasso local stack is up.\n\
          \n  local host      {host}   (GET /healthz, GET /outbox)\
+         \n  for the widget  chat URL {host}/chat, CONFIG_ENDPOINT {host}/forms?action=get_config\
          \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...)\
          \n  Bedrock         {bedrock}   (ConverseStream, Retrieve; GET /_standin/streams)\
          \n  Lambda          {bedrock}   (handler Invoke; GET /_standin/invocations)\
