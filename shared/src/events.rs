@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 
 pub const SOURCE: &str = "picasso.forms";
 pub const DETAIL_TYPE: &str = "FormSubmitted";
+/// The `schema_version` of the FormSubmitted detail this code writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The fulfillment channels: names in `channels`, in `fulfillment.<channel>`
+/// and of the consumers (`Channel::NAME`).
+pub mod channel {
+    pub const EMAIL: &str = "email";
+    pub const SMS: &str = "sms";
+    pub const HANDLER: &str = "handler";
+}
 
 /// The event's detail: a claim check. It carries no form data; consumers read
 /// the submission from the table, so the archive holds no personal data.

@@ -39,7 +39,7 @@ impl StoredSubmission {
     /// The FormSubmitted event this submission is published as.
     pub fn event(&self) -> FormSubmitted {
         FormSubmitted {
-            schema_version: 1,
+            schema_version: crate::events::SCHEMA_VERSION,
             submission_id: self.submission_id.clone(),
             tenant_id: self.tenant_id.clone(),
             form_id: self.form_id.clone(),
@@ -154,7 +154,8 @@ fn text(value: &AttributeValue) -> Option<String> {
     }
 }
 
-fn parse(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubmission {
+/// The one reader of a submission item (what `DynamoSubmissionStore::create` writes).
+pub(crate) fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubmission {
     let s = |key: &str| item.get(key).and_then(text).unwrap_or_default();
     let map = |value: Option<&AttributeValue>| -> BTreeMap<String, String> {
         match value {
@@ -201,7 +202,7 @@ impl DynamoSubmissionStore {
             .send()
             .await
             .map_err(error("GetItem"))?;
-        Ok(output.item.as_ref().filter(|item| item.contains_key("form_id")).map(parse))
+        Ok(output.item.as_ref().filter(|item| item.contains_key("form_id")).map(read_item))
     }
 
     /// Sets the submission's status once every planned channel has ended,
@@ -299,7 +300,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .await;
         match claimed {
             Ok(output) => match output.attributes.as_ref() {
-                Some(item) => Ok(Claim::Acquired(Box::new(parse(item)), lease)),
+                Some(item) => Ok(Claim::Acquired(Box::new(read_item(item)), lease)),
                 None => {
                     Err(StoreError { operation: "UpdateItem", source: "the claim returned no item".into() })
                 }
@@ -380,7 +381,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             Err(err) => return fenced(lease, Err(err)),
         };
         match item.as_ref() {
-            Some(item) => Ok(self.roll_up(&parse(item)).await?),
+            Some(item) => Ok(self.roll_up(&read_item(item)).await?),
             None => Ok(()),
         }
     }

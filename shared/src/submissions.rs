@@ -296,23 +296,7 @@ impl SubmissionStore for DynamoSubmissionStore {
             .send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(store_error("Query"))?;
-            let text = |key: &str| match item.get(key) {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => String::new(),
-            };
-            let channels = match item.get("channels") {
-                Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
-                _ => Vec::new(),
-            };
-            events.push(FormSubmitted {
-                schema_version: 1,
-                submission_id: text("submission_id"),
-                tenant_id: text("tenant_id"),
-                form_id: text("form_id"),
-                priority: text("priority"),
-                submitted_at: text("submitted_at"),
-                channels,
-            });
+            events.push(crate::fulfillment::read_item(&item).event());
         }
         Ok(events)
     }

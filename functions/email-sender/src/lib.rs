@@ -55,7 +55,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
 }
 
 impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
-    const NAME: &'static str = "email";
+    const NAME: &'static str = shared::events::channel::EMAIL;
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
@@ -65,7 +65,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         };
         let notifications = form.notifications.as_ref();
         let internal = notifications.and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
-        let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+        let fulfillment = tenant.config.fulfillment_of(form);
         let team: Vec<String> = match internal.filter(|i| !i.recipients.is_empty()) {
             Some(internal) => internal.recipients.clone(),
             None => fulfillment.map(|f| f.email_to.0.clone()).unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use serde_json::{Map, Value, json};
 use shared::{
     edge::JsonResponse,
-    events::{EventPublisher, FormSubmitted},
+    events::{EventPublisher, FormSubmitted, channel},
     forms::{self, MAX_FORM_BYTES},
     sse::{self, Frame},
     submissions::{Created, NewSubmission, SubmissionStore},
@@ -157,7 +157,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         };
 
         let event = FormSubmitted {
-            schema_version: 1,
+            schema_version: shared::events::SCHEMA_VERSION,
             submission_id: submission_id.clone(),
             tenant_id: tenant.id.clone(),
             form_id: form_id.clone(),
@@ -223,7 +223,7 @@ fn form_error(message: &str, validation_errors: &[Value]) -> FormResponse {
 /// be notified or confirmed, SMS when a number is configured, the handler
 /// when the form names a downstream fulfillment.
 fn planned_channels(tenant: &Tenant, form: &FormConfig) -> Vec<String> {
-    let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+    let fulfillment = tenant.config.fulfillment_of(form);
     let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
     let confirmation = form
         .notifications
@@ -237,7 +237,7 @@ fn planned_channels(tenant: &Tenant, form: &FormConfig) -> Vec<String> {
         || fulfillment.is_some_and(|f| !f.sms_to.0.is_empty());
     let handler =
         fulfillment.and_then(|f| f.kind.as_deref()).is_some_and(|k| matches!(k, "lambda" | "s3" | "webhook"));
-    [("email", email), ("sms", sms), ("handler", handler)]
+    [(channel::EMAIL, email), (channel::SMS, sms), (channel::HANDLER, handler)]
         .into_iter()
         .filter(|(_, planned)| *planned)
         .map(|(channel, _)| channel.to_owned())

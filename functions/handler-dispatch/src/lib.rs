@@ -141,7 +141,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
 }
 
 impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerChannel<C, I, A, W> {
-    const NAME: &'static str = "handler";
+    const NAME: &'static str = shared::events::channel::HANDLER;
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
@@ -149,7 +149,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };
-        let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+        let fulfillment = tenant.config.fulfillment_of(form);
         let Some((fulfillment, kind)) = fulfillment
             .and_then(|f| Some((f, f.kind.as_deref()?)))
             .filter(|(_, kind)| !kind.trim().is_empty())

@@ -78,7 +78,7 @@ fn transient(err: impl std::error::Error) -> Failure {
 }
 
 impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
-    const NAME: &'static str = "sms";
+    const NAME: &'static str = shared::events::channel::SMS;
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
@@ -87,7 +87,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };
         let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
-        let fulfillment = form.fulfillment.as_ref().or(tenant.config.default_fulfillment.as_ref());
+        let fulfillment = tenant.config.fulfillment_of(form);
         let (recipients, template, when) = match internal.filter(|i| !i.sms_recipients.is_empty()) {
             Some(i) => (i.sms_recipients.clone(), i.sms_template.as_deref(), i.sms_when),
             None => (fulfillment.map(|f| f.sms_to.0.clone()).unwrap_or_default(), None, SmsWhen::Always),

@@ -54,6 +54,11 @@ impl TenantConfig {
         self.form_entry(key_or_id).map(|(_, form)| form)
     }
 
+    /// A form's downstream fulfillment: its own, else the tenant's `default_fulfillment`.
+    pub fn fulfillment_of<'a>(&'a self, form: &'a FormConfig) -> Option<&'a Fulfillment> {
+        form.fulfillment.as_ref().or(self.default_fulfillment.as_ref())
+    }
+
     /// A form and its map key, by map key or `form_id`.
     pub fn form_entry(&self, key_or_id: &str) -> Option<(&str, &FormConfig)> {
         let by_key = self.conversational_forms.get_key_value(key_or_id);
