@@ -334,3 +334,28 @@ fn every_consumers_timeout_is_shorter_than_its_lease_and_its_lease_than_its_queu
         assert!(lease.as_secs() < visibility, "{queue}: lease {lease:?} vs VisibilityTimeout {visibility} s");
     }
 }
+
+/// What two functions share lives below them (`shared`), never in one of them.
+#[test]
+fn no_function_crate_depends_on_another() {
+    let functions = repo_root().join("functions");
+    let names: Vec<String> = std::fs::read_dir(&functions)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("Cargo.toml").exists())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 6);
+    for name in &names {
+        let manifest = std::fs::read_to_string(functions.join(name).join("Cargo.toml")).unwrap();
+        let dependencies = manifest.split("[dependencies]").nth(1).unwrap_or_default();
+        let dependencies = dependencies.split("\n[").next().unwrap_or_default();
+        for other in names.iter().filter(|other| *other != name) {
+            assert!(
+                !dependencies.lines().any(|line| line.trim_start().starts_with(&format!("{other}."))
+                    || line.trim_start().starts_with(&format!("{other} "))),
+                "{name} depends on the function crate {other}"
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod events;
 pub mod fill;
 pub mod forms;
 pub mod fulfillment;
+pub mod intake;
 pub mod knowledge;
 pub mod mail;
 pub mod mask;

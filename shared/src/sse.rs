@@ -11,6 +11,13 @@ pub const PRELUDE: &str = ":ok\n\n";
 /// The last frame of every stream, success or failure.
 pub const DONE: &str = "data: [DONE]\n\n";
 
+/// The headers of every SSE answer, chat or form, streamed or refused.
+pub const HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache, no-transform"),
+    ("x-accel-buffering", "no"),
+];
+
 /// One knowledge-base citation in a `sources` frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Source {

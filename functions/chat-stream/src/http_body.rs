@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use shared::edge::JsonResponse;
 
-use crate::service::{ChatResponse, SSE_HEADERS};
+use crate::service::ChatResponse;
 
 pub struct FrameBody(mpsc::Receiver<Bytes>);
 
@@ -33,7 +33,7 @@ impl http_body::Body for FrameBody {
 pub fn to_http_response(response: ChatResponse) -> Response<FrameBody> {
     let mut http = Response::new(FrameBody(response.body));
     *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in SSE_HEADERS {
+    for (name, value) in shared::sse::HEADERS {
         http.headers_mut().insert(name, http::HeaderValue::from_static(value));
     }
     http

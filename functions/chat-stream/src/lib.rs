@@ -40,8 +40,8 @@ pub fn aws_service_with(
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
-    let tenants = form_intake::tenant_loader(sdk_config, &settings);
-    let forms = form_intake::aws_service_with(sdk_config, &settings, Arc::clone(&tenants));
+    let tenants = shared::intake::tenant_loader(sdk_config, &settings);
+    let forms = shared::intake::aws_service_with(sdk_config, &settings, Arc::clone(&tenants));
     let knowledge =
         BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
     let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));

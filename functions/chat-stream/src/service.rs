@@ -21,7 +21,7 @@ use shared::{
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use form_intake::FormEndpoint;
+use shared::intake::FormEndpoint;
 
 use crate::{
     cta, prompt,
@@ -76,13 +76,6 @@ pub struct ChatResponse {
     pub status: u16,
     pub body: mpsc::Receiver<Bytes>,
 }
-
-/// Headers of every chat response, streamed or refused.
-pub const SSE_HEADERS: [(&str, &str); 3] = [
-    ("content-type", "text/event-stream"),
-    ("cache-control", "no-cache, no-transform"),
-    ("x-accel-buffering", "no"),
-];
 
 impl ChatResponse {
     /// A response whose frames are all known already.
@@ -165,7 +158,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     /// from a task of its own while the caller sends the body.
     pub async fn handle(self: &Arc<Self>, body: &[u8]) -> ChatResponse {
         let started = Instant::now();
-        if let Some(forms) = self.forms.as_ref().filter(|_| form_intake::is_form_mode(body)) {
+        if let Some(forms) = self.forms.as_ref().filter(|_| shared::intake::is_form_mode(body)) {
             let response = forms.respond(body).await;
             return ChatResponse::complete(response.status, response.frames);
         }

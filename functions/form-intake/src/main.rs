@@ -27,11 +27,11 @@ async fn handle(service: Arc<AwsFormService>, request: Request) -> Result<Respon
         "OPTIONS" => FormResponse { status: 204, frames: Vec::new() },
         _ => FormResponse { status: 405, frames: Vec::new() },
     };
-    Ok(Response::builder()
-        .status(response.status)
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache, no-transform")
-        .body(Body::Text(response.body()))?)
+    let mut builder = Response::builder().status(response.status);
+    for (name, value) in shared::sse::HEADERS {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(Body::Text(response.body()))?)
 }
 
 fn json(response: JsonResponse) -> Result<Response<Body>, Error> {

@@ -61,6 +61,7 @@ pub(crate) async fn quiet_stack() -> Result<LocalStack, Error> {
         quiet: true,
         sweep: None,
         consumers: None,
+        profile_dir: None,
         ..StackOptions::default()
     };
     let stack = LocalStack::start(options).await?;

@@ -67,9 +67,11 @@ async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
         return timed_out();
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers =
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache, no-transform")];
-    (status, headers, response.body()).into_response()
+    let mut answer = (status, response.body()).into_response();
+    for (name, value) in shared::sse::HEADERS {
+        answer.headers_mut().insert(name, header::HeaderValue::from_static(value));
+    }
+    answer
 }
 
 /// `GET /forms?action=get_config&t=...`: the widget config, as the form Function URL answers it.

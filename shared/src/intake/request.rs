@@ -1,10 +1,10 @@
 //! Form requests, parsed at the edge.
 
+use crate::{edge, tenant::TenantHash};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use shared::{edge, tenant::TenantHash};
 
-pub use shared::edge::RequestError;
+pub use crate::edge::RequestError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FormRequest {

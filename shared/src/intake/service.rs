@@ -3,8 +3,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use serde_json::{Map, Value, json};
-use shared::{
+use crate::{
     edge::JsonResponse,
     events::{EventPublisher, FormSubmitted, channel},
     forms::{self, MAX_FORM_BYTES},
@@ -13,8 +12,9 @@ use shared::{
     telemetry::{error_chain, now_epoch_millis, now_rfc3339},
     tenant::{ConfigSource, FormConfig, Tenant, TenantLoader},
 };
+use serde_json::{Map, Value, json};
 
-use crate::request::FormRequest;
+use super::request::FormRequest;
 
 /// The whole answer to a form request: a status and its frames, which both
 /// the form URL and the chat URL (`form_mode`) send byte for byte.
@@ -71,7 +71,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
 
     /// `GET ?action=get_config&t=<tenant_hash>`: the tenant's public widget config.
     pub async fn get_config(&self, query: Option<&str>, if_none_match: Option<&str>) -> JsonResponse {
-        crate::config::get_config(&self.tenants, query, if_none_match).await
+        super::config::get_config(&self.tenants, query, if_none_match).await
     }
 
     pub async fn handle(&self, body: &[u8]) -> FormResponse {
@@ -157,7 +157,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         };
 
         let event = FormSubmitted {
-            schema_version: shared::events::SCHEMA_VERSION,
+            schema_version: crate::events::SCHEMA_VERSION,
             submission_id: submission_id.clone(),
             tenant_id: tenant.id.clone(),
             form_id: form_id.clone(),

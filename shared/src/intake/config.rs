@@ -2,7 +2,7 @@
 //! config, with an `ETag` and `Cache-Control` so a CDN (and the browser) can
 //! keep it and revalidate with `If-None-Match`.
 
-use shared::{
+use crate::{
     edge::{self, JsonResponse, RequestError},
     tenant::{ConfigSource, TenantHash, TenantLoader, public_view},
 };
