@@ -319,6 +319,19 @@ async fn a_knowledge_base_failure_still_answers_without_sources() {
 }
 
 #[tokio::test]
+async fn a_slow_knowledge_base_is_given_up_and_the_answer_goes_without_context() {
+    let env = vec![("RETRIEVE_TIMEOUT_MS".to_owned(), "300".to_owned())];
+    let stack = spawn_stack_with_env(env).await;
+    stack.bedrock.set_retrieve_delay(Duration::from_secs(3));
+    let reply = post_chat(&stack, ask("What is Reading Buddies?").to_string()).await;
+    assert!(reply.frames_of("error").is_empty());
+    assert!(reply.frames_of("sources").is_empty());
+    assert!(!reply.text().is_empty());
+    assert!(stack.bedrock.streams()[0].prompt.starts_with("No knowledge base context"));
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_forms_trigger_phrase_offers_that_form() {
     let stack = spawn_stack().await;
     let reply = post_chat(&stack, ask("How do I become a reading buddy?").to_string()).await;

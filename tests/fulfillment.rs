@@ -124,11 +124,13 @@ where
 }
 
 /// Waits until every planned channel of the submission is terminal and rolled up.
+/// Waits for the roll-up. The bound is generous: on a busy 2-core machine a
+/// delivery whose calls timed out keeps its lease (120 s) before a retry.
 async fn fulfilled(
     stack: &LocalStack,
     submission_id: &str,
 ) -> (String, HashMap<String, HashMap<String, String>>) {
-    eventually(Duration::from_secs(30), "the submission to roll up", || async {
+    eventually(Duration::from_secs(120), "the submission to roll up", || async {
         let (status, channels) = fulfillment(stack, submission_id).await;
         status.contains("fulfilled").then_some((status, channels))
     })
@@ -156,7 +158,7 @@ async fn queue_depth(stack: &LocalStack, logical_id: &str) -> usize {
 
 /// Waits until the three consumer queues are empty: every delivery was handled.
 async fn settled(stack: &LocalStack) {
-    eventually(Duration::from_secs(30), "the consumer queues to drain", || async {
+    eventually(Duration::from_secs(120), "the consumer queues to drain", || async {
         let mut depth = 0;
         for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
             depth += queue_depth(stack, queue).await;

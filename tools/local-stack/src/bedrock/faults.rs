@@ -32,6 +32,8 @@ pub struct Faults {
     pub rejected_models: BTreeSet<String>,
     /// Answer every Retrieve with 500 InternalServerException.
     pub retrieve_fails: bool,
+    /// Wait this long before answering each Retrieve.
+    pub retrieve_delay_ms: u64,
 }
 
 impl Faults {
@@ -48,6 +50,7 @@ impl Faults {
             delta_delay_ms: millis(delta_delay),
             rejected_models: BTreeSet::new(),
             retrieve_fails: false,
+            retrieve_delay_ms: 0,
         }
     }
 
@@ -92,7 +95,9 @@ impl Faults {
             delta_delay_ms,
             rejected_models,
             retrieve_fails,
+            retrieve_delay_ms,
         } = patch;
+        set(&mut self.retrieve_delay_ms, retrieve_delay_ms);
         set(&mut self.stall_next, stall_next);
         set(&mut self.stall_after_deltas, stall_after_deltas);
         set(&mut self.throttle_next, throttle_next);
@@ -131,6 +136,7 @@ pub struct FaultPatch {
     pub delta_delay_ms: Option<u64>,
     pub rejected_models: Option<BTreeSet<String>>,
     pub retrieve_fails: Option<bool>,
+    pub retrieve_delay_ms: Option<u64>,
 }
 
 /// What happens to one converse-stream request.

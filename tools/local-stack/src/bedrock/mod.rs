@@ -123,6 +123,10 @@ impl BedrockStandIn {
         faults.stall_after_deltas = after_deltas;
     }
 
+    pub fn set_retrieve_delay(&self, delay: Duration) {
+        self.lock_faults().retrieve_delay_ms = millis(delay);
+    }
+
     pub fn set_first_token_delay(&self, delay: Duration) {
         self.lock_faults().first_token_delay_ms = millis(delay);
     }

@@ -83,6 +83,10 @@ pub async fn retrieve(
         record(StatusCode::BAD_REQUEST, 0);
         return validation_error("retrievalQuery.text must not be empty.");
     }
+    let delay = standin.faults().retrieve_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     if standin.faults().retrieve_fails {
         record(StatusCode::INTERNAL_SERVER_ERROR, 0);
         return aws_error(
