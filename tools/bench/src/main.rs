@@ -141,7 +141,7 @@ async fn rss(binary: PathBuf, chats: usize) -> Result<(), Error> {
         .map(|n| runtime_api::function_url_event(&chat_body(QUESTIONS[n % QUESTIONS.len()])))
         .collect();
     let api = runtime_api::FakeRuntime::start(events).await?;
-    let env = stack_env(&stack);
+    let env = stack_env(&stack)?;
     let started = Instant::now();
     let mut child = api.spawn(&binary, &env)?;
     let pid = child.id().ok_or("the binary exited at once")?;
@@ -162,20 +162,10 @@ async fn rss(binary: PathBuf, chats: usize) -> Result<(), Error> {
 }
 
 /// The function's environment pointing at the local stack.
-fn stack_env(stack: &LocalStack) -> Vec<(String, String)> {
-    let s = &stack.settings;
-    [
-        ("CONFIG_BUCKET", s.config_bucket.as_str()),
-        ("FORM_SUBMISSIONS_TABLE", s.form_submissions_table.as_str()),
-        ("SMS_USAGE_TABLE", s.sms_usage_table.as_str()),
-        ("EVENT_BUS_NAME", s.event_bus_name.as_str()),
-        ("AWS_ENDPOINT_URL", stack.endpoint.as_str()),
-        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", stack.bedrock_url.as_str()),
-        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", stack.bedrock_url.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+/// The chat function's environment in this stack: the template's variables,
+/// the endpoints and the function's own IAM principal (the emulator enforces IAM).
+fn stack_env(stack: &LocalStack) -> Result<Vec<(String, String)>, Error> {
+    Ok(stack.function_env("ChatStreamFunction")?)
 }
 
 pub(crate) fn report(label: &str, samples: &mut [Duration]) {
