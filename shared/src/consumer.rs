@@ -72,6 +72,25 @@ impl Failure {
         let message = error_chain(err);
         if permanent { Self::Permanent(message) } else { Self::Transient(message) }
     }
+
+    /// An error as the failure its own classification says it is.
+    pub fn from_error<E: std::error::Error + Permanence + 'static>(err: &E) -> Self {
+        Self::of(err, err.is_permanent())
+    }
+}
+
+/// Whether retrying the same call can succeed, decided once, by the error
+/// that knows (the adapter that saw the service's answer).
+pub trait Permanence {
+    /// True when only a fix (config, permissions, a verified sender) helps.
+    fn is_permanent(&self) -> bool;
+}
+
+/// A missing or broken tenant config needs a fix; S3 being unreachable does not.
+impl Permanence for crate::tenant::TenantError {
+    fn is_permanent(&self) -> bool {
+        self.code() != "config_unavailable"
+    }
 }
 
 /// One fulfillment channel (`email`, `sms`, `handler`): the side effect a
@@ -274,14 +293,7 @@ pub async fn load_tenant<S: ConfigSource>(
     tenants: &TenantLoader<S>,
     tenant_id: &str,
 ) -> Result<Arc<Tenant>, Failure> {
-    tenants.load_by_id(tenant_id).await.map_err(|err| {
-        let message = error_chain(&err);
-        if err.code() == "config_unavailable" {
-            Failure::Transient(message)
-        } else {
-            Failure::Permanent(message)
-        }
-    })
+    tenants.load_by_id(tenant_id).await.map_err(|err| Failure::from_error(&err))
 }
 
 /// How a consumer crate builds its consumer from the process's configuration.

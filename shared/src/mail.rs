@@ -22,6 +22,12 @@ pub struct MailError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl crate::consumer::Permanence for MailError {
+    fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
 pub trait Mailer: Send + Sync + 'static {
     fn send(&self, email: &Email) -> impl Future<Output = Result<(), MailError>> + Send;
 }

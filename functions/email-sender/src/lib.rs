@@ -48,7 +48,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
         email: &Email,
     ) -> Result<(), Failure> {
         job.once(part, async {
-            self.mailer.send(email).await.map_err(|err: MailError| Failure::of(&err, err.permanent))
+            self.mailer.send(email).await.map_err(|err: MailError| Failure::from_error(&err))
         })
         .await
     }

@@ -38,6 +38,12 @@ pub struct ArchiveError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl shared::consumer::Permanence for ArchiveError {
+    fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
 /// `s3:PutObject` of one JSON document.
 pub trait Archive: Send + Sync + 'static {
     fn put(

@@ -36,6 +36,12 @@ pub struct InvokeError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl shared::consumer::Permanence for InvokeError {
+    fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
 /// `lambda:InvokeFunction` with InvocationType `Event`.
 pub trait Invoker: Send + Sync + 'static {
     fn invoke_event(

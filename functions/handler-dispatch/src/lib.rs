@@ -81,7 +81,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
             self.invoker
                 .invoke_event(function, payload.into_bytes())
                 .await
-                .map_err(|err| Failure::of(&err, err.permanent))?;
+                .map_err(|err| Failure::from_error(&err))?;
             tracing::info!(submission_id = submission.submission_id, function, "handler function invoked");
             Ok(())
         })
@@ -102,7 +102,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
             self.archive
                 .put(bucket, &key, document.into_bytes())
                 .await
-                .map_err(|err| Failure::of(&err, err.permanent))?;
+                .map_err(|err| Failure::from_error(&err))?;
             tracing::info!(submission_id = submission.submission_id, bucket, key, "submission archived");
             Ok(())
         })
@@ -123,11 +123,8 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
         };
         let body = webhook_body(submission).to_string();
         job.once("webhook", async {
-            let delivered = self
-                .webhook
-                .post(url, body.into_bytes())
-                .await
-                .map_err(|err| Failure::of(&err, err.is_permanent()))?;
+            let delivered =
+                self.webhook.post(url, body.into_bytes()).await.map_err(|err| Failure::from_error(&err))?;
             tracing::info!(
                 submission_id = submission.submission_id,
                 host = delivered.host,

@@ -61,7 +61,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
             if let Err(undo) = self.quota.give_back(usage.tenant_id, usage.month).await {
                 tracing::error!(error = %error_chain(&undo), "a unit of SMS quota was not given back");
             }
-            return Err(Failure::of(&err, err.permanent));
+            return Err(Failure::from_error(&err));
         }
         Ok(taken)
     }

@@ -55,6 +55,12 @@ pub struct TextError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl shared::consumer::Permanence for TextError {
+    fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
 /// `sns:Publish` to a phone number.
 pub trait Texter: Send + Sync + 'static {
     fn send(&self, to: &str, message: &str) -> impl Future<Output = Result<(), TextError>> + Send;

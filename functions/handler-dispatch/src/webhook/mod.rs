@@ -119,10 +119,10 @@ pub enum WebhookError {
     Status { host: String, status: u16 },
 }
 
-impl WebhookError {
+impl shared::consumer::Permanence for WebhookError {
     /// The URL or the receiver refuses this submission: retrying will not
     /// help until the tenant's configuration (or the receiver) changes.
-    pub fn is_permanent(&self) -> bool {
+    fn is_permanent(&self) -> bool {
         match self {
             Self::Unparsable(_)
             | Self::NotHttps
@@ -275,6 +275,8 @@ mod tests {
     };
 
     use axum::{Router, http::StatusCode, response::Redirect, routing::post};
+
+    use shared::consumer::Permanence;
 
     use super::*;
     use crate::tests::submission;

@@ -136,6 +136,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
+    use shared::consumer::Permanence;
+
     use super::*;
 
     const REFUSED: &[&str] = &[
