@@ -184,7 +184,52 @@ pub(crate) fn read_item(item: &std::collections::HashMap<String, AttributeValue>
     }
 }
 
-const TERMINAL: [&str; 3] = ["sent", "skipped", "failed"];
+/// A channel's `status` in `fulfillment.<channel>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    Queued,
+    InProgress,
+    Sent,
+    Skipped,
+    Failed,
+}
+
+impl ChannelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Sent => "sent",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// As stored; an unknown value reads as `None`.
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::Queued, Self::InProgress, Self::Sent, Self::Skipped, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == stored)
+    }
+
+    /// Sent or skipped: never done again.
+    pub fn is_done(self) -> bool {
+        matches!(self, Self::Sent | Self::Skipped)
+    }
+
+    /// Ended, for the roll-up (a failed channel has ended until it is retried).
+    pub fn has_ended(self) -> bool {
+        matches!(self, Self::Sent | Self::Skipped | Self::Failed)
+    }
+}
+
+impl StoredSubmission {
+    /// A channel's status as stored (a planned channel without one is queued).
+    pub fn channel_status(&self, channel: &str) -> Option<ChannelStatus> {
+        let record = self.fulfillment.get(channel)?;
+        Some(record.get("status").and_then(|s| ChannelStatus::parse(s)).unwrap_or(ChannelStatus::Queued))
+    }
+}
 /// A submission's `status`, from creation to the roll-up.
 pub const PENDING_FULFILLMENT: &str = "pending_fulfillment";
 pub const FULFILLED: &str = "fulfilled";
@@ -209,17 +254,15 @@ impl DynamoSubmissionStore {
     /// judged from the item as `finish` left it.
     async fn roll_up(&self, submission: &StoredSubmission) -> Result<(), StoreError> {
         let submission_id = submission.submission_id.as_str();
-        let statuses: Vec<&str> = submission
+        let statuses: Vec<ChannelStatus> = submission
             .channels
             .iter()
-            .map(|c| {
-                submission.fulfillment.get(c).and_then(|r| r.get("status")).map_or("queued", String::as_str)
-            })
+            .map(|c| submission.channel_status(c).unwrap_or(ChannelStatus::Queued))
             .collect();
-        if !statuses.iter().all(|s| TERMINAL.contains(s)) {
+        if !statuses.iter().all(|s| s.has_ended()) {
             return Ok(());
         }
-        let status = if statuses.contains(&"failed") { PARTIALLY_FULFILLED } else { FULFILLED };
+        let status = if statuses.contains(&ChannelStatus::Failed) { PARTIALLY_FULFILLED } else { FULFILLED };
         // Only forward: pending → either, partially → fulfilled (a replay
         // delivered what had failed); never back from fulfilled.
         let condition = if status == FULFILLED {
@@ -287,9 +330,9 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .expression_attribute_names("#at", "at")
             .expression_attribute_values(":tenant", s(&event.tenant_id))
             .expression_attribute_values(":form", s(&event.form_id))
-            .expression_attribute_values(":in_progress", s("in_progress"))
-            .expression_attribute_values(":sent", s("sent"))
-            .expression_attribute_values(":skipped", s("skipped"))
+            .expression_attribute_values(":in_progress", s(ChannelStatus::InProgress.as_str()))
+            .expression_attribute_values(":sent", s(ChannelStatus::Sent.as_str()))
+            .expression_attribute_values(":skipped", s(ChannelStatus::Skipped.as_str()))
             .expression_attribute_values(":until", n(now_ms + lease_ms))
             .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":now", n(now_ms))
@@ -310,9 +353,8 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                 if !matches_event(&submission, event) {
                     return Ok(Claim::Mismatch);
                 }
-                let status = submission.fulfillment.get(channel).and_then(|r| r.get("status")).cloned();
-                Ok(match status.as_deref() {
-                    Some("sent" | "skipped") => Claim::Done,
+                Ok(match submission.channel_status(channel) {
+                    Some(status) if status.is_done() => Claim::Done,
                     None => Claim::Missing,
                     Some(_) => Claim::Busy,
                 })
@@ -341,14 +383,14 @@ impl FulfillmentLedger for DynamoSubmissionStore {
     async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<(), LedgerError> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let (status, detail) = match outcome {
-            Outcome::Sent => ("sent", BTreeMap::new()),
+            Outcome::Sent => (ChannelStatus::Sent, BTreeMap::new()),
             Outcome::Skipped { reason, details } => {
                 let mut detail = details.clone();
                 detail.insert("reason".into(), reason.clone());
-                ("skipped", detail)
+                (ChannelStatus::Skipped, detail)
             }
             Outcome::Failed { error } => {
-                ("failed", BTreeMap::from([("last_error".to_owned(), error.clone())]))
+                (ChannelStatus::Failed, BTreeMap::from([("last_error".to_owned(), error.clone())]))
             }
         };
         let mut expression = String::from("SET fulfillment.#c.#s = :status, fulfillment.#c.#at = :at");
@@ -361,7 +403,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .expression_attribute_names("#c", &lease.channel)
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":status", s(status))
+            .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":at", s(&now_rfc3339()));
         for (n, (key, value)) in detail.iter().enumerate() {
@@ -404,5 +446,26 @@ where
             })
         }
         Err(err) => Err(LedgerError::Store(error("UpdateItem")(err))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_statuses_read_back_as_written_and_unknown_ones_are_none() {
+        for status in [
+            ChannelStatus::Queued,
+            ChannelStatus::InProgress,
+            ChannelStatus::Sent,
+            ChannelStatus::Skipped,
+            ChannelStatus::Failed,
+        ] {
+            assert_eq!(ChannelStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ChannelStatus::parse("SENT"), None);
+        assert!(ChannelStatus::Skipped.is_done() && !ChannelStatus::Failed.is_done());
+        assert!(ChannelStatus::Failed.has_ended() && !ChannelStatus::InProgress.has_ended());
     }
 }

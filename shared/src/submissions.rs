@@ -130,7 +130,10 @@ impl DynamoSubmissionStore {
         let fulfillment = event
             .channels
             .iter()
-            .map(|c| (c.clone(), AttributeValue::M(HashMap::from([("status".to_owned(), s("queued"))]))))
+            .map(|c| {
+                let queued = s(crate::fulfillment::ChannelStatus::Queued.as_str());
+                (c.clone(), AttributeValue::M(HashMap::from([("status".to_owned(), queued)])))
+            })
             .collect::<HashMap<_, _>>();
         let mut item = HashMap::from([
             ("submission_id".to_owned(), s(&event.submission_id)),
