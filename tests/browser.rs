@@ -109,9 +109,13 @@ impl Browser {
         panic!("DevTools closed");
     }
 
+    /// Waits until `expression` is true; while the page is still loading
+    /// (`document.body` null), a throwing expression counts as not yet.
     async fn wait_for(&mut self, expression: &str, timeout: Duration) {
         let started = Instant::now();
-        while self.eval(expression).await != Value::Bool(true) {
+        let guarded =
+            format!("(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()");
+        while self.eval(&guarded).await != Value::Bool(true) {
             assert!(started.elapsed() < timeout, "timed out waiting for `{expression}`");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -150,7 +154,7 @@ async fn a_visitor_asks_in_the_browser_and_sees_the_answer_stream_in_with_a_cta_
     // While the answer streams, the bubble shows part of it.
     let mut partial_seen = false;
     let started = Instant::now();
-    while browser.eval("document.body.dataset.state").await != "done" {
+    while browser.eval("document.body?.dataset.state").await != "done" {
         assert!(started.elapsed() < Duration::from_secs(20), "the answer did not finish");
         let shown = browser.eval("(document.querySelector('.msg.bot') || {}).textContent || ''").await;
         partial_seen |= !shown.as_str().unwrap_or_default().is_empty();
