@@ -31,6 +31,12 @@ pub struct StoredSubmission {
 }
 
 impl StoredSubmission {
+    /// A channel's status as stored (a planned channel without one is queued).
+    pub fn channel_status(&self, channel: &str) -> Option<ChannelStatus> {
+        let record = self.fulfillment.get(channel)?;
+        Some(record.get("status").and_then(|s| ChannelStatus::parse(s)).unwrap_or(ChannelStatus::Queued))
+    }
+
     /// Whether one part of a channel (e.g. the team email) was already done.
     pub fn part_done(&self, channel: &str, part: &str) -> bool {
         self.fulfillment.get(channel).is_some_and(|record| record.contains_key(&format!("{part}_done_at")))
@@ -223,13 +229,6 @@ impl ChannelStatus {
     }
 }
 
-impl StoredSubmission {
-    /// A channel's status as stored (a planned channel without one is queued).
-    pub fn channel_status(&self, channel: &str) -> Option<ChannelStatus> {
-        let record = self.fulfillment.get(channel)?;
-        Some(record.get("status").and_then(|s| ChannelStatus::parse(s)).unwrap_or(ChannelStatus::Queued))
-    }
-}
 /// A submission's `status`, from creation to the roll-up.
 pub const PENDING_FULFILLMENT: &str = "pending_fulfillment";
 pub const FULFILLED: &str = "fulfilled";

@@ -141,7 +141,7 @@ impl DynamoSubmissionStore {
             ("form_id".to_owned(), s(&event.form_id)),
             ("priority".to_owned(), s(&event.priority)),
             ("submitted_at".to_owned(), s(&event.submitted_at)),
-            ("status".to_owned(), s("pending_fulfillment")),
+            ("status".to_owned(), s(crate::fulfillment::PENDING_FULFILLMENT)),
             ("channels".to_owned(), AttributeValue::L(event.channels.iter().map(|c| s(c)).collect())),
             ("form_data".to_owned(), AttributeValue::M(form_data)),
             ("fulfillment".to_owned(), AttributeValue::M(fulfillment)),

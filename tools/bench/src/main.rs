@@ -141,7 +141,8 @@ async fn rss(binary: PathBuf, chats: usize) -> Result<(), Error> {
         .map(|n| runtime_api::function_url_event(&chat_body(QUESTIONS[n % QUESTIONS.len()])))
         .collect();
     let api = runtime_api::FakeRuntime::start(events).await?;
-    let env = stack_env(&stack)?;
+    // The template's environment, the endpoints and the chat function's own principal.
+    let env = stack.function_env("ChatStreamFunction")?;
     let started = Instant::now();
     let mut child = api.spawn(&binary, &env)?;
     let pid = child.id().ok_or("the binary exited at once")?;
@@ -162,12 +163,6 @@ async fn rss(binary: PathBuf, chats: usize) -> Result<(), Error> {
 }
 
 /// The function's environment pointing at the local stack.
-/// The chat function's environment in this stack: the template's variables,
-/// the endpoints and the function's own IAM principal (the emulator enforces IAM).
-fn stack_env(stack: &LocalStack) -> Result<Vec<(String, String)>, Error> {
-    Ok(stack.function_env("ChatStreamFunction")?)
-}
-
 pub(crate) fn report(label: &str, samples: &mut [Duration]) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
