@@ -58,7 +58,7 @@ impl Browser {
             });
 
         let mut stderr = BufReader::new(process.stderr.take().unwrap()).lines();
-        let devtools = tokio::time::timeout(Duration::from_secs(20), async {
+        let devtools = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = stderr.next_line().await.unwrap() {
                 if let Some(ws) = line.split("DevTools listening on ").nth(1) {
                     return ws.trim().to_owned();
@@ -67,7 +67,7 @@ impl Browser {
             panic!("chromium exited before opening DevTools");
         })
         .await
-        .expect("chromium opens DevTools within 20 s");
+        .expect("chromium opens DevTools within 60 s");
         tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
 
         let port = devtools.trim_start_matches("ws://").split([':', '/']).nth(1).unwrap().to_owned();
