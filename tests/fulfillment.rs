@@ -807,7 +807,7 @@ async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes()
         submission_id: id.to_owned(),
         tenant_id: demo::DEMO_TENANT_ID.to_owned(),
         form_id: READING.to_owned(),
-        priority: "normal".to_owned(),
+        priority: shared::forms::Priority::Normal,
         submitted_at: shared::telemetry::rfc3339_at(now - minutes_ago * 60_000),
         channels: vec!["email".to_owned()],
     };

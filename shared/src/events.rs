@@ -27,7 +27,8 @@ pub struct FormSubmitted {
     pub submission_id: String,
     pub tenant_id: String,
     pub form_id: String,
-    pub priority: String,
+    #[serde(deserialize_with = "crate::forms::Priority::lenient")]
+    pub priority: crate::forms::Priority,
     pub submitted_at: String,
     pub channels: Vec<String>,
 }

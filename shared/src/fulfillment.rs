@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::{
 
 use crate::{
     events::FormSubmitted,
+    forms::Priority,
     submissions::{DynamoSubmissionStore, StoreError},
     telemetry::now_rfc3339,
 };
@@ -22,8 +23,10 @@ pub struct StoredSubmission {
     pub submission_id: String,
     pub tenant_id: String,
     pub form_id: String,
-    pub priority: String,
+    pub priority: Priority,
     pub submitted_at: String,
+    /// `pending_fulfillment` until the roll-up moves it on.
+    pub status: String,
     pub form_data: BTreeMap<String, String>,
     pub channels: Vec<String>,
     /// Channel → its record's attributes (status, parts already done, ...).
@@ -49,7 +52,7 @@ impl StoredSubmission {
             submission_id: self.submission_id.clone(),
             tenant_id: self.tenant_id.clone(),
             form_id: self.form_id.clone(),
-            priority: self.priority.clone(),
+            priority: self.priority,
             submitted_at: self.submitted_at.clone(),
             channels: self.channels.clone(),
         }
@@ -161,7 +164,7 @@ fn text(value: &AttributeValue) -> Option<String> {
 }
 
 /// The one reader of a submission item (what `DynamoSubmissionStore::create` writes).
-pub(crate) fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubmission {
+pub fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> StoredSubmission {
     let s = |key: &str| item.get(key).and_then(text).unwrap_or_default();
     let map = |value: Option<&AttributeValue>| -> BTreeMap<String, String> {
         match value {
@@ -179,8 +182,10 @@ pub(crate) fn read_item(item: &std::collections::HashMap<String, AttributeValue>
         submission_id: s("submission_id"),
         tenant_id: s("tenant_id"),
         form_id: s("form_id"),
-        priority: s("priority"),
+        // Written by us, so always valid; an unreadable value is the default rather than a lost submission.
+        priority: Priority::parse(&s("priority")).unwrap_or_default(),
         submitted_at: s("submitted_at"),
+        status: s("status"),
         form_data: map(item.get("form_data")),
         channels: match item.get("channels") {
             Some(AttributeValue::L(list)) => list.iter().filter_map(text).collect(),
@@ -190,8 +195,9 @@ pub(crate) fn read_item(item: &std::collections::HashMap<String, AttributeValue>
     }
 }
 
-/// A channel's `status` in `fulfillment.<channel>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A channel's `status` in `fulfillment.<channel>` (and in `form_complete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChannelStatus {
     Queued,
     InProgress,

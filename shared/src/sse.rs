@@ -3,8 +3,13 @@
 //! A data frame is `data: <json>\n\n`. JSON escapes control characters, so the
 //! payload is always a single line whatever the model or the visitor wrote.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::{
+    forms::{FieldErrors, Priority},
+    fulfillment::ChannelStatus,
+};
 
 /// The first bytes of every stream: a comment that opens the connection at once.
 pub const PRELUDE: &str = ":ok\n\n";
@@ -50,6 +55,93 @@ pub enum Frame<'a> {
         error: &'a str,
         code: &'a str,
     },
+}
+
+/// The `status` every form frame repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormStatus {
+    Success,
+    Error,
+}
+
+/// One channel of a `form_complete` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedChannel {
+    pub channel: String,
+    pub status: ChannelStatus,
+}
+
+/// The result frame of a form request. `form_complete` is also what the
+/// submissions table keeps for a `client_submission_id`, and is read back
+/// for a duplicate, hence `Deserialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FormFrame {
+    ValidationSuccess {
+        field: String,
+        status: FormStatus,
+        message: String,
+    },
+    ValidationError {
+        field: String,
+        errors: Vec<String>,
+        status: FormStatus,
+    },
+    FormComplete {
+        status: FormStatus,
+        message: String,
+        #[serde(rename = "submissionId")]
+        submission_id: String,
+        priority: Priority,
+        fulfillment: Vec<PlannedChannel>,
+        /// Set when this answers a repeated `client_submission_id`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    FormError {
+        status: FormStatus,
+        message: String,
+        validation_errors: Vec<FieldErrors>,
+    },
+}
+
+impl FormFrame {
+    pub fn valid(field: &str) -> Self {
+        Self::ValidationSuccess {
+            field: field.to_owned(),
+            status: FormStatus::Success,
+            message: "Valid".to_owned(),
+        }
+    }
+
+    pub fn invalid(field: &str, errors: Vec<String>) -> Self {
+        Self::ValidationError { field: field.to_owned(), errors, status: FormStatus::Error }
+    }
+
+    /// Every planned channel starts `queued`.
+    pub fn complete(message: String, submission_id: &str, priority: Priority, channels: &[String]) -> Self {
+        Self::FormComplete {
+            status: FormStatus::Success,
+            message,
+            submission_id: submission_id.to_owned(),
+            priority,
+            fulfillment: channels
+                .iter()
+                .map(|channel| PlannedChannel { channel: channel.clone(), status: ChannelStatus::Queued })
+                .collect(),
+            duplicate: false,
+        }
+    }
+
+    pub fn error(message: &str, validation_errors: Vec<FieldErrors>) -> Self {
+        Self::FormError { status: FormStatus::Error, message: message.to_owned(), validation_errors }
+    }
+
+    /// `data: {...}\n\n`.
+    pub fn encode(&self) -> String {
+        data_frame(self)
+    }
 }
 
 impl Frame<'_> {
@@ -139,6 +231,39 @@ mod tests {
     fn error_frame_escapes_its_message() {
         let value = parse(&Frame::Error { error: "bad \"input\"\n", code: "bad_request" }.encode());
         assert_eq!(value, json!({"type": "error", "error": "bad \"input\"\n", "code": "bad_request"}));
+    }
+
+    #[test]
+    fn form_frames_have_the_exact_widget_shapes() {
+        assert_eq!(
+            parse(&FormFrame::valid("email").encode()),
+            json!({"type": "validation_success", "field": "email", "status": "success", "message": "Valid"})
+        );
+        assert_eq!(
+            parse(&FormFrame::invalid("email", vec!["Enter an email".into()]).encode()),
+            json!({"type": "validation_error", "field": "email", "errors": ["Enter an email"], "status": "error"})
+        );
+        let errors = vec![FieldErrors { field: "age".into(), errors: vec!["Too young".into()] }];
+        assert_eq!(
+            parse(&FormFrame::error("Please correct the highlighted fields.", errors).encode()),
+            json!({"type": "form_error", "status": "error", "message": "Please correct the highlighted fields.",
+                   "validation_errors": [{"field": "age", "errors": ["Too young"]}]})
+        );
+    }
+
+    #[test]
+    fn a_form_complete_frame_lists_every_channel_queued_and_reads_back_as_itself() {
+        let frame =
+            FormFrame::complete("Thanks".into(), "f_1", Priority::High, &["email".into(), "sms".into()]);
+        let encoded = frame.encode();
+        assert_eq!(
+            parse(&encoded),
+            json!({"type": "form_complete", "status": "success", "message": "Thanks", "submissionId": "f_1",
+                   "priority": "high", "fulfillment": [{"channel": "email", "status": "queued"},
+                                                       {"channel": "sms", "status": "queued"}]})
+        );
+        let json = encoded.strip_prefix("data: ").unwrap().trim_end();
+        assert_eq!(serde_json::from_str::<FormFrame>(json).unwrap(), frame);
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl DynamoSubmissionStore {
             ("submission_id".to_owned(), s(&event.submission_id)),
             ("tenant_id".to_owned(), s(&event.tenant_id)),
             ("form_id".to_owned(), s(&event.form_id)),
-            ("priority".to_owned(), s(&event.priority)),
+            ("priority".to_owned(), s(event.priority.as_str())),
             ("submitted_at".to_owned(), s(&event.submitted_at)),
             ("status".to_owned(), s(crate::fulfillment::PENDING_FULFILLMENT)),
             ("channels".to_owned(), AttributeValue::L(event.channels.iter().map(|c| s(c)).collect())),

@@ -69,7 +69,7 @@ pub fn team_email(
     let html = format!(
         "<p>{}</p><p><strong>Priority: {}</strong><br>Submission: {}</p><table>{rows}</table>",
         intro_html.replace('\n', "<br>"),
-        escape_html(&submission.priority),
+        escape_html(submission.priority.as_str()),
         escape_html(&submission.submission_id),
     );
     Email { to, subject: one_line(&subject), text, html }

@@ -13,7 +13,7 @@ use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
     fulfillment::{FulfillmentLedger, Outcome},
     submissions::DynamoSubmissionStore,
-    tenant::{ConfigSource, Fulfillment, S3ConfigSource, TenantLoader},
+    tenant::{ConfigSource, Fulfillment, FulfillmentKind, S3ConfigSource, TenantLoader},
 };
 
 use crate::{
@@ -146,21 +146,19 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
         };
-        let fulfillment = tenant.config.fulfillment_of(form);
-        let Some((fulfillment, kind)) = fulfillment
-            .and_then(|f| Some((f, f.kind.as_deref()?)))
-            .filter(|(_, kind)| !kind.trim().is_empty())
+        let Some((fulfillment, kind)) =
+            tenant.config.fulfillment_of(form).and_then(|f| Some((f, f.kind.as_ref()?)))
         else {
             return Ok(Outcome::skipped("no_handler"));
         };
         match kind {
-            "lambda" => self.invoke(job, fulfillment).await?,
-            "s3" => self.archive(job, fulfillment).await?,
-            "webhook" => self.post(job, fulfillment).await?,
-            other => {
+            FulfillmentKind::Lambda => self.invoke(job, fulfillment).await?,
+            FulfillmentKind::S3 => self.archive(job, fulfillment).await?,
+            FulfillmentKind::Webhook => self.post(job, fulfillment).await?,
+            FulfillmentKind::Unknown(other) => {
                 return Ok(Outcome::skipped_with(
                     "unknown_handler_type",
-                    BTreeMap::from([("type".to_owned(), other.to_owned())]),
+                    BTreeMap::from([("type".to_owned(), other.clone())]),
                 ));
             }
         }

@@ -33,8 +33,9 @@ pub(crate) fn submission() -> StoredSubmission {
         submission_id: "reading_1_abc".into(),
         tenant_id: TENANT.into(),
         form_id: FORM.into(),
-        priority: "high".into(),
+        priority: shared::forms::Priority::High,
         submitted_at: "2026-11-25T03:04:05.123Z".into(),
+        status: shared::fulfillment::PENDING_FULFILLMENT.into(),
         form_data: BTreeMap::from([
             ("email".into(), "ana@example.org".into()),
             ("first_name".into(), "Ana".into()),

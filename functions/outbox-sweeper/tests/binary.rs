@@ -25,7 +25,7 @@ async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
         submission_id: "reading_buddy_application_1795575845000_strand".into(),
         tenant_id: demo::DEMO_TENANT_ID.into(),
         form_id: "reading_buddy_application".into(),
-        priority: "normal".into(),
+        priority: shared::forms::Priority::Normal,
         submitted_at: shared::telemetry::now_rfc3339(),
         channels: vec!["handler".into()],
     };

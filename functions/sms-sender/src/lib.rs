@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
     fill::{fill, one_line},
+    forms::Priority,
     fulfillment::{FulfillmentLedger, Outcome},
     mask::mask_phone,
     submissions::DynamoSubmissionStore,
@@ -92,7 +93,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             Some(i) => (i.sms_recipients.clone(), i.sms_template.as_deref(), i.sms_when),
             None => (fulfillment.map(|f| f.sms_to.0.clone()).unwrap_or_default(), None, SmsWhen::Always),
         };
-        if when == SmsWhen::HighPriority && submission.priority != "high" {
+        if when == SmsWhen::HighPriority && submission.priority != Priority::High {
             return Ok(Outcome::skipped("not_high_priority"));
         }
         let mut numbers: Vec<String> = recipients.iter().map(|to| normalise_number(to)).collect();

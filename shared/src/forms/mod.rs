@@ -4,7 +4,7 @@
 mod priority;
 mod validate;
 
-pub use priority::priority;
+pub use priority::{Priority, priority};
 pub use validate::{FieldErrors, ValidatedForm, validate_field, validate_submission, value_text};
 
 /// A single value may be at most this many characters.

@@ -4,7 +4,7 @@
 use std::{collections::HashSet, sync::LazyLock};
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::MAX_FIELD_CHARS;
@@ -28,7 +28,7 @@ static DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}$").expect("constant pattern compiles"));
 
 /// One field's errors, as the widget shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldErrors {
     pub field: String,
     pub errors: Vec<String>,

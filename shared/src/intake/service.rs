@@ -6,13 +6,13 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use crate::{
     edge::JsonResponse,
     events::{EventPublisher, FormSubmitted, channel},
-    forms::{self, MAX_FORM_BYTES},
-    sse::{self, Frame},
+    forms::{self, FieldErrors, MAX_FORM_BYTES},
+    sse::{self, FormFrame, Frame},
     submissions::{Created, NewSubmission, SubmissionStore},
     telemetry::{error_chain, now_epoch_millis, now_rfc3339},
-    tenant::{ConfigSource, FormConfig, Tenant, TenantLoader},
+    tenant::{ConfigSource, FormConfig, FulfillmentKind, Tenant, TenantLoader},
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::request::FormRequest;
 
@@ -26,13 +26,13 @@ pub struct FormResponse {
 
 impl FormResponse {
     /// `:ok`, `start`, the result frame, `[DONE]`.
-    fn result(frame: &Value) -> Self {
+    fn result(frame: &FormFrame) -> Self {
         Self {
             status: 200,
             frames: vec![
                 sse::PRELUDE.to_owned(),
                 Frame::Start.encode(),
-                sse::data_frame(frame),
+                frame.encode(),
                 sse::DONE.to_owned(),
             ],
         }
@@ -97,12 +97,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             FormRequest::ValidateField { form_id, field_id, value, .. } => {
                 let form = form_id.as_deref().and_then(|id| tenant.config.form(id));
                 FormResponse::result(&match forms::validate_field(form, &field_id, &value) {
-                    Ok(()) => {
-                        json!({"type": "validation_success", "field": field_id, "status": "success", "message": "Valid"})
-                    }
-                    Err(errors) => {
-                        json!({"type": "validation_error", "field": field_id, "errors": errors, "status": "error"})
-                    }
+                    Ok(()) => FormFrame::valid(&field_id),
+                    Err(errors) => FormFrame::invalid(&field_id, errors),
                 })
             }
             FormRequest::SubmitForm { form_id, form_data, client_submission_id, .. } => {
@@ -119,10 +115,10 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         client_submission_id: Option<String>,
     ) -> FormResponse {
         let Some((key, form)) = tenant.config.form_entry(form_id) else {
-            return form_error("This form is not available.", &[]);
+            return form_error("This form is not available.", Vec::new());
         };
         if !form.enabled {
-            return form_error("This form is not accepting submissions right now.", &[]);
+            return form_error("This form is not accepting submissions right now.", Vec::new());
         }
         if serde_json::to_vec(&data).map_or(usize::MAX, |bytes| bytes.len()) > MAX_FORM_BYTES {
             return FormResponse::refused(413, "form_too_large", "The form is larger than 32 KiB");
@@ -132,14 +128,13 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         let priority = forms::priority(form, &data);
         let submission_id = format!("{form_id}_{}_{}", now_epoch_millis(), short_random());
         let complete = |submission_id: &str| {
-            json!({
-                "type": "form_complete",
-                "status": "success",
-                "message": format!("Thank you! Your {} was received.", form.title.as_deref().unwrap_or("submission")),
-                "submissionId": submission_id,
-                "priority": priority,
-                "fulfillment": channels.iter().map(|c| json!({"channel": c, "status": "queued"})).collect::<Vec<_>>(),
-            })
+            let title = form.title.as_deref().unwrap_or("submission");
+            FormFrame::complete(
+                format!("Thank you! Your {title} was received."),
+                submission_id,
+                priority,
+                &channels,
+            )
         };
         // A bot filled the field no person sees: look successful, keep nothing.
         // Only a bot fills a field it cannot see with text; `false`, `0` or `[]` is a widget's default.
@@ -149,11 +144,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         }
         let validated = match forms::validate_submission(form, &data) {
             Ok(validated) => validated,
-            Err(errors) => {
-                let errors: Vec<Value> =
-                    errors.iter().map(|e| json!({"field": e.field, "errors": e.errors})).collect();
-                return form_error("Please correct the highlighted fields.", &errors);
-            }
+            Err(errors) => return form_error("Please correct the highlighted fields.", errors),
         };
 
         let event = FormSubmitted {
@@ -161,13 +152,13 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             submission_id: submission_id.clone(),
             tenant_id: tenant.id.clone(),
             form_id: form_id.clone(),
-            priority: priority.clone(),
+            priority,
             submitted_at: now_rfc3339(),
             channels: channels.clone(),
         };
         let response = complete(&submission_id);
         let submission = NewSubmission { event, form_data: validated.data, client_submission_id };
-        match self.store.create(&submission, &response.to_string()).await {
+        match self.store.create(&submission, &serde_json::to_string(&response).unwrap_or_default()).await {
             Ok(Created::New) => {}
             Ok(Created::KeyReused) => {
                 tracing::warn!(
@@ -182,8 +173,11 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                 );
             }
             Ok(Created::Duplicate(first)) => {
-                let mut first: Value = serde_json::from_str(&first).unwrap_or(response);
-                first["duplicate"] = Value::Bool(true);
+                // The first answer as stored; one we cannot read back is answered as this one.
+                let mut first: FormFrame = serde_json::from_str(&first).unwrap_or(response);
+                if let FormFrame::FormComplete { duplicate, .. } = &mut first {
+                    *duplicate = true;
+                }
                 return FormResponse::result(&first);
             }
             Err(err) => {
@@ -195,7 +189,13 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                 );
             }
         }
-        tracing::info!(tenant_id = tenant.id, form_id, submission_id, priority, "submission stored");
+        tracing::info!(
+            tenant_id = tenant.id,
+            form_id,
+            submission_id,
+            priority = priority.as_str(),
+            "submission stored"
+        );
         match self.publisher.publish(&submission.event).await {
             Ok(()) => {
                 if let Err(err) = self.store.mark_published(&submission_id).await {
@@ -210,13 +210,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
     }
 }
 
-fn form_error(message: &str, validation_errors: &[Value]) -> FormResponse {
-    FormResponse::result(&json!({
-        "type": "form_error",
-        "status": "error",
-        "message": message,
-        "validation_errors": validation_errors,
-    }))
+fn form_error(message: &str, validation_errors: Vec<FieldErrors>) -> FormResponse {
+    FormResponse::result(&FormFrame::error(message, validation_errors))
 }
 
 /// The channels fulfillment will run for this form: email when someone is to
@@ -235,8 +230,9 @@ fn planned_channels(tenant: &Tenant, form: &FormConfig) -> Vec<String> {
         || confirmation;
     let sms = internal.is_some_and(|i| !i.sms_recipients.is_empty())
         || fulfillment.is_some_and(|f| !f.sms_to.0.is_empty());
-    let handler =
-        fulfillment.and_then(|f| f.kind.as_deref()).is_some_and(|k| matches!(k, "lambda" | "s3" | "webhook"));
+    let handler = fulfillment
+        .and_then(|f| f.kind.as_ref())
+        .is_some_and(|kind| !matches!(kind, FulfillmentKind::Unknown(_)));
     [(channel::EMAIL, email), (channel::SMS, sms), (channel::HANDLER, handler)]
         .into_iter()
         .filter(|(_, planned)| *planned)

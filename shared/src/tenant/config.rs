@@ -4,8 +4,10 @@
 //! value of the wrong type is an error naming its key.
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, de::IntoDeserializer};
 use serde_json::{Map, Value};
+
+use crate::forms::Priority;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -107,7 +109,8 @@ pub struct FormConfig {
     pub fulfillment: Option<Fulfillment>,
     #[serde(deserialize_with = "null_as_default")]
     pub priority_rules: Vec<PriorityRule>,
-    pub default_priority: Option<String>,
+    #[serde(deserialize_with = "blank_as_none")]
+    pub default_priority: Option<Priority>,
     pub notifications: Option<Notifications>,
     #[serde(deserialize_with = "null_as_default")]
     pub qualification_gates: Vec<QualificationGate>,
@@ -343,20 +346,47 @@ pub struct QualificationGate {
 pub struct PriorityRule {
     pub field: String,
     pub value: Option<Value>,
-    pub priority: String,
+    #[serde(deserialize_with = "blank_as_none")]
+    pub priority: Option<Priority>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Fulfillment {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
+    #[serde(rename = "type", deserialize_with = "blank_as_none")]
+    pub kind: Option<FulfillmentKind>,
     pub function: Option<String>,
     pub action: Option<String>,
     pub bucket: Option<String>,
     pub webhook_url: Option<String>,
     pub email_to: Recipients,
     pub sms_to: Recipients,
+}
+
+/// Where handler-dispatch sends a submission (`fulfillment.type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FulfillmentKind {
+    /// Invoke the tenant's Lambda function.
+    Lambda,
+    /// Archive the submission in the tenant's bucket.
+    S3,
+    /// POST it to the tenant's HTTPS webhook.
+    Webhook,
+    /// A type this system does not run: the config still loads, and the
+    /// handler channel is not planned for it.
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for FulfillmentKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(match text.trim().to_ascii_lowercase().as_str() {
+            "lambda" => Self::Lambda,
+            "s3" => Self::S3,
+            "webhook" => Self::Webhook,
+            _ => Self::Unknown(text),
+        })
+    }
 }
 
 /// One address or a list of them (`"a@x.org"` or `["a@x.org", "b@x.org"]`).
@@ -491,6 +521,18 @@ impl Default for CtaSettings {
 }
 
 /// Real configs write `null` where they mean "none"; read it as the default.
+/// `null`, a missing key and a blank string all mean "not set".
+fn blank_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        Some(text) if !text.trim().is_empty() => T::deserialize(text.into_deserializer()).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -516,6 +558,39 @@ mod tests {
         assert!(config.sends_confirmation_email());
         assert_eq!(config.cta_settings.max_ctas_per_response, 3);
         assert_eq!(config.model_id(), None);
+    }
+
+    #[test]
+    fn fulfillment_types_load_in_any_case_and_an_unknown_one_is_kept_by_name() {
+        let kind = |t: Value| {
+            let form = json!({"f": {"fulfillment": {"type": t}}});
+            parse(json!({"conversational_forms": form})).conversational_forms["f"]
+                .fulfillment
+                .clone()
+                .unwrap()
+                .kind
+        };
+        assert_eq!(kind(json!("Lambda")), Some(FulfillmentKind::Lambda));
+        assert_eq!(kind(json!("s3")), Some(FulfillmentKind::S3));
+        assert_eq!(kind(json!("webhook")), Some(FulfillmentKind::Webhook));
+        assert_eq!(kind(json!("zapier")), Some(FulfillmentKind::Unknown("zapier".into())));
+        assert_eq!(kind(json!(" ")), None);
+        assert_eq!(kind(Value::Null), None);
+    }
+
+    #[test]
+    fn a_blank_priority_is_unset_and_a_mistyped_one_fails_naming_its_key() {
+        let form = parse(json!({"conversational_forms": {"f": {"default_priority": "", "priority_rules": [
+            {"field": "a", "priority": "HIGH"}]}}}))
+        .conversational_forms["f"]
+            .clone();
+        assert_eq!(form.default_priority, None);
+        assert_eq!(form.priority_rules[0].priority, Some(Priority::High));
+
+        let config = json!({"conversational_forms": {"f": {"default_priority": "urgentish"}}});
+        let err = serde_path_to_error::deserialize::<_, TenantConfig>(config).unwrap_err();
+        assert_eq!(err.path().to_string(), "conversational_forms.f.default_priority");
+        assert!(err.to_string().contains("urgentish"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //!
 //! The functions take SDK clients and resource names, so tests call them directly.
 
-pub mod attributes;
 pub mod cli;
 pub mod redrive;
 pub mod replay;

@@ -1,26 +1,46 @@
 //! `status`: one submission's fulfillment, read consistently from the
-//! submissions table. Only the fields below are copied out, so the submitted
-//! form data (personal data) is never printed.
+//! submissions table with the consumers' own reader
+//! (`shared::fulfillment::read_item`). The submitted form data (personal
+//! data) is dropped before anything is printed.
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
-use serde_json::Value;
+use shared::{
+    forms::Priority,
+    fulfillment::{StoredSubmission, read_item},
+};
 
-use crate::{AwsError, attributes, call_failed};
+use crate::{AwsError, call_failed};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SubmissionStatus {
     pub submission_id: String,
-    pub tenant_id: Option<String>,
-    pub form_id: Option<String>,
-    pub priority: Option<String>,
-    pub submitted_at: Option<String>,
-    pub status: Option<String>,
+    pub tenant_id: String,
+    pub form_id: String,
+    pub priority: Priority,
+    pub submitted_at: String,
+    pub status: String,
     pub channels: Vec<String>,
     /// Channel → its record (status, attempts, at, last_error, reason, usage, limit, `*_done_at`).
-    pub fulfillment: BTreeMap<String, Value>,
+    pub fulfillment: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl From<StoredSubmission> for SubmissionStatus {
+    /// Everything but `form_data`.
+    fn from(stored: StoredSubmission) -> Self {
+        Self {
+            submission_id: stored.submission_id,
+            tenant_id: stored.tenant_id,
+            form_id: stored.form_id,
+            priority: stored.priority,
+            submitted_at: stored.submitted_at,
+            status: stored.status,
+            channels: stored.channels,
+            fulfillment: stored.fulfillment,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,37 +64,12 @@ pub async fn submission_status(
         .send()
         .await
         .map_err(call_failed("GetItem", table))?;
-    // Idempotency records share the table but are not submissions: they have no form_id.
-    match output.item {
-        Some(item) if item.contains_key("form_id") => Ok(from_item(submission_id, &item)),
-        _ => Err(StatusError::NotFound(submission_id.to_owned())),
-    }
+    from_item(output.item.as_ref()).ok_or_else(|| StatusError::NotFound(submission_id.to_owned()))
 }
 
-/// Copies the fulfillment fields of a stored item; everything else stays behind.
-pub fn from_item(submission_id: &str, item: &HashMap<String, AttributeValue>) -> SubmissionStatus {
-    let text = |key: &str| item.get(key).and_then(|value| value.as_s().ok()).cloned();
-    let channels = match item.get("channels") {
-        Some(AttributeValue::L(list)) => list.iter().filter_map(|c| c.as_s().ok().cloned()).collect(),
-        Some(AttributeValue::Ss(set)) => set.clone(),
-        _ => Vec::new(),
-    };
-    let fulfillment = match item.get("fulfillment") {
-        Some(AttributeValue::M(records)) => {
-            records.iter().map(|(channel, record)| (channel.clone(), attributes::to_json(record))).collect()
-        }
-        _ => BTreeMap::new(),
-    };
-    SubmissionStatus {
-        submission_id: submission_id.to_owned(),
-        tenant_id: text("tenant_id"),
-        form_id: text("form_id"),
-        priority: text("priority"),
-        submitted_at: text("submitted_at"),
-        status: text("status"),
-        channels,
-        fulfillment,
-    }
+/// Idempotency records share the table but are not submissions: they have no form_id.
+pub fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Option<SubmissionStatus> {
+    item.filter(|item| item.contains_key("form_id")).map(|item| read_item(item).into())
 }
 
 #[cfg(test)]
@@ -124,7 +119,7 @@ mod tests {
                 ])),
             ),
         ]);
-        let printed = serde_json::to_value(from_item("f_1", &item)).unwrap();
+        let printed = serde_json::to_value(from_item(Some(&item)).unwrap()).unwrap();
         assert_eq!(
             printed,
             json!({
@@ -132,11 +127,19 @@ mod tests {
                 "submitted_at": "2026-05-01T00:00:00.000Z", "status": "partially_fulfilled",
                 "channels": ["email", "sms"],
                 "fulfillment": {
-                    "email": {"attempts": 1, "status": "sent", "team_done_at": "2026-05-01T00:00:01.000Z"},
-                    "sms": {"limit": 100, "reason": "monthly_limit_reached", "status": "skipped", "usage": 100},
+                    "email": {"attempts": "1", "status": "sent", "team_done_at": "2026-05-01T00:00:01.000Z"},
+                    "sms": {"limit": "100", "reason": "monthly_limit_reached", "status": "skipped", "usage": "100"},
                 },
             })
         );
         assert!(!printed.to_string().contains("ana@example.org"));
+    }
+
+    #[test]
+    fn an_idempotency_record_is_not_a_submission() {
+        let record =
+            HashMap::from([("submission_id".to_owned(), s("idem#k")), ("kind".to_owned(), s("idempotency"))]);
+        assert_eq!(from_item(Some(&record)), None);
+        assert_eq!(from_item(None), None);
     }
 }

@@ -165,9 +165,9 @@ async fn status_shows_a_submitted_forms_fulfillment_without_its_form_data() {
         .unwrap();
 
     assert_eq!(shown.submission_id, submission_id);
-    assert_eq!(shown.tenant_id.as_deref(), Some(demo::DEMO_TENANT_ID));
-    assert_eq!(shown.form_id.as_deref(), Some("reading_buddy_application"));
-    assert!(shown.priority.is_some() && shown.submitted_at.is_some() && shown.status.is_some(), "{shown:?}");
+    assert_eq!(shown.tenant_id, demo::DEMO_TENANT_ID);
+    assert_eq!(shown.form_id, "reading_buddy_application");
+    assert!(!shown.submitted_at.is_empty() && !shown.status.is_empty(), "{shown:?}");
     assert_eq!(shown.channels, ["email", "sms", "handler"]);
     let printed = serde_json::to_string(&shown).unwrap();
     for personal in ["form_data", "ana.lopez@example.org", "Lopez", "555-0199"] {
