@@ -7,5 +7,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools/bootstrap.sh
-cargo build --quiet -p local-stack
+# Fresh after tools/test.sh (one feature set for the workspace: tools/workspace-hack).
+# On a fresh clone this compiles every dependency first: cargo shows its progress.
+echo "cargo build -p local-stack (nothing to compile after tools/test.sh; a first build compiles every dependency, about 10 minutes on 2 cores)" >&2
+cargo build -p local-stack
 exec target/debug/local-stack "$@"
