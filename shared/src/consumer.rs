@@ -317,11 +317,14 @@ pub async fn run_from_env<L: FulfillmentLedger, C: Channel>(
 pub async fn serve<L: FulfillmentLedger, C: Channel>(
     consumer: Consumer<L, C>,
 ) -> Result<(), lambda_runtime::Error> {
-    let consumer = &consumer;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
-            let deadline = invocation_deadline(event.context.deadline, now_epoch_millis());
-            Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload, deadline).await)
+    let consumer = Arc::new(consumer);
+    lambda_runtime::run_concurrent(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            let consumer = Arc::clone(&consumer);
+            async move {
+                let deadline = invocation_deadline(event.context.deadline, now_epoch_millis());
+                Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload, deadline).await)
+            }
         },
     ))
     .await

@@ -1,20 +1,132 @@
-//! Structured JSON logs, one object per line, as CloudWatch Logs Insights reads them.
+//! Structured JSON logs, one object per line, as CloudWatch Logs Insights
+//! reads them, with the fields operators know from Powertools for AWS Lambda:
+//! `timestamp`, `level`, `message`, `function_name`, and inside an invocation
+//! `function_request_id`, `xray_trace_id` and `cold_start` (from the span
+//! `lambda_runtime` opens around each invocation).
 
-use tracing_subscriber::EnvFilter;
+use std::{fmt, sync::OnceLock};
 
-/// Installs the JSON subscriber; `RUST_LOG` sets the filter (default `info`).
-/// Calling it twice is harmless, so tests and tools may call it freely.
+use serde_json::{Map, Value};
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::JsonFields, format::Writer},
+    registry::LookupSpan,
+};
+
+/// Installs the JSON subscriber. The level is `RUST_LOG` when set (it may
+/// also name modules), else Lambda's `AWS_LAMBDA_LOG_LEVEL` (set by the
+/// function's `LoggingConfig`), else `info`. Calling it twice is harmless, so
+/// tests and tools may call it freely.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()))
+    });
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_ansi(false)
+        .fmt_fields(JsonFields::new())
+        .event_format(LambdaJson { function_name })
         .with_env_filter(filter)
         .try_init();
+}
+
+/// Lambda's log levels (TRACE, DEBUG, INFO, WARN, ERROR, FATAL) as a filter.
+fn lambda_log_level(level: Option<&str>) -> &'static str {
+    match level.map(str::to_ascii_uppercase).as_deref() {
+        Some("TRACE") => "trace",
+        Some("DEBUG") => "debug",
+        Some("WARN") => "warn",
+        Some("ERROR" | "FATAL") => "error",
+        _ => "info",
+    }
+}
+
+/// One JSON object per event: the event's fields flattened, plus the
+/// invocation's context from the enclosing spans.
+struct LambdaJson {
+    function_name: Option<String>,
+}
+
+/// The request id of the process's first invocation: its lines are the cold start.
+static FIRST_REQUEST: OnceLock<String> = OnceLock::new();
+
+impl<S, N> FormatEvent<S, N> for LambdaJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(now_rfc3339()));
+        line.insert("level".into(), Value::String(event.metadata().level().as_str().to_owned()));
+        if let Some(name) = &self.function_name {
+            line.insert("function_name".into(), Value::String(name.clone()));
+        }
+        for span in ctx.event_scope().into_iter().flat_map(|scope| scope.from_root()) {
+            let extensions = span.extensions();
+            let Some(fields) = extensions.get::<FormattedFields<N>>() else { continue };
+            let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields) else { continue };
+            for (key, value) in fields {
+                match key.as_str() {
+                    "requestId" => {
+                        let id = value.as_str().unwrap_or_default();
+                        let cold = FIRST_REQUEST.get_or_init(|| id.to_owned()) == id;
+                        line.insert("cold_start".into(), Value::Bool(cold));
+                        line.insert("function_request_id".into(), value);
+                    }
+                    "xrayTraceId" => {
+                        line.insert("xray_trace_id".into(), value);
+                    }
+                    _ => {
+                        line.insert(key, value);
+                    }
+                }
+            }
+        }
+        event.record(&mut JsonVisitor(&mut line));
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// An event's fields as JSON values (`message` included).
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::Bool(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().to_owned(), Value::String(error_chain(value)));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+    }
 }
 
 /// An error and its chain of sources on one line, for logs and CLI output,
@@ -24,8 +136,13 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        // Many errors repeat their source in their own text (`#[error("...: {0}")]`,
+        // `transparent`, the SDK's wrappers): each text appears once.
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = cause.source();
     }
     crate::mask::mask_personal_data(&message)
@@ -66,6 +183,27 @@ mod tests {
             super::error_chain(&err),
             "SMS not sent: MessageRejected: Email address is not verified: a***@example.org; ***0142"
         );
+    }
+
+    #[test]
+    fn an_error_whose_text_repeats_its_source_is_logged_with_each_text_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("GetObject failed: {0}")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        struct Middle(#[from] std::io::Error);
+        let err = Outer(Middle(std::io::Error::other("connection refused")));
+        assert_eq!(super::error_chain(&err), "GetObject failed: connection refused");
+    }
+
+    #[test]
+    fn lambdas_log_levels_become_filters_and_fatal_is_error() {
+        assert_eq!(super::lambda_log_level(Some("DEBUG")), "debug");
+        assert_eq!(super::lambda_log_level(Some("warn")), "warn");
+        assert_eq!(super::lambda_log_level(Some("FATAL")), "error");
+        assert_eq!(super::lambda_log_level(None), "info");
+        assert_eq!(super::lambda_log_level(Some("nonsense")), "info");
     }
 
     #[test]

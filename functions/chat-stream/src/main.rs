@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Error, Request, Response, run_with_streaming_response, service_fn};
+use lambda_http::{Body, Error, Request, Response, run_with_streaming_response_concurrent, service_fn};
 
 use chat_stream::{
     AwsChatService, ChatOptions, ChatResponse, FrameBody, aws_service, is_analytics, qa_log,
@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let settings = shared::Settings::from_env()?;
     let service = Arc::new(aws_service(settings, qa_log::stdout_sink(), ChatOptions::default()).await);
-    run_with_streaming_response(service_fn(move |request| handle(Arc::clone(&service), request))).await
+    run_with_streaming_response_concurrent(service_fn(move |request| handle(Arc::clone(&service), request)))
+        .await
 }
 
 /// Function URL entry: POST streams an answer (or, with `?action=analytics`,

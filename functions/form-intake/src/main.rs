@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Error, Request, Response, http::header, run, service_fn};
+use lambda_http::{Body, Error, Request, Response, http::header, run_concurrent, service_fn};
 
 use form_intake::{AwsFormService, FormResponse, aws_service_with, tenant_loader};
 use shared::edge::JsonResponse;
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let settings = shared::Settings::from_env()?;
     let sdk_config = shared::aws::sdk_config(&settings).await;
     let service = Arc::new(aws_service_with(&sdk_config, &settings, tenant_loader(&sdk_config, &settings)));
-    run(service_fn(move |request| handle(Arc::clone(&service), request))).await
+    run_concurrent(service_fn(move |request| handle(Arc::clone(&service), request))).await
 }
 
 async fn handle(service: Arc<AwsFormService>, request: Request) -> Result<Response<Body>, Error> {

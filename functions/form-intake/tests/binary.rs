@@ -55,3 +55,55 @@ async fn the_binary_answers_a_get_config_event_with_the_public_widget_config() {
     function.stop().await;
     stack.stop().await;
 }
+
+/// The log lines of one invocation, as JSON.
+fn lines_of(function: &FunctionUnderTest, request_id: &str) -> Vec<serde_json::Value> {
+    function
+        .log_lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["function_request_id"] == request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_log_line_of_an_invocation_carries_its_request_id_trace_id_function_and_cold_start() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_form-intake"));
+    let function = FunctionUnderTest::start(&stack, "FormIntakeFunction", binary, &[]).await.unwrap();
+
+    let first = function.invoke(sample_event("form-intake/submit-form-valid.json")).await.unwrap();
+    let second = function.invoke(sample_event("form-intake/submit-form-valid.json")).await.unwrap();
+
+    let (first, second) = (lines_of(&function, &first.request_id), lines_of(&function, &second.request_id));
+    assert!(!first.is_empty() && !second.is_empty(), "{:?}", function.log_lines());
+    for line in first.iter().chain(&second) {
+        assert_eq!(line["function_name"], "FormIntakeFunction-local", "{line}");
+        assert!(line["xray_trace_id"].as_str().is_some_and(|t| t.starts_with("Root=1-")), "{line}");
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string() && line["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(first.iter().all(|line| line["cold_start"] == true), "{first:?}");
+    assert!(second.iter().all(|line| line["cold_start"] == false), "{second:?}");
+    function.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn aws_lambda_log_level_sets_the_level_when_rust_log_is_unset() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_form-intake"));
+    let quiet = [("AWS_LAMBDA_LOG_LEVEL", "WARN")];
+    let function = FunctionUnderTest::start(&stack, "FormIntakeFunction", binary, &quiet).await.unwrap();
+
+    let invocation = function.invoke(sample_event("form-intake/submit-form-valid.json")).await.unwrap();
+
+    assert_eq!(invocation.json().unwrap()["statusCode"], 200);
+    let info: Vec<_> =
+        function.log_lines().into_iter().filter(|line| line.contains("\"level\":\"INFO\"")).collect();
+    assert!(info.is_empty(), "INFO lines under WARN: {info:?}");
+    function.stop().await;
+    stack.stop().await;
+}

@@ -1,8 +1,8 @@
 //! The outbox-sweeper Lambda, run on a schedule.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, run_concurrent, service_fn};
 use serde_json::Value;
 use shared::{events::EventBridgePublisher, submissions::DynamoSubmissionStore};
 
@@ -22,14 +22,18 @@ async fn main() -> Result<(), Error> {
         .and_then(|v| v.parse().ok())
         .map_or(outbox_sweeper::DEFAULT_GRACE, Duration::from_secs);
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
-    let (store, publisher, function_name) = (&store, &publisher, function_name.as_str());
-    run(service_fn(move |_: LambdaEvent<Value>| async move {
-        let report = outbox_sweeper::sweep(store, publisher, grace).await;
-        // The outbox alarm watches this metric; a run that could not read the outbox writes none.
-        if report.found > 0 || report.failed == 0 {
-            println!("{}", report.metrics_line(function_name));
+    let sweeper = Arc::new((store, publisher, function_name));
+    run_concurrent(service_fn(move |_: LambdaEvent<Value>| {
+        let sweeper = Arc::clone(&sweeper);
+        async move {
+            let (store, publisher, function_name) = &*sweeper;
+            let report = outbox_sweeper::sweep(store, publisher, grace).await;
+            // The outbox alarm watches this metric; a run that could not read the outbox writes none.
+            if report.found > 0 || report.failed == 0 {
+                println!("{}", report.metrics_line(function_name));
+            }
+            Ok::<_, Error>(report)
         }
-        Ok::<_, Error>(report)
     }))
     .await
 }

@@ -321,6 +321,17 @@ impl LocalStack {
             .flatten()
             .map(|(name, value)| (name.clone(), template::scalar_text(value)))
             .collect();
+        // Lambda passes the LoggingConfig to the runtime as these two variables.
+        for (key, name) in
+            [("LogFormat", "AWS_LAMBDA_LOG_FORMAT"), ("ApplicationLogLevel", "AWS_LAMBDA_LOG_LEVEL")]
+        {
+            let value = context
+                .eval(&function.properties["LoggingConfig"][key])
+                .map_err(|e| StackError::Template(template::TemplateError::Unsupported(e.to_string())))?;
+            if let Some(value) = value.as_str() {
+                env.push((name.to_owned(), value.to_owned()));
+            }
+        }
         let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap_or(logical_id);
         let (key, secret) = match self.identities.principals.get(binary) {
             Some(principal) => (principal.access_key_id.clone(), principal.secret_access_key.clone()),

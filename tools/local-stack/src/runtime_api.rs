@@ -107,9 +107,10 @@ impl RuntimeApi {
     }
 
     /// Starts `binary` against this API with `env` (and nothing of this
-    /// process's environment but `PATH`), its output inherited when `log`.
-    pub fn spawn(&self, binary: &Path, env: &[(String, String)], log: bool) -> std::io::Result<Child> {
-        let output = || if log { Stdio::inherit() } else { Stdio::null() };
+    /// process's environment but `PATH`), its stdout and stderr appended to `log`.
+    pub fn spawn(&self, binary: &Path, env: &[(String, String)], log: &Path) -> std::io::Result<Child> {
+        let file = std::fs::File::create(log)?;
+        let output = || file.try_clone().map(Stdio::from);
         tokio::process::Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -121,8 +122,8 @@ impl RuntimeApi {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(output())
-            .stderr(output())
+            .stdout(output()?)
+            .stderr(output()?)
             .kill_on_drop(true)
             .spawn()
     }
@@ -278,6 +279,7 @@ pub fn function_url_event(method: &str, raw_query: &str, body: &str) -> String {
 pub struct FunctionUnderTest {
     pub api: RuntimeApi,
     child: Child,
+    log: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,8 +292,8 @@ pub enum FunctionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} never asked for an event (it failed to start; set TEST_LOG=1 to see why)")]
-    NotReady(String),
+    #[error("{0} never asked for an event; its output:\n{1}")]
+    NotReady(String, String),
 }
 
 impl FunctionUnderTest {
@@ -313,18 +315,20 @@ impl FunctionUnderTest {
         let api = RuntimeApi::start(&name, timeout)
             .await
             .map_err(|source| FunctionError::Spawn { binary: "the Runtime API".into(), source })?;
-        let log = std::env::var_os("TEST_LOG").is_some();
+        let log = std::env::temp_dir().join(format!("picasso-{name}-{}.log", api.address.port()));
         let child = api
-            .spawn(binary, &env, log)
+            .spawn(binary, &env, &log)
             .map_err(|source| FunctionError::Spawn { binary: binary.display().to_string(), source })?;
         let ready_by = Instant::now() + Duration::from_secs(20);
         while api.first_next().is_none() {
             if Instant::now() > ready_by {
-                return Err(FunctionError::NotReady(binary.display().to_string()));
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_file(&log);
+                return Err(FunctionError::NotReady(binary.display().to_string(), output));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(Self { api, child })
+        Ok(Self { api, child, log })
     }
 
     /// One invocation with `event`, waited for up to the function's timeout.
@@ -333,8 +337,18 @@ impl FunctionUnderTest {
         self.api.wait(&id, self.api.shared.timeout + Duration::from_secs(5)).await
     }
 
+    /// Everything the function wrote to stdout and stderr so far, one log line per line.
+    pub fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    /// Stops the function; with `TEST_LOG` set, prints what it logged.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        if std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("{}", self.log_lines().join("\n"));
+        }
+        let _ = std::fs::remove_file(&self.log);
         self.api.stop();
     }
 }
