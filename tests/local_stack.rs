@@ -265,3 +265,23 @@ async fn the_emulator_refuses_credentials_it_did_not_issue() {
     assert_ne!(outcome(listed), "ok", "test/test is not a principal of this emulator");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_stack_on_busy_ports_stops_before_creating_anything_and_names_the_flag_to_change() {
+    use local_stack::{LocalStack, StackError, StackOptions};
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (options, flag) in [
+        (StackOptions { moto_port: port, ..StackOptions::for_tests() }, "--moto-port"),
+        (StackOptions { host_port: port, ..StackOptions::for_tests() }, "--host-port"),
+        (StackOptions { bedrock_port: port, ..StackOptions::for_tests() }, "--bedrock-port"),
+    ] {
+        let err = LocalStack::start(options).await.err().expect("the port is busy");
+        assert!(
+            matches!(err, StackError::PortBusy { port: p, flag: f } if p == port && f == flag),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&port.to_string()) && message.contains(flag), "{message}");
+    }
+}

@@ -22,9 +22,12 @@ use tracing_subscriber::{
 /// function's `LoggingConfig`), else `info`. Calling it twice is harmless, so
 /// tests and tools may call it freely.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()))
-    });
+    init_with_default(lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()));
+}
+
+/// As [`init`], with `level` (e.g. `warn`) when `RUST_LOG` is unset.
+pub fn init_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let _ = tracing_subscriber::fmt()
         .fmt_fields(JsonFields::new())

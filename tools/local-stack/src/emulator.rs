@@ -20,6 +20,31 @@ pub enum EmulatorError {
     Config(String, #[source] reqwest::Error),
 }
 
+/// Where moto's request log goes (about six lines a second, even idle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmulatorLog {
+    /// Appended to this file (`tools/run-local.sh`: `.local/moto.log`).
+    File(PathBuf),
+    /// To this process's stdout and stderr (tests with `TEST_LOG`).
+    Inherit,
+    Discard,
+}
+
+impl EmulatorLog {
+    fn stdio(&self) -> std::io::Result<Stdio> {
+        Ok(match self {
+            Self::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+            }
+            Self::Inherit => Stdio::inherit(),
+            Self::Discard => Stdio::null(),
+        })
+    }
+}
+
 /// A running moto server. Dropping it stops the process.
 pub struct Emulator {
     pub endpoint: String,
@@ -40,18 +65,15 @@ pub fn moto_python(repo_root: &Path) -> Result<PathBuf, EmulatorError> {
 impl Emulator {
     /// Starts moto on 127.0.0.1:`port`, waits until it answers, and enables
     /// Lambda Invoke without Docker.
-    pub async fn start(repo_root: &Path, port: u16, quiet: bool) -> Result<Self, EmulatorError> {
+    pub async fn start(repo_root: &Path, port: u16, log: &EmulatorLog) -> Result<Self, EmulatorError> {
         let python = moto_python(repo_root)?;
         let launcher = repo_root.join("tools/local-stack/moto_server.py");
-        let output = || {
-            if quiet { Stdio::null() } else { Stdio::inherit() }
-        };
         let child = Command::new(python)
             .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(output())
-            .stderr(output())
+            .stdout(log.stdio().map_err(EmulatorError::Spawn)?)
+            .stderr(log.stdio().map_err(EmulatorError::Spawn)?)
             .kill_on_drop(true)
             .spawn()
             .map_err(EmulatorError::Spawn)?;

@@ -28,7 +28,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
     bedrock::{BedrockStandIn, StandInOptions, StandInServer},
-    emulator::Emulator,
+    emulator::{Emulator, EmulatorLog},
     lambda::LambdaStandIn,
     provision::Created,
     template::Template,
@@ -77,6 +77,10 @@ pub enum StackError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(
+        "port {port} is already in use (another local stack?); stop it, or choose another port with {flag} N"
+    )]
+    PortBusy { port: u16, flag: &'static str },
     #[error("could not listen on {addr}")]
     Listen {
         addr: String,
@@ -94,8 +98,10 @@ pub struct StackOptions {
     pub host_port: u16,
     /// The Bedrock stand-in's port; 0 picks a free port.
     pub bedrock_port: u16,
-    /// Silence moto's request log.
-    pub quiet: bool,
+    /// Where moto's request log goes.
+    pub emulator_log: EmulatorLog,
+    /// Print every QA_COMPLETE line the chat writes (they are kept for tests either way).
+    pub print_qa: bool,
     /// Run the outbox sweeper on a timer, as its schedule does in AWS (`None`: never).
     pub sweep: Option<Sweep>,
     /// Poll the consumer queues and run email, SMS and handler fulfillment, as
@@ -124,7 +130,8 @@ impl Default for StackOptions {
             moto_port: DEFAULT_MOTO_PORT,
             host_port: DEFAULT_HOST_PORT,
             bedrock_port: DEFAULT_BEDROCK_PORT,
-            quiet: false,
+            emulator_log: EmulatorLog::File(repo_root().join(".local/moto.log")),
+            print_qa: true,
             sweep: Some(Sweep {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
@@ -150,7 +157,8 @@ impl StackOptions {
             moto_port: 0,
             host_port: 0,
             bedrock_port: 0,
-            quiet: !log,
+            emulator_log: if log { EmulatorLog::Inherit } else { EmulatorLog::Discard },
+            print_qa: log,
             sweep: None,
             consumers: None,
             profile_dir: None,
@@ -196,16 +204,22 @@ pub struct LocalStack {
 
 impl LocalStack {
     pub async fn start(options: StackOptions) -> Result<Self, StackError> {
-        let moto_port = if options.moto_port == 0 { free_port()? } else { options.moto_port };
-        let emulator = Emulator::start(&options.repo_root, moto_port, options.quiet).await?;
+        // Every port first, before anything is created: a second stack on the
+        // same ports must not create resources in the first one's emulator.
+        let listener = listen(options.host_port, "--host-port").await?;
+        let bedrock_listener = listen(options.bedrock_port, "--bedrock-port").await?;
+        let moto_port = match options.moto_port {
+            0 => free_port()?,
+            port => listen(port, "--moto-port").await.map(|probe| drop(probe)).map(|()| port)?,
+        };
+        let emulator = Emulator::start(&options.repo_root, moto_port, &options.emulator_log).await?;
         let endpoint = emulator.endpoint.clone();
         let sdk_config = shared::aws::emulator_sdk_config(&endpoint, REGION).await;
 
         let mut template = Template::load(&options.repo_root.join("template.yaml"))?;
         template.set_parameter("Stage", "local");
         let created = provision::Provisioner::new(&sdk_config).provision(&template).await?;
-        // Bound now so its URL can go into the settings; it serves after seeding.
-        let bedrock_listener = listen(options.bedrock_port).await?;
+        // Bound first so its URL can go into the settings; it serves after seeding.
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
         let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
 
@@ -223,7 +237,6 @@ impl LocalStack {
         let sdk_config = identities.admin.clone();
         let s3 = shared::aws::s3_client(&sdk_config);
 
-        let listener = listen(options.host_port).await?;
         let host_addr = local_addr(&listener)?;
 
         let bedrock =
@@ -238,7 +251,7 @@ impl LocalStack {
         let chat = chat_stream::aws_service_with(
             chat_config,
             settings.clone(),
-            qa_sink(Arc::clone(&qa_lines), !options.quiet),
+            qa_sink(Arc::clone(&qa_lines), options.print_qa),
             chat_stream::ChatOptions::default(),
         );
         let state = Arc::new(host::HostState {
@@ -540,9 +553,13 @@ async fn verify_sender(config: &SdkConfig, sender: &str) -> Result<(), StackErro
     Ok(())
 }
 
-async fn listen(port: u16) -> Result<TcpListener, StackError> {
+/// Binds 127.0.0.1:`port` (0: a free one); a port in use is named with the flag that changes it.
+async fn listen(port: u16, flag: &'static str) -> Result<TcpListener, StackError> {
     let addr = format!("127.0.0.1:{port}");
-    TcpListener::bind(&addr).await.map_err(|source| StackError::Listen { addr, source })
+    TcpListener::bind(&addr).await.map_err(|source| match source.kind() {
+        std::io::ErrorKind::AddrInUse => StackError::PortBusy { port, flag },
+        _ => StackError::Listen { addr, source },
+    })
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StackError> {

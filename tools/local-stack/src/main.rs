@@ -2,19 +2,24 @@
 
 use std::process::ExitCode;
 
-use local_stack::{LocalStack, StackOptions, demo};
+use local_stack::{LocalStack, StackOptions, demo, emulator::EmulatorLog};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(options) => options,
+    let (options, quiet) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!(
                 "{message}\nusage: local-stack [--moto-port N] [--host-port N] [--bedrock-port N] [--quiet] [--no-iam]"
             );
             return ExitCode::from(2);
         }
+    };
+    // --quiet: warnings, errors and QA_COMPLETE lines only (RUST_LOG still wins).
+    shared::telemetry::init_with_default(if quiet { "warn" } else { "info" });
+    let moto_log = match &options.emulator_log {
+        EmulatorLog::File(path) => path.display().to_string(),
+        EmulatorLog::Inherit | EmulatorLog::Discard => "not kept".to_owned(),
     };
     let stack = match LocalStack::start(options).await {
         Ok(stack) => stack,
@@ -23,15 +28,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_banner(&stack);
+    print_banner(&stack, &moto_log);
     wait_for_stop_signal().await;
     eprintln!("\nstopping the local stack...");
     stack.stop().await;
     ExitCode::SUCCESS
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<StackOptions, String> {
+/// The options, and whether `--quiet` was given.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(StackOptions, bool), String> {
     let mut options = StackOptions::default();
+    let mut quiet = false;
     while let Some(arg) = args.next() {
         let mut port = |name: &str| -> Result<u16, String> {
             args.next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("{name} needs a port number"))
@@ -40,21 +47,21 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<StackOptions, St
             "--moto-port" => options.moto_port = port("--moto-port")?,
             "--host-port" => options.host_port = port("--host-port")?,
             "--bedrock-port" => options.bedrock_port = port("--bedrock-port")?,
-            "--quiet" => options.quiet = true,
+            "--quiet" => quiet = true,
             "--no-iam" => options.iam = false,
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(options)
+    Ok((options, quiet))
 }
 
-fn print_banner(stack: &LocalStack) {
+fn print_banner(stack: &LocalStack, moto_log: &str) {
     let s = &stack.settings;
     println!(
         "\nPicasso local stack is up.\n\
          \n  local host      {host}   (GET /healthz, GET /outbox)\
          \n  for the widget  chat URL {host}/chat, CONFIG_ENDPOINT {host}/forms?action=get_config\
-         \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...)\
+         \n  AWS emulator    {aws}   (aws --endpoint-url {aws} ...; its request log: {moto_log})\
          \n  Bedrock         {bedrock}   (ConverseStream, Retrieve; GET /_standin/streams)\
          \n  Lambda          {bedrock}   (handler Invoke; GET /_standin/invocations)\
          \n  fulfillment     email, SMS and handler consumers polling their queues\
@@ -66,7 +73,7 @@ fn print_banner(stack: &LocalStack) {
          \n  export AWS_CONFIG_FILE={profiles}/config AWS_SHARED_CREDENTIALS_FILE={profiles}/credentials\
          \n  export AWS_PROFILE=picasso-local\
          \n  aws --endpoint-url {aws} dynamodb scan --table-name {subs}\
-         \n  AWS_PROFILE=picasso-ops cargo run -q -p ops --bin picasso-ops -- status <submissionId>\
+         \n  AWS_PROFILE=picasso-ops cargo run -p ops --bin picasso-ops -- status <submissionId>\
          \nA function binary as itself: AWS_PROFILE=picasso-<function> (e.g. picasso-chat-stream), and\
          \n  export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={bedrock} AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME={bedrock}\
          \n  export AWS_ENDPOINT_URL_LAMBDA={bedrock} WEBHOOK_ALLOW_PRIVATE=true\
@@ -85,6 +92,7 @@ fn print_banner(stack: &LocalStack) {
             "not enforced (--no-iam)"
         },
         profiles = local_stack::repo_root().join(".local/aws").display(),
+        moto_log = moto_log,
     );
 }
 
