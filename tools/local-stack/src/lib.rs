@@ -210,7 +210,7 @@ impl LocalStack {
         let bedrock_listener = listen(options.bedrock_port, "--bedrock-port").await?;
         let moto_port = match options.moto_port {
             0 => free_port()?,
-            port => listen(port, "--moto-port").await.map(|probe| drop(probe)).map(|()| port)?,
+            port => listen(port, "--moto-port").await.map(drop).map(|()| port)?,
         };
         let emulator = Emulator::start(&options.repo_root, moto_port, &options.emulator_log).await?;
         let endpoint = emulator.endpoint.clone();
