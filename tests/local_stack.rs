@@ -285,3 +285,35 @@ async fn a_second_stack_on_busy_ports_stops_before_creating_anything_and_names_t
         assert!(message.contains(&port.to_string()) && message.contains(flag), "{message}");
     }
 }
+
+#[tokio::test]
+async fn every_function_is_registered_in_the_emulators_lambda_with_its_template_configuration() {
+    let stack = spawn_stack().await;
+    let lambda = aws_sdk_lambda::Client::new(&stack.sdk_config);
+    let functions = stack.template.resources.iter().filter(|r| r.kind == "AWS::Serverless::Function");
+    let mut seen = 0;
+    for function in functions {
+        let name = &stack.created[&function.logical_id].reference;
+        let config = lambda.get_function_configuration().function_name(name).send().await.unwrap();
+        assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"), "{name}");
+        assert_eq!(config.handler(), Some("bootstrap"), "{name}");
+        let timeout = stack.template.function_timeout(&function.logical_id).unwrap();
+        assert_eq!(config.timeout(), Some(timeout.as_secs() as i32), "{name}");
+        assert_eq!(config.memory_size().map(i64::from), function.properties["MemorySize"].as_i64(), "{name}");
+        let variables = config.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        let declared = function.properties["Environment"]["Variables"].as_object().unwrap();
+        assert_eq!(variables.len(), declared.len(), "{name}: {variables:?}");
+        assert_eq!(variables["CONFIG_BUCKET"], stack.settings.config_bucket, "{name}");
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+    let url = lambda
+        .get_function_url_config()
+        .function_name(&stack.created["ChatStreamFunction"].reference)
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(url.invoke_mode().map(|m| m.as_str()), Some("RESPONSE_STREAM"));
+    stack.stop().await;
+}

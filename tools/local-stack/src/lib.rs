@@ -8,6 +8,7 @@ pub mod bedrock;
 pub mod consumers;
 pub mod demo;
 pub mod emulator;
+pub mod functions;
 pub mod host;
 pub mod iam;
 pub mod lambda;
@@ -53,6 +54,8 @@ const SETTING_RESOURCES: [(&str, &str); 5] = [
 pub enum StackError {
     #[error(transparent)]
     Emulator(#[from] emulator::EmulatorError),
+    #[error(transparent)]
+    Functions(#[from] functions::RegisterError),
     #[error(transparent)]
     Template(#[from] template::TemplateError),
     #[error(transparent)]
@@ -218,7 +221,8 @@ impl LocalStack {
 
         let mut template = Template::load(&options.repo_root.join("template.yaml"))?;
         template.set_parameter("Stage", "local");
-        let created = provision::Provisioner::new(&sdk_config).provision(&template).await?;
+        let mut created = provision::Provisioner::new(&sdk_config).provision(&template).await?;
+        functions::register(&sdk_config, &template, REGION, &mut created).await?;
         // Bound first so its URL can go into the settings; it serves after seeding.
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
         let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
