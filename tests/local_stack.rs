@@ -14,6 +14,7 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     let events = aws_sdk_eventbridge::Client::new(config);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
     let arn_of = |logical_id: &str| stack.created[logical_id].attributes["Arn"].clone();
     let mut checked = HashMap::<&str, usize>::new();
 
@@ -98,10 +99,27 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
                 let pattern: Value = serde_json::from_str(archive.event_pattern().unwrap()).unwrap();
                 assert_eq!(pattern, declared["EventPattern"]);
             }
+            "AWS::Logs::LogGroup" => {
+                let name = &physical.unwrap().reference;
+                let groups = logs
+                    .describe_log_groups()
+                    .log_group_name_prefix(name)
+                    .send()
+                    .await
+                    .unwrap()
+                    .log_groups
+                    .unwrap();
+                assert_eq!(groups[0].log_group_name(), Some(name.as_str()));
+                assert_eq!(
+                    groups[0].retention_in_days().map(i64::from),
+                    declared["RetentionInDays"].as_i64()
+                );
+            }
             _ => continue,
         }
         *checked.entry(resource.kind.as_str()).or_default() += 1;
     }
+    assert_eq!(checked["AWS::Logs::LogGroup"], 6, "one per function");
 
     assert_eq!(checked["AWS::SQS::Queue"], 6, "three consumer queues and their DLQs");
     assert_eq!(checked["AWS::Events::Rule"], 3, "one rule per consumer");

@@ -14,7 +14,8 @@ use crate::template::{Context, EvalError, Physical, Resource, Template, scalar_t
 
 /// Resource kinds the local stack creates; everything else (functions, roles,
 /// alarms, log groups) is played by the local host or has no local meaning.
-pub const PROVISIONED_KINDS: [&str; 7] = [
+pub const PROVISIONED_KINDS: [&str; 8] = [
+    "AWS::Logs::LogGroup",
     "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
     "AWS::SQS::Queue",
@@ -47,6 +48,7 @@ pub struct Provisioner {
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
     region: String,
 }
 
@@ -56,6 +58,7 @@ impl Provisioner {
             s3: shared::aws::s3_client(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
             region: config.region().map(ToString::to_string).unwrap_or_else(|| "us-east-1".into()),
         }
@@ -64,12 +67,23 @@ impl Provisioner {
     /// Creates every provisioned resource, each after the ones it refers to.
     pub async fn provision(&self, template: &Template) -> Result<Created, ProvisionError> {
         let mut created = Created::new();
+        self.provision_kinds(template, &PROVISIONED_KINDS, &mut created).await?;
+        Ok(created)
+    }
+
+    /// Creates the resources of `kinds`, each after the ones it refers to, adding them to `created`.
+    pub async fn provision_kinds(
+        &self,
+        template: &Template,
+        kinds: &[&str],
+        created: &mut Created,
+    ) -> Result<(), ProvisionError> {
         let mut pending: Vec<&Resource> =
-            template.resources.iter().filter(|r| PROVISIONED_KINDS.contains(&r.kind.as_str())).collect();
+            template.resources.iter().filter(|r| kinds.contains(&r.kind.as_str())).collect();
         while !pending.is_empty() {
             let mut waiting = Vec::new();
             for resource in pending.iter().copied() {
-                let context = Context { template, region: &self.region, created: &created };
+                let context = Context { template, region: &self.region, created };
                 match context.eval(&resource.properties) {
                     Ok(properties) => {
                         let physical = self.create(resource, &properties).await?;
@@ -91,7 +105,7 @@ impl Provisioner {
             }
             pending = waiting;
         }
-        Ok(created)
+        Ok(())
     }
 
     async fn create(&self, resource: &Resource, props: &Value) -> Result<Physical, ProvisionError> {
@@ -116,6 +130,27 @@ impl Provisioner {
                 Ok(physical(&name, [("Arn", format!("arn:aws:s3:::{name}"))]))
             }
             "AWS::DynamoDB::Table" => self.create_table(id, props).await,
+            "AWS::Logs::LogGroup" => {
+                let name = text("LogGroupName");
+                self.logs
+                    .create_log_group()
+                    .log_group_name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| aws("CreateLogGroup")(e.into()))?;
+                if let Some(days) = props["RetentionInDays"].as_i64().and_then(|d| i32::try_from(d).ok()) {
+                    self.logs
+                        .put_retention_policy()
+                        .log_group_name(&name)
+                        .retention_in_days(days)
+                        .send()
+                        .await
+                        .map_err(|e| aws("PutRetentionPolicy")(e.into()))?;
+                }
+                let arn =
+                    format!("arn:aws:logs:{}:{}:log-group:{name}", self.region, crate::template::ACCOUNT_ID);
+                Ok(physical(&name, [("Arn", arn)]))
+            }
             "AWS::SQS::Queue" => {
                 let name = text("QueueName");
                 let mut request = self.sqs.create_queue().queue_name(&name);

@@ -43,6 +43,8 @@ pub struct Template {
     pub resources: Vec<Resource>,
     /// `Globals` and `Outputs`, unevaluated (for checks of the template itself).
     pub globals: Value,
+    /// `Conditions`, evaluated when an `Fn::If` names one.
+    pub conditions: Value,
     pub outputs: Value,
 }
 
@@ -84,6 +86,7 @@ impl Template {
             mappings: section("Mappings"),
             resources,
             globals: section("Globals"),
+            conditions: section("Conditions"),
             outputs: section("Outputs"),
         })
     }
@@ -178,7 +181,15 @@ impl Context<'_> {
             Value::Object(map) if map.len() == 1 => {
                 let (key, arg) = map.iter().next().ok_or_else(|| EvalError::Invalid("empty map".into()))?;
                 match key.as_str() {
+                    // A property set to AWS::NoValue is left out (see `eval_object`).
+                    "Ref" if arg == "AWS::NoValue" => Ok(Value::Null),
                     "Ref" => self.reference(arg.as_str().unwrap_or_default()).map(Value::String),
+                    "Fn::If" => match arg.as_array().map(Vec::as_slice) {
+                        Some([Value::String(condition), then, otherwise]) => {
+                            self.eval(if self.condition(condition)? { then } else { otherwise })
+                        }
+                        _ => Err(EvalError::Invalid(format!("malformed Fn::If {arg}"))),
+                    },
                     "Fn::GetAtt" => self.get_att(arg).map(Value::String),
                     "Fn::Sub" => self.sub(arg).map(Value::String),
                     "Fn::Join" => self.join(arg).map(Value::String),
@@ -195,10 +206,47 @@ impl Context<'_> {
     }
 
     fn eval_object(&self, map: &Map<String, Value>) -> Result<Value, EvalError> {
-        map.iter()
-            .map(|(k, v)| Ok((k.clone(), self.eval(v)?)))
-            .collect::<Result<Map<_, _>, _>>()
-            .map(Value::Object)
+        let mut evaluated = Map::new();
+        for (key, value) in map {
+            match self.eval(value)? {
+                Value::Null => {}
+                value => {
+                    evaluated.insert(key.clone(), value);
+                }
+            }
+        }
+        Ok(Value::Object(evaluated))
+    }
+
+    /// A named condition of `Conditions`.
+    fn condition(&self, name: &str) -> Result<bool, EvalError> {
+        let condition = self
+            .template
+            .conditions
+            .get(name)
+            .ok_or_else(|| EvalError::Invalid(format!("no condition {name}")))?;
+        self.truth(condition)
+    }
+
+    /// `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or` and `Condition`.
+    fn truth(&self, value: &Value) -> Result<bool, EvalError> {
+        let malformed = || EvalError::Invalid(format!("malformed condition {value}"));
+        let (key, arg) = value.as_object().and_then(|m| m.iter().next()).ok_or_else(malformed)?;
+        let items = || arg.as_array().ok_or_else(malformed);
+        match key.as_str() {
+            "Fn::Equals" => match items()?.as_slice() {
+                [a, b] => Ok(scalar_text(&self.eval(a)?) == scalar_text(&self.eval(b)?)),
+                _ => Err(malformed()),
+            },
+            "Fn::Not" => match items()?.as_slice() {
+                [inner] => Ok(!self.truth(inner)?),
+                _ => Err(malformed()),
+            },
+            "Fn::And" => items()?.iter().try_fold(true, |all, c| Ok(all && self.truth(c)?)),
+            "Fn::Or" => items()?.iter().try_fold(false, |any, c| Ok(any || self.truth(c)?)),
+            "Condition" => self.condition(arg.as_str().ok_or_else(malformed)?),
+            _ => Err(malformed()),
+        }
     }
 
     fn reference(&self, name: &str) -> Result<String, EvalError> {
@@ -328,6 +376,36 @@ Resources:
   Dlq:
     Type: AWS::SQS::Queue
 "#;
+
+    #[test]
+    fn fn_if_follows_its_condition_and_no_value_leaves_the_property_out() {
+        let mut template = Template::parse(
+            r#"
+Parameters:
+  Topic: {Type: String, Default: ""}
+  Limit: {Type: Number, Default: -1}
+Conditions:
+  Notify: !Not [!Equals [!Ref Topic, ""]]
+  Limited: !And [!Not [!Equals [!Ref Limit, -1]], !Condition Notify]
+Resources:
+  Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmActions: !If [Notify, [!Ref Topic], !Ref AWS::NoValue]
+      Reserved: !If [Limited, !Ref Limit, 0]
+"#,
+        )
+        .unwrap();
+        let eval = |template: &Template| {
+            let created = HashMap::new();
+            let context = Context { template, region: "us-east-1", created: &created };
+            context.eval(&template.resources[0].properties).unwrap()
+        };
+        assert_eq!(eval(&template), json!({"Reserved": 0}));
+        template.set_parameter("Topic", "arn:aws:sns:us-east-1:1:t");
+        template.set_parameter("Limit", "5");
+        assert_eq!(eval(&template), json!({"AlarmActions": ["arn:aws:sns:us-east-1:1:t"], "Reserved": "5"}));
+    }
 
     #[test]
     fn short_and_long_form_intrinsics_evaluate_against_parameters_and_resources() {
