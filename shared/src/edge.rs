@@ -75,7 +75,8 @@ impl Caller {
 /// `origin_not_allowed`. Without `allowed_origins` every origin is echoed;
 /// without an `Origin` header, `rate_limits.allow_no_origin` decides.
 pub fn check_origin(config: &TenantConfig, caller: &Caller) -> Result<Option<String>, RequestError> {
-    let refused = |message: &str| RequestError { status: 403, code: "origin_not_allowed", message: message.into() };
+    let refused =
+        |message: &str| RequestError { status: 403, code: "origin_not_allowed", message: message.into() };
     let Some(origin) = caller.origin.as_deref() else {
         return if config.rate_limits.allow_no_origin {
             Ok(None)
@@ -134,7 +135,9 @@ impl JsonResponse {
     /// Lets the browser read the answer from this origin (`None`: no CORS header).
     pub fn allowing(self, origin: Option<String>) -> Self {
         match origin {
-            Some(origin) => self.with_header("access-control-allow-origin", origin).with_header("vary", "Origin"),
+            Some(origin) => {
+                self.with_header("access-control-allow-origin", origin).with_header("vary", "Origin")
+            }
             None => self,
         }
     }
@@ -179,19 +182,32 @@ mod tests {
     #[test]
     fn without_allowed_origins_every_origin_is_echoed_as_before() {
         let open = config(serde_json::json!({}));
-        assert_eq!(check_origin(&open, &from(Some("https://any.example"))), Ok(Some("https://any.example".into())));
+        assert_eq!(
+            check_origin(&open, &from(Some("https://any.example"))),
+            Ok(Some("https://any.example".into()))
+        );
         assert_eq!(check_origin(&open, &from(None)), Ok(None));
     }
 
     #[test]
     fn with_allowed_origins_only_those_origins_are_echoed_and_others_get_403() {
-        let listed = config(serde_json::json!({"allowed_origins": ["https://www.riverbend.org/", "http://127.0.0.1:3000"]}));
+        let listed = config(
+            serde_json::json!({"allowed_origins": ["https://www.riverbend.org/", "http://127.0.0.1:3000"]}),
+        );
         assert_eq!(
             check_origin(&listed, &from(Some("https://WWW.riverbend.org"))),
             Ok(Some("https://WWW.riverbend.org".into()))
         );
-        assert_eq!(check_origin(&listed, &from(Some("http://127.0.0.1:3000"))).unwrap().as_deref(), Some("http://127.0.0.1:3000"));
-        for stranger in ["https://evil.example", "null", "https://www.riverbend.org.evil.example", "http://127.0.0.1:3001"] {
+        assert_eq!(
+            check_origin(&listed, &from(Some("http://127.0.0.1:3000"))).unwrap().as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        for stranger in [
+            "https://evil.example",
+            "null",
+            "https://www.riverbend.org.evil.example",
+            "http://127.0.0.1:3001",
+        ] {
             let err = check_origin(&listed, &from(Some(stranger))).unwrap_err();
             assert_eq!((err.status, err.code), (403, "origin_not_allowed"), "{stranger}");
         }
@@ -203,7 +219,10 @@ mod tests {
         assert_eq!(check_origin(&listed, &from(None)), Ok(None));
         let strict = config(serde_json::json!({"rate_limits": {"allow_no_origin": false}}));
         assert_eq!(check_origin(&strict, &from(None)).unwrap_err().code, "origin_not_allowed");
-        assert_eq!(check_origin(&strict, &from(Some("https://b.example"))), Ok(Some("https://b.example".into())));
+        assert_eq!(
+            check_origin(&strict, &from(Some("https://b.example"))),
+            Ok(Some("https://b.example".into()))
+        );
     }
 
     #[test]

@@ -106,9 +106,17 @@ pub enum Outcome {
     Sent,
     /// Sent, except one part (the applicant's confirmation) that a limit held
     /// back: recorded as `<part>: skipped` with `<part>_reason`.
-    SentWithout { part: String, reason: String },
-    Skipped { reason: String, details: BTreeMap<String, String> },
-    Failed { error: String },
+    SentWithout {
+        part: String,
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+        details: BTreeMap<String, String>,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 impl Outcome {

@@ -122,7 +122,13 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn new(name: &'static str, tenant_id: &str, scope: String, max: impl Into<u64>, window: Window) -> Self {
+    pub fn new(
+        name: &'static str,
+        tenant_id: &str,
+        scope: String,
+        max: impl Into<u64>,
+        window: Window,
+    ) -> Self {
         Self { name, tenant_id: tenant_id.to_owned(), scope, max: max.into(), window }
     }
 
@@ -161,14 +167,25 @@ pub fn validation_limits(tenant_id: &str, source_ip: Option<&str>, limits: &Rate
     source_ip
         .map(|ip| {
             let scope = format!("validate_ip:{}", fingerprint(ip));
-            Limit::new("validations_per_ip_per_minute", tenant_id, scope, limits.validations_per_ip_per_minute, Window::Minute)
+            Limit::new(
+                "validations_per_ip_per_minute",
+                tenant_id,
+                scope,
+                limits.validations_per_ip_per_minute,
+                Window::Minute,
+            )
         })
         .into_iter()
         .collect()
 }
 
 /// (scope, max, whether per visitor): the visitor's first.
-fn per_ip_and_tenant(source_ip: Option<&str>, what: &str, per_ip: u32, per_tenant: u32) -> Vec<(String, u32, bool)> {
+fn per_ip_and_tenant(
+    source_ip: Option<&str>,
+    what: &str,
+    per_ip: u32,
+    per_tenant: u32,
+) -> Vec<(String, u32, bool)> {
     let mut scopes = Vec::new();
     if let Some(ip) = source_ip {
         scopes.push((format!("{what}_ip:{}", fingerprint(ip)), per_ip, true));
@@ -205,7 +222,9 @@ pub fn confirmations_to(tenant_id: &str, address: &str, limits: &RateLimits) -> 
 pub enum Verdict {
     Allowed,
     /// The window's limit is reached; nothing was taken. Retry after this many seconds.
-    Refused { retry_after: u64 },
+    Refused {
+        retry_after: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,9 +240,11 @@ pub struct LimitError {
 /// can hold one behind a trait object.
 pub trait Counters: Send + Sync {
     /// Adds 1 to `key` while it is below `max`; `false` when it is not.
-    fn take<'a>(&'a self, key: &'a str, max: u64, expires_at: u64) -> BoxFuture<'a, Result<bool, LimitError>>;
+    fn take<'a>(&'a self, key: &'a str, max: u64, expires_at: u64)
+    -> BoxFuture<'a, Result<bool, LimitError>>;
     /// Adds `amount` (negative: gives units back) whatever the count.
-    fn add<'a>(&'a self, key: &'a str, amount: i64, expires_at: u64) -> BoxFuture<'a, Result<(), LimitError>>;
+    fn add<'a>(&'a self, key: &'a str, amount: i64, expires_at: u64)
+    -> BoxFuture<'a, Result<(), LimitError>>;
     /// The current count (0 for none).
     fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<u64, LimitError>>;
 }
@@ -402,7 +423,10 @@ impl DynamoCounters {
         Self { client, table: table.into() }
     }
 
-    fn error(operation: &'static str, key: &str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> LimitError {
+    fn error(
+        operation: &'static str,
+        key: &str,
+    ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> LimitError {
         let key = key.to_owned();
         move |source| LimitError { operation, key, source }
     }
@@ -416,7 +440,12 @@ fn count(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> u6
 }
 
 impl Counters for DynamoCounters {
-    fn take<'a>(&'a self, key: &'a str, max: u64, expires_at: u64) -> BoxFuture<'a, Result<bool, LimitError>> {
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        max: u64,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<bool, LimitError>> {
         Box::pin(async move {
             let taken = self
                 .client
@@ -433,13 +462,20 @@ impl Counters for DynamoCounters {
                 .await;
             match taken {
                 Ok(_) => Ok(true),
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                    Ok(false)
+                }
                 Err(e) => Err(Self::error("UpdateItem", key)(e.into())),
             }
         })
     }
 
-    fn add<'a>(&'a self, key: &'a str, amount: i64, expires_at: u64) -> BoxFuture<'a, Result<(), LimitError>> {
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        amount: i64,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<(), LimitError>> {
         Box::pin(async move {
             self.client
                 .update_item()
@@ -473,8 +509,13 @@ impl Counters for DynamoCounters {
 }
 
 /// A guard over the table named in the settings.
-pub fn dynamo_guard(sdk_config: &aws_config::SdkConfig, settings: &crate::Settings, metrics: LineSink) -> Guard {
-    let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(sdk_config), &settings.rate_limits_table);
+pub fn dynamo_guard(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &crate::Settings,
+    metrics: LineSink,
+) -> Guard {
+    let counters =
+        DynamoCounters::new(aws_sdk_dynamodb::Client::new(sdk_config), &settings.rate_limits_table);
     Guard::new(Arc::new(counters), metrics)
 }
 
@@ -489,7 +530,10 @@ mod tests {
 
     #[test]
     fn windows_are_labelled_by_their_utc_start_and_end_where_the_next_begins() {
-        assert_eq!(Window::Minute.at(NOW), WindowAt { label: "2026-12-02T03:41".into(), ends_at: NOW - 5 + 60 });
+        assert_eq!(
+            Window::Minute.at(NOW),
+            WindowAt { label: "2026-12-02T03:41".into(), ends_at: NOW - 5 + 60 }
+        );
         assert_eq!(Window::Day.at(NOW), WindowAt { label: "2026-12-02".into(), ends_at: 1_796_256_000 });
         // December ends at the new year; February 2028 has 29 days.
         assert_eq!(Window::Month.at(NOW), WindowAt { label: "2026-12".into(), ends_at: 1_798_761_600 });
@@ -557,7 +601,11 @@ mod tests {
         assert_eq!(limiter.take(&limit, NOW).await.unwrap(), Verdict::Allowed);
         assert_eq!(limiter.take(&limit, NOW).await.unwrap(), Verdict::Refused { retry_after: 55 });
         limiter.give_back(&limit, NOW).await.unwrap();
-        assert_eq!(limiter.take(&limit, NOW).await.unwrap(), Verdict::Allowed, "a unit given back is free again");
+        assert_eq!(
+            limiter.take(&limit, NOW).await.unwrap(),
+            Verdict::Allowed,
+            "a unit given back is free again"
+        );
         assert_eq!(limiter.take(&limit, NOW + 55).await.unwrap(), Verdict::Allowed, "a new window");
     }
 
@@ -577,7 +625,10 @@ mod tests {
         limiter.add(&budget, 999, NOW).await.unwrap();
         assert_eq!(limiter.has_room(&budget, NOW).await.unwrap(), Verdict::Allowed);
         limiter.add(&budget, 1, NOW).await.unwrap();
-        assert_eq!(limiter.has_room(&budget, NOW).await.unwrap(), Verdict::Refused { retry_after: 1_796_256_000 - NOW });
+        assert_eq!(
+            limiter.has_room(&budget, NOW).await.unwrap(),
+            Verdict::Refused { retry_after: 1_796_256_000 - NOW }
+        );
     }
 
     #[test]
@@ -586,6 +637,9 @@ mod tests {
             serde_json::from_str(&metric_line("LimitRefused", "T1", "tokens_per_day")).unwrap();
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Picasso/Limits");
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "LimitRefused");
-        assert_eq!((&line["Limit"], &line["TenantId"], &line["LimitRefused"]), (&json!("tokens_per_day"), &json!("T1"), &json!(1)));
+        assert_eq!(
+            (&line["Limit"], &line["TenantId"], &line["LimitRefused"]),
+            (&json!("tokens_per_day"), &json!("T1"), &json!(1))
+        );
     }
 }

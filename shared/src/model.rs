@@ -48,7 +48,11 @@ pub struct Usage {
 impl Usage {
     /// The stream's total, or input + output when the model did not report one.
     pub fn total(&self) -> u32 {
-        if self.total_tokens > 0 { self.total_tokens } else { self.input_tokens.saturating_add(self.output_tokens) }
+        if self.total_tokens > 0 {
+            self.total_tokens
+        } else {
+            self.input_tokens.saturating_add(self.output_tokens)
+        }
     }
 }
 

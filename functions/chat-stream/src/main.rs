@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use lambda_http::{
-    Body, Error, Request, RequestExt, Response, request::RequestContext, run_with_streaming_response, service_fn,
+    Body, Error, Request, RequestExt, Response, request::RequestContext, run_with_streaming_response,
+    service_fn,
 };
 use shared::edge::Caller;
 

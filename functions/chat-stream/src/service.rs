@@ -112,7 +112,11 @@ impl ChatResponse {
                 "The assistant has answered all it can for today. Please try again tomorrow.",
             )
         } else {
-            Self::refused(429, "rate_limited", "Too many questions at once. Please wait a moment and try again.")
+            Self::refused(
+                429,
+                "rate_limited",
+                "Too many questions at once. Please wait a moment and try again.",
+            )
         };
         response.headers.push(("retry-after", refusal.retry_after.to_string()));
         response
@@ -220,7 +224,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             Ok(request) => request,
             Err(err) => {
                 tracing::info!(code = err.code, status = err.status, "chat request refused");
-                return ChatResponse::refused(err.status, err.code, &err.message).allowing(caller.origin.clone());
+                return ChatResponse::refused(err.status, err.code, &err.message)
+                    .allowing(caller.origin.clone());
             }
         };
         let tenant = match self.tenants.load(request.tenant_hash.as_str()).await {
@@ -230,7 +235,11 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let allowed_origin = match edge::check_origin(&tenant.config, caller) {
             Ok(origin) => origin,
             Err(err) => {
-                tracing::warn!(tenant_id = tenant.id, origin = caller.origin, "chat from an origin the tenant does not allow");
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    origin = caller.origin,
+                    "chat from an origin the tenant does not allow"
+                );
                 return ChatResponse::refused(err.status, err.code, &err.message);
             }
         };

@@ -80,7 +80,13 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
             match verdict {
                 Ok(Verdict::Allowed) => {}
                 Ok(Verdict::Refused { .. }) => {
-                    tracing::warn!(tenant_id = cap.tenant_id, limit = cap.name, max = cap.max, part, "email cap reached; email skipped");
+                    tracing::warn!(
+                        tenant_id = cap.tenant_id,
+                        limit = cap.name,
+                        max = cap.max,
+                        part,
+                        "email cap reached; email skipped"
+                    );
                     (self.metrics)(limits::metric_line("LimitRefused", &cap.tenant_id, cap.name));
                     return Ok(Sent::Capped(cap.clone()));
                 }
@@ -109,7 +115,11 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
 
 /// Why a capped email was skipped, as the channel's record says it.
 fn capped_reason(cap: &Limit) -> &'static str {
-    if cap.name == "emails_per_month" { "monthly_email_limit_reached" } else { "recipient_daily_limit_reached" }
+    if cap.name == "emails_per_month" {
+        "monthly_email_limit_reached"
+    } else {
+        "recipient_daily_limit_reached"
+    }
 }
 
 impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {

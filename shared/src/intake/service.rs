@@ -159,7 +159,11 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         let allowed_origin = match edge::check_origin(&tenant.config, caller) {
             Ok(origin) => origin,
             Err(err) => {
-                tracing::warn!(tenant_id = tenant.id, origin = caller.origin, "form request from an origin the tenant does not allow");
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    origin = caller.origin,
+                    "form request from an origin the tenant does not allow"
+                );
                 return FormResponse::request_refused(&err);
             }
         };
@@ -243,7 +247,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             }
         };
         // Counted once the submit is valid, before anything is stored or sent.
-        if let Err(refusal) = self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
+        if let Err(refusal) =
+            self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
         {
             return FormResponse::rate_limited(&refusal);
         }

@@ -572,11 +572,13 @@ mod tests {
 
     #[test]
     fn rate_limits_set_some_keys_and_keep_the_defaults_of_the_others() {
-        let limits = parse(json!({"rate_limits": {"submits_per_minute": 0, "allow_no_origin": false}})).rate_limits;
+        let limits =
+            parse(json!({"rate_limits": {"submits_per_minute": 0, "allow_no_origin": false}})).rate_limits;
         assert_eq!(limits.submits_per_minute, 0);
         assert!(!limits.allow_no_origin);
         assert_eq!(limits.chats_per_minute, 600);
-        let err = serde_json::from_value::<TenantConfig>(json!({"rate_limits": {"chats_per_minute": "lots"}}));
+        let err =
+            serde_json::from_value::<TenantConfig>(json!({"rate_limits": {"chats_per_minute": "lots"}}));
         assert!(err.is_err(), "a limit must be a number");
     }
 

@@ -139,12 +139,14 @@ async fn chat(
     let deadline = tokio::time::Instant::now() + state.chat_timeout;
     let caller = caller(&headers, peer);
     if chat_stream::is_analytics(query.as_deref()) {
-        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body, &caller)).await else {
+        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body, &caller)).await
+        else {
             return timed_out();
         };
         return chat_stream::to_json_response(response).map(Body::new);
     }
-    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle_from(&body, &caller)).await else {
+    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle_from(&body, &caller)).await
+    else {
         return timed_out();
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
