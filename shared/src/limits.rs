@@ -8,7 +8,7 @@
 //! A subject that is personal data (a source IP, an email address) is keyed
 //! by a hash of it, never by itself.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use aws_sdk_dynamodb::{error::SdkError, types::AttributeValue};
 use serde_json::json;
@@ -236,6 +236,30 @@ pub struct LimitError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl LimitError {
+    fn timed_out(limit: &Limit) -> Self {
+        Self {
+            operation: "call",
+            key: format!("{}#{}", limit.tenant_id, limit.scope),
+            source: format!("no answer within {} ms", GUARD_DEADLINE.as_millis()).into(),
+        }
+    }
+}
+
+/// How long one request's counter calls may take together before the store
+/// counts as unreachable (and the request goes through): a stalled table
+/// must not use up form-intake's 15 s before the submission is even stored.
+pub const GUARD_DEADLINE: Duration = Duration::from_secs(1);
+
+/// `call`, unless the deadline passes first.
+async fn by<T>(
+    deadline: tokio::time::Instant,
+    limit: &Limit,
+    call: impl Future<Output = Result<T, LimitError>>,
+) -> Result<T, LimitError> {
+    tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| Err(LimitError::timed_out(limit)))
+}
+
 /// The counter store (one DynamoDB table). Boxed futures, so the services
 /// can hold one behind a trait object.
 pub trait Counters: Send + Sync {
@@ -329,8 +353,9 @@ impl Guard {
     /// Takes one unit of each limit in order, stopping at the first refusal.
     pub async fn admit(&self, limits: &[Limit]) -> Result<(), Refusal> {
         let now = now_seconds();
+        let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
         for limit in limits {
-            match self.limiter.take(limit, now).await {
+            match by(deadline, limit, self.limiter.take(limit, now)).await {
                 Ok(Verdict::Allowed) => {}
                 Ok(Verdict::Refused { retry_after }) => return Err(self.refused(limit, retry_after)),
                 Err(err) => self.failed_open(limit, &err),
@@ -341,7 +366,8 @@ impl Guard {
 
     /// Refuses when the budget of the current window is spent.
     pub async fn within_budget(&self, budget: &Limit) -> Result<(), Refusal> {
-        match self.limiter.has_room(budget, now_seconds()).await {
+        let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
+        match by(deadline, budget, self.limiter.has_room(budget, now_seconds())).await {
             Ok(Verdict::Allowed) => Ok(()),
             Ok(Verdict::Refused { retry_after }) => Err(self.refused(budget, retry_after)),
             Err(err) => {
@@ -356,7 +382,8 @@ impl Guard {
         if amount == 0 {
             return;
         }
-        if let Err(err) = self.limiter.add(budget, amount, now_seconds()).await {
+        let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
+        if let Err(err) = by(deadline, budget, self.limiter.add(budget, amount, now_seconds())).await {
             self.failed_open(budget, &err);
         }
     }
@@ -629,6 +656,37 @@ mod tests {
             limiter.has_room(&budget, NOW).await.unwrap(),
             Verdict::Refused { retry_after: 1_796_256_000 - NOW }
         );
+    }
+
+    /// A table that never answers.
+    struct Stalled;
+
+    impl Counters for Stalled {
+        fn take<'a>(&'a self, _: &'a str, _: u64, _: u64) -> BoxFuture<'a, Result<bool, LimitError>> {
+            Box::pin(std::future::pending())
+        }
+        fn add<'a>(&'a self, _: &'a str, _: i64, _: u64) -> BoxFuture<'a, Result<(), LimitError>> {
+            Box::pin(std::future::pending())
+        }
+        fn read<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<u64, LimitError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_stalled_table_a_request_goes_through_after_the_deadline_and_says_so() {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink: LineSink = {
+            let lines = Arc::clone(&lines);
+            Arc::new(move |line| lines.lock().unwrap().push(line))
+        };
+        let guard = Guard::new(Arc::new(Stalled), sink);
+        let started = tokio::time::Instant::now();
+        let limits = chat_limits("T1", Some("203.0.113.9"), &RateLimits::default());
+        assert_eq!(guard.admit(&limits).await, Ok(()), "fail open");
+        assert_eq!(guard.within_budget(&token_budget("T1", &RateLimits::default())).await, Ok(()));
+        assert!(started.elapsed() <= 2 * GUARD_DEADLINE, "{:?}", started.elapsed());
+        assert_eq!(lines.lock().unwrap().iter().filter(|l| l.contains("\"LimiterErrors\":1")).count(), 3);
     }
 
     #[test]
