@@ -273,3 +273,40 @@ pub async fn get_from(stack: &LocalStack, path: &str, if_none_match: Option<&str
     }
     request.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
+
+/// POSTs a raw body to any host path from a browser on `origin` (`None`: no
+/// `Origin` header, as a server-to-server caller) and reads the answer.
+pub async fn post_from(stack: &LocalStack, path: &str, body: String, origin: Option<&str>) -> ChatReply {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", stack.host_url()))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    read_reply(request.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))).await
+}
+
+/// Every counter item of the rate-limits table.
+pub async fn rate_limit_counters(
+    stack: &LocalStack,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .scan()
+        .table_name(&stack.settings.rate_limits_table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scan: {e}"))
+        .items
+        .unwrap_or_default()
+}
+
+/// Waits, if need be, until at least `margin` is left in the current UTC
+/// minute, so a burst a test counts falls in one fixed window.
+pub async fn away_from_the_minute_edge(margin: std::time::Duration) {
+    let now = shared::limits::now_seconds();
+    let left = 60 - now % 60;
+    if left < margin.as_secs() {
+        tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
+    }
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    edge::{self, JsonResponse, RequestError},
+    edge::{self, Caller, JsonResponse, RequestError},
     events::AnalyticsPublisher,
     tenant::{ConfigSource, TenantHash, TenantLoader},
 };
@@ -167,7 +167,11 @@ fn is_timestamp(s: &str) -> bool {
 
 /// The analytics handler behind a trait object, so the chat URL can hold one.
 pub trait AnalyticsEndpoint: Send + Sync {
-    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = JsonResponse> + Send + 'a>>;
+    fn respond<'a>(
+        &'a self,
+        body: &'a [u8],
+        caller: &'a Caller,
+    ) -> Pin<Box<dyn Future<Output = JsonResponse> + Send + 'a>>;
 }
 
 /// Parses a batch, resolves each tenant, and publishes the stripped events.
@@ -177,8 +181,12 @@ pub struct AnalyticsIntake<C, P> {
 }
 
 impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsEndpoint for AnalyticsIntake<C, P> {
-    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = JsonResponse> + Send + 'a>> {
-        Box::pin(self.handle(body))
+    fn respond<'a>(
+        &'a self,
+        body: &'a [u8],
+        caller: &'a Caller,
+    ) -> Pin<Box<dyn Future<Output = JsonResponse> + Send + 'a>> {
+        Box::pin(self.handle(body, caller))
     }
 }
 
@@ -187,18 +195,26 @@ impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsIntake<C, P> {
         Self { tenants, publisher }
     }
 
-    /// `200 {"accepted": N}`, or a JSON refusal (400, 404, 413, 503).
-    pub async fn handle(&self, body: &[u8]) -> JsonResponse {
+    /// `200 {"accepted": N}`, or a JSON refusal (400, 403, 404, 413, 503).
+    /// Every tenant of the batch must allow the caller's origin.
+    pub async fn handle(&self, body: &[u8], caller: &Caller) -> JsonResponse {
         let events = match parse_batch(body) {
             Ok(events) => events,
-            Err(err) => return JsonResponse::from(&err),
+            Err(err) => return JsonResponse::from(&err).allowing(caller.origin.clone()),
         };
         let mut details = Vec::with_capacity(events.len());
+        let mut allowed_origin = caller.origin.clone();
         for event in &events {
             // The loader caches, so a batch of one tenant reads its config once.
             match self.tenants.load(event.tenant_hash.as_str()).await {
-                Ok(tenant) => details.push(event.detail(&tenant.id).to_string()),
-                Err(err) => return edge::tenant_refused(&err),
+                Ok(tenant) => match edge::check_origin(&tenant.config, caller) {
+                    Ok(origin) => {
+                        allowed_origin = origin;
+                        details.push(event.detail(&tenant.id).to_string());
+                    }
+                    Err(err) => return JsonResponse::from(&err),
+                },
+                Err(err) => return edge::tenant_refused(&err).allowing(caller.origin.clone()),
             }
         }
         if let Err(err) = self.publisher.publish_analytics(&details).await {
@@ -207,9 +223,10 @@ impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsIntake<C, P> {
                 503,
                 "analytics_unavailable",
                 "Analytics could not be recorded; try again later",
-            );
+            )
+            .allowing(allowed_origin);
         }
-        JsonResponse::new(200, json!({"accepted": details.len()}).to_string())
+        JsonResponse::new(200, json!({"accepted": details.len()}).to_string()).allowing(allowed_origin)
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::tenant::{TenantError, TenantHash};
+use crate::tenant::{TenantConfig, TenantError, TenantHash};
 
 /// Request bodies larger than this are refused with 413 before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,6 +54,50 @@ pub fn tenant_hash(value: Option<&Value>) -> Result<TenantHash, RequestError> {
     }
 }
 
+/// Who sent a request, as the front door saw it: the browser's `Origin`
+/// header and the connection's source IP (the Function URL's
+/// `requestContext.http.sourceIp`; the peer address in the local host).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub origin: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+impl Caller {
+    pub fn new(origin: Option<&str>, source_ip: Option<String>) -> Self {
+        let origin = origin.map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned);
+        Self { origin, source_ip: source_ip.filter(|ip| !ip.is_empty()) }
+    }
+}
+
+/// The tenant's `allowed_origins` applied to a caller: the origin to echo in
+/// `Access-Control-Allow-Origin` (none for a request without one), or a 403
+/// `origin_not_allowed`. Without `allowed_origins` every origin is echoed;
+/// without an `Origin` header, `rate_limits.allow_no_origin` decides.
+pub fn check_origin(config: &TenantConfig, caller: &Caller) -> Result<Option<String>, RequestError> {
+    let refused =
+        |message: &str| RequestError { status: 403, code: "origin_not_allowed", message: message.into() };
+    let Some(origin) = caller.origin.as_deref() else {
+        return if config.rate_limits.allow_no_origin {
+            Ok(None)
+        } else {
+            Err(refused("Requests to this assistant must come from its website"))
+        };
+    };
+    let allowed = &config.allowed_origins;
+    if allowed.is_empty() || allowed.iter().any(|entry| entry.trim() == "*" || same_origin(entry, origin)) {
+        Ok(Some(origin.to_owned()))
+    } else {
+        Err(refused("This website may not use this assistant"))
+    }
+}
+
+/// Origins compare as scheme://host[:port], case-insensitively, a trailing
+/// slash in the config ignored. `null` (sandboxed frames, files) matches only itself.
+fn same_origin(configured: &str, origin: &str) -> bool {
+    configured.trim().trim_end_matches('/').eq_ignore_ascii_case(origin.trim_end_matches('/'))
+}
+
 /// The value of `name` in a query string (`a=1&t=x`), as sent: the values we
 /// read are validated identifiers, which never need percent-decoding.
 pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -87,6 +131,16 @@ impl JsonResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// Lets the browser read the answer from this origin (`None`: no CORS header).
+    pub fn allowing(self, origin: Option<String>) -> Self {
+        match origin {
+            Some(origin) => {
+                self.with_header("access-control-allow-origin", origin).with_header("vary", "Origin")
+            }
+            None => self,
+        }
+    }
 }
 
 /// An unusable tenant as a JSON refusal; the details of a 5xx go to the log only.
@@ -115,6 +169,60 @@ mod tests {
         assert_eq!(query_param(query, "x"), None);
         assert_eq!(query_param(None, "t"), None);
         assert_eq!(query_param(Some("t"), "t"), None);
+    }
+
+    fn config(value: Value) -> TenantConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn from(origin: Option<&str>) -> Caller {
+        Caller::new(origin, Some("203.0.113.9".into()))
+    }
+
+    #[test]
+    fn without_allowed_origins_every_origin_is_echoed_as_before() {
+        let open = config(serde_json::json!({}));
+        assert_eq!(
+            check_origin(&open, &from(Some("https://any.example"))),
+            Ok(Some("https://any.example".into()))
+        );
+        assert_eq!(check_origin(&open, &from(None)), Ok(None));
+    }
+
+    #[test]
+    fn with_allowed_origins_only_those_origins_are_echoed_and_others_get_403() {
+        let listed = config(
+            serde_json::json!({"allowed_origins": ["https://www.riverbend.org/", "http://127.0.0.1:3000"]}),
+        );
+        assert_eq!(
+            check_origin(&listed, &from(Some("https://WWW.riverbend.org"))),
+            Ok(Some("https://WWW.riverbend.org".into()))
+        );
+        assert_eq!(
+            check_origin(&listed, &from(Some("http://127.0.0.1:3000"))).unwrap().as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        for stranger in [
+            "https://evil.example",
+            "null",
+            "https://www.riverbend.org.evil.example",
+            "http://127.0.0.1:3001",
+        ] {
+            let err = check_origin(&listed, &from(Some(stranger))).unwrap_err();
+            assert_eq!((err.status, err.code), (403, "origin_not_allowed"), "{stranger}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_origin_follows_allow_no_origin() {
+        let listed = config(serde_json::json!({"allowed_origins": ["https://a.example"]}));
+        assert_eq!(check_origin(&listed, &from(None)), Ok(None));
+        let strict = config(serde_json::json!({"rate_limits": {"allow_no_origin": false}}));
+        assert_eq!(check_origin(&strict, &from(None)).unwrap_err().code, "origin_not_allowed");
+        assert_eq!(
+            check_origin(&strict, &from(Some("https://b.example"))),
+            Ok(Some("https://b.example".into()))
+        );
     }
 
     #[test]

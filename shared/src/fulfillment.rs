@@ -107,8 +107,19 @@ pub enum LedgerError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Sent,
-    Skipped { reason: String, details: BTreeMap<String, String> },
-    Failed { error: String },
+    /// Sent, except one part (the applicant's confirmation) that a limit held
+    /// back: recorded as `<part>: skipped` with `<part>_reason`.
+    SentWithout {
+        part: String,
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+        details: BTreeMap<String, String>,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 impl Outcome {
@@ -389,6 +400,13 @@ impl FulfillmentLedger for DynamoSubmissionStore {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let (status, detail) = match outcome {
             Outcome::Sent => (ChannelStatus::Sent, BTreeMap::new()),
+            Outcome::SentWithout { part, reason } => (
+                ChannelStatus::Sent,
+                BTreeMap::from([
+                    (part.clone(), ChannelStatus::Skipped.as_str().to_owned()),
+                    (format!("{part}_reason"), reason.clone()),
+                ]),
+            ),
             Outcome::Skipped { reason, details } => {
                 let mut detail = details.clone();
                 detail.insert("reason".into(), reason.clone());

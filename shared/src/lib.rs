@@ -11,6 +11,7 @@ pub mod forms;
 pub mod fulfillment;
 pub mod intake;
 pub mod knowledge;
+pub mod limits;
 pub mod mail;
 pub mod mask;
 pub mod model;

@@ -45,6 +45,17 @@ pub struct Usage {
     pub latency_ms: u64,
 }
 
+impl Usage {
+    /// The stream's total, or input + output when the model did not report one.
+    pub fn total(&self) -> u32 {
+        if self.total_tokens > 0 {
+            self.total_tokens
+        } else {
+            self.input_tokens.saturating_add(self.output_tokens)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelEvent {
     /// The model started a content block.

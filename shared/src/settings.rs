@@ -10,6 +10,7 @@ use std::{collections::HashMap, time::Duration};
 pub const DEFAULT_CONFIG_BUCKET: &str = "myrecruiter-picasso";
 pub const DEFAULT_FORM_SUBMISSIONS_TABLE: &str = "picasso-form-submissions";
 pub const DEFAULT_SMS_USAGE_TABLE: &str = "picasso-sms-usage";
+pub const DEFAULT_RATE_LIMITS_TABLE: &str = "picasso-rate-limits";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_BEDROCK_MODEL_ID: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
 pub const DEFAULT_SMS_MONTHLY_LIMIT: u32 = 100;
@@ -21,13 +22,16 @@ pub const DEFAULT_MODEL_EVENT_GAP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Variables that name stage-specific resources; required when running in AWS.
-const REQUIRED_IN_AWS: [&str; 3] = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE"];
+const REQUIRED_IN_AWS: [&str; 4] =
+    ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE", "RATE_LIMITS_TABLE"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub config_bucket: String,
     pub form_submissions_table: String,
     pub sms_usage_table: String,
+    /// `RATE_LIMITS_TABLE`: the abuse limits' fixed-window counters (`shared::limits`).
+    pub rate_limits_table: String,
     pub region: String,
     pub bedrock_model_id: String,
     pub sms_monthly_limit: u32,
@@ -95,6 +99,7 @@ impl Settings {
             config_bucket: or("CONFIG_BUCKET", DEFAULT_CONFIG_BUCKET),
             form_submissions_table: or("FORM_SUBMISSIONS_TABLE", DEFAULT_FORM_SUBMISSIONS_TABLE),
             sms_usage_table: or("SMS_USAGE_TABLE", DEFAULT_SMS_USAGE_TABLE),
+            rate_limits_table: or("RATE_LIMITS_TABLE", DEFAULT_RATE_LIMITS_TABLE),
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
                 .unwrap_or(DEFAULT_REGION)
@@ -140,6 +145,7 @@ mod tests {
         assert_eq!(settings.config_bucket, "myrecruiter-picasso");
         assert_eq!(settings.form_submissions_table, "picasso-form-submissions");
         assert_eq!(settings.sms_usage_table, "picasso-sms-usage");
+        assert_eq!(settings.rate_limits_table, "picasso-rate-limits");
         assert_eq!(settings.region, "us-east-1");
         assert_eq!(settings.sms_monthly_limit, 100);
         assert_eq!(settings.ses_from_email, "noreply@picasso.ai");
@@ -173,6 +179,7 @@ mod tests {
             ("AWS_LAMBDA_FUNCTION_NAME", "chat"),
             ("CONFIG_BUCKET", "b"),
             ("SMS_USAGE_TABLE", "t"),
+            ("RATE_LIMITS_TABLE", "r"),
         ]))
         .unwrap_err();
         assert_eq!(err, SettingsError::Missing("FORM_SUBMISSIONS_TABLE"));

@@ -132,6 +132,14 @@ impl Visit for JsonVisitor<'_> {
     }
 }
 
+/// Where metric lines (CloudWatch Embedded Metric Format) and other whole
+/// log lines go: stdout in Lambda (CloudWatch Logs), or a test's buffer.
+pub type LineSink = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
+pub fn stdout_sink() -> LineSink {
+    std::sync::Arc::new(|line| println!("{line}"))
+}
+
 /// An error and its chain of sources on one line, for logs and CLI output,
 /// with emails and phone numbers masked: AWS error messages quote them
 /// (SES: "Email address is not verified: ana@...", SNS: the number).

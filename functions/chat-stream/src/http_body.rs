@@ -36,6 +36,11 @@ pub fn to_http_response(response: ChatResponse) -> Response<FrameBody> {
     for (name, value) in shared::sse::HEADERS {
         http.headers_mut().insert(name, http::HeaderValue::from_static(value));
     }
+    for (name, value) in response.headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            http.headers_mut().insert(name, value);
+        }
+    }
     http
 }
 

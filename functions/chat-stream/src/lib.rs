@@ -41,7 +41,13 @@ pub fn aws_service_with(
     options: ChatOptions,
 ) -> AwsChatService {
     let tenants = shared::intake::tenant_loader(sdk_config, &settings);
-    let forms = shared::intake::aws_service_with(sdk_config, &settings, Arc::clone(&tenants));
+    let forms = shared::intake::aws_service_with_metrics(
+        sdk_config,
+        &settings,
+        Arc::clone(&tenants),
+        Arc::clone(&qa_sink),
+    );
+    let guard = shared::limits::dynamo_guard(sdk_config, &settings, Arc::clone(&qa_sink));
     let knowledge =
         BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
     let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
@@ -50,6 +56,7 @@ pub fn aws_service_with(
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
         .with_analytics(Arc::new(analytics))
+        .with_guard(guard)
 }
 
 /// Whether a chat URL request is widget analytics (`?action=analytics`) rather than a chat.

@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Error, Request, Response, run_with_streaming_response_concurrent, service_fn};
+use lambda_http::{
+    Body, Error, Request, RequestExt, Response, request::RequestContext,
+    run_with_streaming_response_concurrent, service_fn,
+};
+use shared::edge::Caller;
 
 use chat_stream::{
     AwsChatService, ChatOptions, ChatResponse, FrameBody, aws_service, is_analytics, qa_log,
@@ -23,15 +27,26 @@ async fn main() -> Result<(), Error> {
 /// takes widget analytics as JSON); OPTIONS (normally answered by the
 /// Function URL's CORS) gets an empty 204; anything else is refused.
 async fn handle(service: Arc<AwsChatService>, request: Request) -> Result<Response<FrameBody>, Error> {
+    let caller = caller_of(&request);
     if request.method() == "POST" && is_analytics(request.uri().query()) {
-        return Ok(to_json_response(service.analytics(body_bytes(request.body())).await));
+        return Ok(to_json_response(service.analytics(body_bytes(request.body()), &caller).await));
     }
     let response = match request.method().as_str() {
-        "POST" => service.handle(body_bytes(request.body())).await,
-        "OPTIONS" => ChatResponse { status: 204, body: tokio::sync::mpsc::channel(1).1 },
+        "POST" => service.handle_from(body_bytes(request.body()), &caller).await,
+        "OPTIONS" => ChatResponse::new(204, tokio::sync::mpsc::channel(1).1),
         _ => ChatResponse::refused(405, "method_not_allowed", "Use POST"),
     };
     Ok(to_http_response(response))
+}
+
+/// The browser's `Origin` and the Function URL's `requestContext.http.sourceIp`.
+fn caller_of(request: &Request) -> Caller {
+    let origin = request.headers().get("origin").and_then(|v| v.to_str().ok());
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    };
+    Caller::new(origin, source_ip)
 }
 
 fn body_bytes(body: &Body) -> &[u8] {

@@ -1,18 +1,12 @@
 //! The per-answer record: one `QA_COMPLETE` JSON line (personal data masked)
 //! and the same figures as CloudWatch Embedded Metric Format.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use shared::{mask::mask_personal_data, model::Usage, telemetry};
 
 /// Where finished-answer lines go: stdout in Lambda (CloudWatch Logs), or a
 /// test's buffer.
-pub type LineSink = Arc<dyn Fn(String) + Send + Sync>;
-
-pub fn stdout_sink() -> LineSink {
-    Arc::new(|line| println!("{line}"))
-}
+pub use shared::telemetry::{LineSink, stdout_sink};
 
 #[derive(Debug, Clone, Default)]
 pub struct QaRecord<'a> {
@@ -30,11 +24,7 @@ pub struct QaRecord<'a> {
 impl QaRecord<'_> {
     /// The stream's total, or input + output when the model did not report one.
     pub fn total_tokens(&self) -> u32 {
-        if self.usage.total_tokens > 0 {
-            self.usage.total_tokens
-        } else {
-            self.usage.input_tokens + self.usage.output_tokens
-        }
+        self.usage.total()
     }
 
     pub fn qa_complete_line(&self) -> String {

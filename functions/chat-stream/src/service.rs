@@ -12,8 +12,9 @@ use bytes::Bytes;
 use shared::{
     Settings,
     analytics::AnalyticsEndpoint,
-    edge::JsonResponse,
+    edge::{self, Caller, JsonResponse},
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
+    limits::{self, Guard, Refusal},
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
     sse::{self, Frame, Source},
     telemetry::error_chain,
@@ -71,20 +72,27 @@ impl RetryPolicy {
     }
 }
 
-/// Status and body of a chat response; the body yields one chunk per frame.
+/// Status, headers and body of a chat response; the body yields one chunk per frame.
 pub struct ChatResponse {
     pub status: u16,
+    /// Beyond the SSE headers: `Access-Control-Allow-Origin` for an allowed
+    /// origin, `Retry-After` on a 429.
+    pub headers: Vec<(&'static str, String)>,
     pub body: mpsc::Receiver<Bytes>,
 }
 
 impl ChatResponse {
+    pub fn new(status: u16, body: mpsc::Receiver<Bytes>) -> Self {
+        Self { status, headers: Vec::new(), body }
+    }
+
     /// A response whose frames are all known already.
     pub fn complete(status: u16, frames: Vec<String>) -> Self {
         let (tx, body) = mpsc::channel(frames.len().max(1));
         for frame in frames {
             let _ = tx.try_send(Bytes::from(frame));
         }
-        Self { status, body }
+        Self::new(status, body)
     }
 
     /// A refusal before the stream starts: an error frame, then `[DONE]`.
@@ -92,7 +100,39 @@ impl ChatResponse {
         let (tx, body) = mpsc::channel(2);
         let _ = tx.try_send(Bytes::from(Frame::Error { error: message, code }.encode()));
         let _ = tx.try_send(Bytes::from_static(sse::DONE.as_bytes()));
-        Self { status, body }
+        Self::new(status, body)
+    }
+
+    /// 429 with `Retry-After`: `rate_limited`, or `budget_exhausted` for the day's tokens.
+    fn limited(refusal: &Refusal) -> Self {
+        let mut response = if refusal.limit == "tokens_per_day" {
+            Self::refused(
+                429,
+                "budget_exhausted",
+                "The assistant has answered all it can for today. Please try again tomorrow.",
+            )
+        } else {
+            Self::refused(
+                429,
+                "rate_limited",
+                "Too many questions at once. Please wait a moment and try again.",
+            )
+        };
+        response.headers.push(("retry-after", refusal.retry_after.to_string()));
+        response
+    }
+
+    /// Lets the browser read the answer from this origin (`None`: no CORS header).
+    pub fn allowing(mut self, origin: Option<String>) -> Self {
+        if let Some(origin) = origin {
+            self.headers.push(("access-control-allow-origin", origin));
+            self.headers.push(("vary", "Origin".to_owned()));
+        }
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -107,6 +147,8 @@ pub struct ChatService<C, K, M> {
     model: M,
     options: ChatOptions,
     qa_sink: LineSink,
+    /// The abuse limits and the token budget (`rate_limits.*`); without one, nothing is counted.
+    guard: Option<Guard>,
     /// Tenant model ids Bedrock rejected: logged once, and skipped for the process's life.
     rejected_models: Mutex<HashSet<String>>,
 }
@@ -129,8 +171,15 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             model,
             options,
             qa_sink,
+            guard: None,
             rejected_models: Mutex::default(),
         }
+    }
+
+    /// Counts chats against the tenant's `rate_limits` and answers against its token budget.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Answers `form_mode` requests with the form service: the same code and
@@ -147,32 +196,56 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     }
 
     /// Answers a widget analytics batch: `{"accepted": N}` or a JSON refusal.
-    pub async fn analytics(&self, body: &[u8]) -> JsonResponse {
+    pub async fn analytics(&self, body: &[u8], caller: &Caller) -> JsonResponse {
         match &self.analytics {
-            Some(analytics) => analytics.respond(body).await,
+            Some(analytics) => analytics.respond(body, caller).await,
             None => JsonResponse::refused(404, "not_found", "This URL takes no analytics"),
         }
     }
 
-    /// Validates the request and loads the tenant; then streams the answer
-    /// from a task of its own while the caller sends the body.
+    /// A chat with no caller details (no `Origin`, no source IP).
     pub async fn handle(self: &Arc<Self>, body: &[u8]) -> ChatResponse {
+        self.handle_from(body, &Caller::default()).await
+    }
+
+    /// Validates the request, loads the tenant, checks the caller's origin,
+    /// the rate limits and the day's token budget (all before any retrieval
+    /// or model call); then streams the answer from a task of its own while
+    /// the caller sends the body.
+    pub async fn handle_from(self: &Arc<Self>, body: &[u8], caller: &Caller) -> ChatResponse {
         let started = Instant::now();
         if let Some(forms) = self.forms.as_ref().filter(|_| shared::intake::is_form_mode(body)) {
-            let response = forms.respond(body).await;
-            return ChatResponse::complete(response.status, response.frames);
+            let response = forms.respond(body, caller).await;
+            let mut chat = ChatResponse::complete(response.status, response.frames);
+            chat.headers = response.headers;
+            return chat;
         }
         let request = match ChatRequest::parse(body) {
             Ok(request) => request,
             Err(err) => {
                 tracing::info!(code = err.code, status = err.status, "chat request refused");
-                return ChatResponse::refused(err.status, err.code, &err.message);
+                return ChatResponse::refused(err.status, err.code, &err.message)
+                    .allowing(caller.origin.clone());
             }
         };
         let tenant = match self.tenants.load(request.tenant_hash.as_str()).await {
             Ok(tenant) => tenant,
-            Err(err) => return tenant_refusal(&err),
+            Err(err) => return tenant_refusal(&err).allowing(caller.origin.clone()),
         };
+        let allowed_origin = match edge::check_origin(&tenant.config, caller) {
+            Ok(origin) => origin,
+            Err(err) => {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    origin = caller.origin,
+                    "chat from an origin the tenant does not allow"
+                );
+                return ChatResponse::refused(err.status, err.code, &err.message);
+            }
+        };
+        if let Err(refusal) = self.admit(&tenant, caller).await {
+            return ChatResponse::limited(&refusal).allowing(allowed_origin);
+        }
         let (tx, body) = mpsc::channel(CHANNEL_FRAMES);
         let service = Arc::clone(self);
         tokio::spawn(async move {
@@ -185,7 +258,15 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 );
             }
         });
-        ChatResponse { status: 200, body }
+        ChatResponse::new(200, body).allowing(allowed_origin)
+    }
+
+    /// The visitor's and the tenant's chats per minute, then the day's tokens.
+    async fn admit(&self, tenant: &Tenant, caller: &Caller) -> Result<(), Refusal> {
+        let Some(guard) = &self.guard else { return Ok(()) };
+        let config = &tenant.config.rate_limits;
+        guard.admit(&limits::chat_limits(&tenant.id, caller.source_ip.as_deref(), config)).await?;
+        guard.within_budget(&limits::token_budget(&tenant.id, config)).await
     }
 
     async fn answer(
@@ -217,6 +298,11 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 return out.send(sse::DONE.to_owned()).await;
             }
         };
+        // Counted at once, before the last frames: the visitor may leave once the text is in.
+        if let Some(guard) = &self.guard {
+            let budget = limits::token_budget(&tenant.id, &config.rate_limits);
+            guard.spend(&budget, u64::from(answer.usage.total())).await;
+        }
 
         let sources = sources(&passages);
         if !sources.is_empty() {

@@ -1,18 +1,21 @@
 //! email-sender: for each FormSubmitted, the team notification and (when
 //! enabled) the applicant confirmation, each sent at most once however often
-//! the event is delivered or replayed.
+//! the event is delivered or replayed, within the tenant's email caps
+//! (`rate_limits.emails_per_month`, `rate_limits.confirmations_per_recipient_per_day`).
 
 pub mod render;
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde_json::Value;
 use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
     forms,
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
-    mail::{Email, MailError, Mailer, SesMailer},
+    limits::{self, DynamoCounters, Limit, Limiter, Verdict, now_seconds},
+    mail::{Email, Mailer, SesMailer},
     submissions::DynamoSubmissionStore,
+    telemetry::{LineSink, error_chain, stdout_sink},
     tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
 
@@ -27,30 +30,95 @@ pub fn aws_consumer(
     let ledger =
         DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(config), &settings.form_submissions_table);
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(config), &settings.ses_from_email);
-    Consumer::new(ledger, EmailChannel::new(tenants, mailer))
+    let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(config), &settings.rate_limits_table);
+    let caps = Limiter::new(Arc::new(counters));
+    Consumer::new(ledger, EmailChannel::new(tenants, mailer, caps, stdout_sink()))
 }
 
 /// The `email` channel: the team notification and the applicant confirmation.
 pub struct EmailChannel<C, M> {
     tenants: Arc<TenantLoader<C>>,
     mailer: M,
+    /// The email caps. They fail closed: an email is only sent once counted.
+    caps: Limiter,
+    metrics: LineSink,
+}
+
+/// What became of one email.
+enum Sent {
+    /// Sent now, or by an earlier delivery.
+    Yes,
+    /// Held back by this cap; nothing was sent.
+    Capped(Limit),
 }
 
 impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
-    pub fn new(tenants: Arc<TenantLoader<C>>, mailer: M) -> Self {
-        Self { tenants, mailer }
+    pub fn new(tenants: Arc<TenantLoader<C>>, mailer: M, caps: Limiter, metrics: LineSink) -> Self {
+        Self { tenants, mailer, caps, metrics }
     }
 
+    /// Sends one part unless an earlier delivery did, once a unit of every
+    /// cap is taken (in order); a cap at its limit holds it back, and a send
+    /// that fails gives its units back. A counter that cannot be reached is a
+    /// transient failure: no email goes out uncounted.
     async fn send<L: FulfillmentLedger>(
         &self,
         job: &Job<'_, L>,
         part: &str,
         email: &Email,
-    ) -> Result<(), Failure> {
-        job.once(part, async {
-            self.mailer.send(email).await.map_err(|err: MailError| Failure::from_error(&err))
-        })
-        .await
+        caps: &[Limit],
+    ) -> Result<Sent, Failure> {
+        if job.done(part) {
+            return Ok(Sent::Yes);
+        }
+        let now = now_seconds();
+        for (taken, cap) in caps.iter().enumerate() {
+            let verdict = self.caps.take(cap, now).await;
+            if !matches!(verdict, Ok(Verdict::Allowed)) {
+                self.give_back(&caps[..taken], now).await;
+            }
+            match verdict {
+                Ok(Verdict::Allowed) => {}
+                Ok(Verdict::Refused { .. }) => {
+                    tracing::warn!(
+                        tenant_id = cap.tenant_id,
+                        limit = cap.name,
+                        max = cap.max,
+                        part,
+                        "email cap reached; email skipped"
+                    );
+                    (self.metrics)(limits::metric_line("LimitRefused", &cap.tenant_id, cap.name));
+                    return Ok(Sent::Capped(cap.clone()));
+                }
+                Err(err) => {
+                    (self.metrics)(limits::metric_line("LimiterErrors", &cap.tenant_id, cap.name));
+                    return Err(Failure::Transient(error_chain(&err)));
+                }
+            }
+        }
+        if let Err(err) = self.mailer.send(email).await {
+            self.give_back(caps, now).await;
+            return Err(Failure::from_error(&err));
+        }
+        job.record(part).await?;
+        Ok(Sent::Yes)
+    }
+
+    async fn give_back(&self, caps: &[Limit], taken_at: u64) {
+        for cap in caps {
+            if let Err(err) = self.caps.give_back(cap, taken_at).await {
+                tracing::error!(limit = cap.name, error = %error_chain(&err), "a unit of an email cap was not given back");
+            }
+        }
+    }
+}
+
+/// Why a capped email was skipped, as the channel's record says it.
+fn capped_reason(cap: &Limit) -> &'static str {
+    if cap.name == "emails_per_month" {
+        "monthly_email_limit_reached"
+    } else {
+        "recipient_daily_limit_reached"
     }
 }
 
@@ -70,6 +138,8 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
             Some(internal) => internal.recipients.clone(),
             None => fulfillment.map(|f| f.email_to.0.clone()).unwrap_or_default(),
         };
+        let caps = &tenant.config.rate_limits;
+        let monthly = limits::monthly_emails(&tenant.id, caps);
         let mut sent_any = false;
         if !team.is_empty() {
             let email = render::team_email(
@@ -79,15 +149,37 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
                 internal.and_then(|i| i.subject.as_deref()),
                 internal.and_then(|i| i.body_template.as_deref()),
             );
-            self.send(job, "team", &email).await?;
+            if let Sent::Capped(cap) = self.send(job, "team", &email, std::slice::from_ref(&monthly)).await? {
+                return Ok(skipped(&cap));
+            }
             sent_any = true;
         }
         if let Some(email) = confirmation(&tenant, form, submission) {
-            self.send(job, "confirmation", &email).await?;
-            sent_any = true;
+            // Per recipient first: a capped address does not use up the month.
+            let to = email.to.first().map(String::as_str).unwrap_or_default();
+            let per_recipient = limits::confirmations_to(&tenant.id, to, caps);
+            match self.send(job, "confirmation", &email, &[per_recipient, monthly]).await? {
+                Sent::Yes => sent_any = true,
+                Sent::Capped(cap) if sent_any => {
+                    return Ok(Outcome::SentWithout {
+                        part: "confirmation".into(),
+                        reason: capped_reason(&cap).into(),
+                    });
+                }
+                Sent::Capped(cap) => return Ok(skipped(&cap)),
+            }
         }
         Ok(if sent_any { Outcome::Sent } else { Outcome::skipped("no_recipients") })
     }
+}
+
+/// The channel skipped at a cap: its reason, the limit and its config key.
+fn skipped(cap: &Limit) -> Outcome {
+    let details = BTreeMap::from([
+        ("limit".to_owned(), cap.max.to_string()),
+        ("limit_key".to_owned(), format!("rate_limits.{}", cap.name)),
+    ]);
+    Outcome::skipped_with(capped_reason(cap), details)
 }
 
 /// The applicant's confirmation, when the form and the tenant want one and

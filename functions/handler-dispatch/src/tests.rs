@@ -101,7 +101,7 @@ impl FulfillmentLedger for Ledger {
         let mut submission = self.0.lock().unwrap();
         let record = submission.fulfillment.get_mut(&lease.channel).unwrap();
         let status = match outcome {
-            Outcome::Sent => "sent".to_owned(),
+            Outcome::Sent | Outcome::SentWithout { .. } => "sent".to_owned(),
             Outcome::Skipped { reason, details } => {
                 record.extend(details.clone());
                 record.insert("reason".into(), reason.clone());

@@ -3,7 +3,7 @@
 //! keep it and revalidate with `If-None-Match`.
 
 use crate::{
-    edge::{self, JsonResponse, RequestError},
+    edge::{self, Caller, JsonResponse, RequestError},
     tenant::{ConfigSource, TenantHash, TenantLoader, public_view},
 };
 
@@ -15,14 +15,19 @@ pub async fn get_config<C: ConfigSource>(
     tenants: &TenantLoader<C>,
     query: Option<&str>,
     if_none_match: Option<&str>,
+    caller: &Caller,
 ) -> JsonResponse {
     let hash = match config_request(query) {
         Ok(hash) => hash,
-        Err(err) => return JsonResponse::from(&err),
+        Err(err) => return JsonResponse::from(&err).allowing(caller.origin.clone()),
     };
     let tenant = match tenants.load(hash.as_str()).await {
         Ok(tenant) => tenant,
-        Err(err) => return edge::tenant_refused(&err),
+        Err(err) => return edge::tenant_refused(&err).allowing(caller.origin.clone()),
+    };
+    let allowed_origin = match edge::check_origin(&tenant.config, caller) {
+        Ok(origin) => origin,
+        Err(err) => return JsonResponse::from(&err),
     };
     let body = public_view(&tenant.raw, &tenant.hash).to_string();
     let etag = etag(body.as_bytes());
@@ -31,7 +36,8 @@ pub async fn get_config<C: ConfigSource>(
     } else {
         JsonResponse::new(200, body)
     };
-    response.with_header("etag", etag).with_header("cache-control", CACHE_CONTROL)
+    // The answer differs by Origin (allowed or not), so a CDN must key on it.
+    response.with_header("etag", etag).with_header("cache-control", CACHE_CONTROL).allowing(allowed_origin)
 }
 
 /// The tenant hash `t` of a `get_config` query.

@@ -23,16 +23,28 @@ pub use self::{
 /// The service wired to AWS: S3 configs, the submissions table, the event bus.
 pub type AwsFormService = FormService<S3ConfigSource, DynamoSubmissionStore, EventBridgePublisher>;
 
+/// The service with its abuse limits, whose metric lines go to stdout (CloudWatch Logs).
 pub fn aws_service_with(
     sdk_config: &aws_config::SdkConfig,
     settings: &Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
+) -> AwsFormService {
+    aws_service_with_metrics(sdk_config, settings, tenants, crate::telemetry::stdout_sink())
+}
+
+/// The same, with the limits' metric lines sent to `metrics`.
+pub fn aws_service_with_metrics(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &Settings,
+    tenants: Arc<TenantLoader<S3ConfigSource>>,
+    metrics: crate::telemetry::LineSink,
 ) -> AwsFormService {
     let store = DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(sdk_config),
         &settings.form_submissions_table,
     );
     FormService::new(tenants, store, EventBridgePublisher::for_bus_of(sdk_config, settings))
+        .with_guard(crate::limits::dynamo_guard(sdk_config, settings, metrics))
 }
 
 pub use crate::tenant::s3_tenant_loader as tenant_loader;

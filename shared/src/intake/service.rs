@@ -4,9 +4,10 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use crate::{
-    edge::JsonResponse,
+    edge::{self, Caller, JsonResponse, RequestError},
     events::{EventPublisher, FormSubmitted, channel},
     forms::{self, FieldErrors, MAX_FORM_BYTES},
+    limits::{self, Guard, Refusal},
     sse::{self, FormFrame, Frame},
     submissions::{Created, NewSubmission, SubmissionStore},
     telemetry::{error_chain, now_epoch_millis, now_rfc3339},
@@ -22,6 +23,9 @@ use super::request::FormRequest;
 pub struct FormResponse {
     pub status: u16,
     pub frames: Vec<String>,
+    /// Beyond the SSE headers: `Access-Control-Allow-Origin` for an allowed
+    /// origin, `Retry-After` on a 429.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl FormResponse {
@@ -35,11 +39,41 @@ impl FormResponse {
                 frame.encode(),
                 sse::DONE.to_owned(),
             ],
+            headers: Vec::new(),
         }
     }
 
     fn refused(status: u16, code: &str, message: &str) -> Self {
-        Self { status, frames: vec![Frame::Error { error: message, code }.encode(), sse::DONE.to_owned()] }
+        Self {
+            status,
+            frames: vec![Frame::Error { error: message, code }.encode(), sse::DONE.to_owned()],
+            headers: Vec::new(),
+        }
+    }
+
+    fn request_refused(err: &RequestError) -> Self {
+        Self::refused(err.status, err.code, &err.message)
+    }
+
+    /// 429 `rate_limited` with `Retry-After`.
+    fn rate_limited(refusal: &Refusal) -> Self {
+        let mut response =
+            Self::refused(429, "rate_limited", "Too many requests. Please wait a moment and try again.");
+        response.headers.push(("retry-after", refusal.retry_after.to_string()));
+        response
+    }
+
+    /// Lets the browser read the answer from this origin (`None`: no CORS header).
+    pub fn allowing(mut self, origin: Option<String>) -> Self {
+        if let Some(origin) = origin {
+            self.headers.push(("access-control-allow-origin", origin));
+            self.headers.push(("vary", "Origin".to_owned()));
+        }
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn body(&self) -> String {
@@ -49,35 +83,63 @@ impl FormResponse {
 
 /// A form handler behind a trait object, so the chat URL can hold one.
 pub trait FormEndpoint: Send + Sync {
-    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>>;
+    fn respond<'a>(
+        &'a self,
+        body: &'a [u8],
+        caller: &'a Caller,
+    ) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>>;
 }
 
 pub struct FormService<C, S, P> {
     tenants: Arc<TenantLoader<C>>,
     store: S,
     publisher: P,
+    /// The abuse limits (`rate_limits.*`); without one, nothing is counted.
+    guard: Option<Guard>,
 }
 
 impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormEndpoint for FormService<C, S, P> {
-    fn respond<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>> {
-        Box::pin(self.handle(body))
+    fn respond<'a>(
+        &'a self,
+        body: &'a [u8],
+        caller: &'a Caller,
+    ) -> Pin<Box<dyn Future<Output = FormResponse> + Send + 'a>> {
+        Box::pin(self.handle_from(body, caller))
     }
 }
 
 impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P> {
     pub fn new(tenants: Arc<TenantLoader<C>>, store: S, publisher: P) -> Self {
-        Self { tenants, store, publisher }
+        Self { tenants, store, publisher, guard: None }
+    }
+
+    /// Counts submits and validations against the tenant's `rate_limits`.
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// `GET ?action=get_config&t=<tenant_hash>`: the tenant's public widget config.
-    pub async fn get_config(&self, query: Option<&str>, if_none_match: Option<&str>) -> JsonResponse {
-        super::config::get_config(&self.tenants, query, if_none_match).await
+    pub async fn get_config(
+        &self,
+        query: Option<&str>,
+        if_none_match: Option<&str>,
+        caller: &Caller,
+    ) -> JsonResponse {
+        super::config::get_config(&self.tenants, query, if_none_match, caller).await
     }
 
+    /// A request with no caller details (no `Origin`, no source IP), as a
+    /// server-to-server caller or an in-process benchmark sends it.
     pub async fn handle(&self, body: &[u8]) -> FormResponse {
+        self.handle_from(body, &Caller::default()).await
+    }
+
+    /// Origin, then the request and its tenant, then the limits, then the work.
+    pub async fn handle_from(&self, body: &[u8], caller: &Caller) -> FormResponse {
         let request = match FormRequest::parse(body) {
             Ok(request) => request,
-            Err(err) => return FormResponse::refused(err.status, err.code, &err.message),
+            Err(err) => return FormResponse::request_refused(&err).allowing(caller.origin.clone()),
         };
         let hash = match &request {
             FormRequest::ValidateField { tenant_hash, .. } | FormRequest::SubmitForm { tenant_hash, .. } => {
@@ -90,11 +152,32 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                 if err.status() >= 500 {
                     tracing::error!(code = err.code(), error = %error_chain(&err), "tenant unavailable");
                 }
-                return FormResponse::refused(err.status(), err.code(), err.public_message());
+                return FormResponse::refused(err.status(), err.code(), err.public_message())
+                    .allowing(caller.origin.clone());
             }
         };
+        let allowed_origin = match edge::check_origin(&tenant.config, caller) {
+            Ok(origin) => origin,
+            Err(err) => {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    origin = caller.origin,
+                    "form request from an origin the tenant does not allow"
+                );
+                return FormResponse::request_refused(&err);
+            }
+        };
+        self.answer(&tenant, request, caller).await.allowing(allowed_origin)
+    }
+
+    async fn answer(&self, tenant: &Tenant, request: FormRequest, caller: &Caller) -> FormResponse {
+        let ip = caller.source_ip.as_deref();
         match request {
             FormRequest::ValidateField { form_id, field_id, value, .. } => {
+                let limits = limits::validation_limits(&tenant.id, ip, &tenant.config.rate_limits);
+                if let Err(refusal) = self.admit(&limits).await {
+                    return FormResponse::rate_limited(&refusal);
+                }
                 let form = form_id.as_deref().and_then(|id| tenant.config.form(id));
                 FormResponse::result(&match forms::validate_field(form, &field_id, &value) {
                     Ok(()) => FormFrame::valid(&field_id),
@@ -102,8 +185,15 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                 })
             }
             FormRequest::SubmitForm { form_id, form_data, client_submission_id, .. } => {
-                self.submit(&tenant, &form_id, form_data, client_submission_id).await
+                self.submit(tenant, &form_id, form_data, client_submission_id, ip).await
             }
+        }
+    }
+
+    async fn admit(&self, limits: &[limits::Limit]) -> Result<(), Refusal> {
+        match &self.guard {
+            Some(guard) => guard.admit(limits).await,
+            None => Ok(()),
         }
     }
 
@@ -113,6 +203,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         form_id: &str,
         data: Map<String, Value>,
         client_submission_id: Option<String>,
+        source_ip: Option<&str>,
     ) -> FormResponse {
         let Some((key, form)) = tenant.config.form_entry(form_id) else {
             return form_error("This form is not available.", Vec::new());
@@ -146,6 +237,12 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             Ok(validated) => validated,
             Err(errors) => return form_error("Please correct the highlighted fields.", errors),
         };
+        // Counted once the submit is valid, before anything is stored or sent.
+        if let Err(refusal) =
+            self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
+        {
+            return FormResponse::rate_limited(&refusal);
+        }
 
         let event = FormSubmitted {
             schema_version: crate::events::SCHEMA_VERSION,

@@ -28,6 +28,8 @@ pub struct TenantConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub allowed_origins: Vec<String>,
     #[serde(deserialize_with = "null_as_default")]
+    pub rate_limits: RateLimits,
+    #[serde(deserialize_with = "null_as_default")]
     pub conversational_forms: IndexMap<String, FormConfig>,
     #[serde(deserialize_with = "null_as_default")]
     pub cta_definitions: IndexMap<String, CtaDefinition>,
@@ -69,6 +71,40 @@ impl TenantConfig {
                 self.conversational_forms.iter().find(|(_, form)| form.form_id.as_deref() == Some(key_or_id))
             })
             .map(|(key, form)| (key.as_str(), form))
+    }
+}
+
+/// `rate_limits.*`: what one visitor (by source IP) and one tenant may use
+/// of the public endpoints. Every key is optional; `0` refuses everything.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    pub chats_per_ip_per_minute: u32,
+    pub submits_per_ip_per_minute: u32,
+    /// `validate_field` runs as the visitor types: generous, but bounded.
+    pub validations_per_ip_per_minute: u32,
+    pub chats_per_minute: u32,
+    pub submits_per_minute: u32,
+    pub confirmations_per_recipient_per_day: u32,
+    pub emails_per_month: u32,
+    pub tokens_per_day: u64,
+    /// Requests without an `Origin` header (server-to-server, curl).
+    pub allow_no_origin: bool,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            chats_per_ip_per_minute: 20,
+            submits_per_ip_per_minute: 5,
+            validations_per_ip_per_minute: 120,
+            chats_per_minute: 600,
+            submits_per_minute: 120,
+            confirmations_per_recipient_per_day: 3,
+            emails_per_month: 5_000,
+            tokens_per_day: 2_000_000,
+            allow_no_origin: true,
+        }
     }
 }
 
@@ -591,6 +627,34 @@ mod tests {
         let err = serde_path_to_error::deserialize::<_, TenantConfig>(config).unwrap_err();
         assert_eq!(err.path().to_string(), "conversational_forms.f.default_priority");
         assert!(err.to_string().contains("urgentish"), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_rate_limits_gets_the_documented_defaults() {
+        let limits = parse(json!({})).rate_limits;
+        assert_eq!(
+            (limits.chats_per_ip_per_minute, limits.submits_per_ip_per_minute),
+            (20, 5),
+            "per visitor"
+        );
+        assert_eq!((limits.chats_per_minute, limits.submits_per_minute), (600, 120), "per tenant");
+        assert_eq!(limits.confirmations_per_recipient_per_day, 3);
+        assert_eq!(limits.emails_per_month, 5_000);
+        assert_eq!(limits.tokens_per_day, 2_000_000);
+        assert!(limits.allow_no_origin);
+        assert_eq!(parse(json!({"rate_limits": null})).rate_limits, RateLimits::default());
+    }
+
+    #[test]
+    fn rate_limits_set_some_keys_and_keep_the_defaults_of_the_others() {
+        let limits =
+            parse(json!({"rate_limits": {"submits_per_minute": 0, "allow_no_origin": false}})).rate_limits;
+        assert_eq!(limits.submits_per_minute, 0);
+        assert!(!limits.allow_no_origin);
+        assert_eq!(limits.chats_per_minute, 600);
+        let err =
+            serde_json::from_value::<TenantConfig>(json!({"rate_limits": {"chats_per_minute": "lots"}}));
+        assert!(err.is_err(), "a limit must be a number");
     }
 
     #[test]

@@ -30,16 +30,26 @@ pub enum SeedError {
 
 /// Where each demo object goes. Knowledge-base documents sit under
 /// `knowledge-base/<kb id>/`, the data-source prefix a Bedrock KB would ingest.
-pub fn demo_objects(demo_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, SeedError> {
+/// `local_origins` (the local host's own address, whatever port it got) join
+/// the config's `allowed_origins`, so the page at `/` may use its tenant.
+pub fn demo_objects(demo_dir: &Path, local_origins: &[String]) -> Result<Vec<(String, Vec<u8>)>, SeedError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| SeedError::Read { path: path.display().to_string(), source })
     };
-    let config = read(&demo_dir.join("config.json"))?;
-    let kb_id = serde_json::from_slice::<serde_json::Value>(&config)?
+    let mut config: serde_json::Value = serde_json::from_slice(&read(&demo_dir.join("config.json"))?)?;
+    let kb_id = config
         .pointer("/aws/knowledge_base_id")
         .and_then(|v| v.as_str())
         .map(str::to_owned)
         .ok_or(SeedError::NoKnowledgeBase)?;
+    if let Some(allowed) = config.get_mut("allowed_origins").and_then(serde_json::Value::as_array_mut) {
+        for origin in local_origins {
+            if !allowed.iter().any(|o| o == origin.as_str()) {
+                allowed.push(serde_json::Value::String(origin.clone()));
+            }
+        }
+    }
+    let config = serde_json::to_vec_pretty(&config)?;
     let mapping = serde_json::to_vec(&serde_json::json!({ "tenant_id": DEMO_TENANT_ID }))?;
     let mut objects = vec![
         (format!("mappings/{DEMO_TENANT_HASH}.json"), mapping),
@@ -58,8 +68,13 @@ pub fn demo_objects(demo_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, SeedError
 }
 
 /// Writes the demo tenant into `bucket`.
-pub async fn seed(s3: &aws_sdk_s3::Client, bucket: &str, demo_dir: &Path) -> Result<usize, SeedError> {
-    let objects = demo_objects(demo_dir)?;
+pub async fn seed(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    demo_dir: &Path,
+    local_origins: &[String],
+) -> Result<usize, SeedError> {
+    let objects = demo_objects(demo_dir, local_origins)?;
     for (key, body) in &objects {
         let content_type = if key.ends_with(".md") { "text/markdown" } else { "application/json" };
         s3.put_object()

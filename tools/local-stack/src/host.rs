@@ -1,24 +1,24 @@
 //! The local host on 127.0.0.1:3000: what Lambda's front doors would be in AWS.
 //! `POST /chat` runs the chat-stream service (the code the Lambda binary runs)
 //! with real streaming (and `?action=analytics` batches), `POST /forms` and
-//! `GET /forms?action=get_config&t=...` the form-intake service, behind the
-//! CORS a Function URL would apply; `GET /` is a small chat page; `GET
-//! /healthz` and `GET /outbox` help you look inside.
+//! `GET /forms?action=get_config&t=...` the form-intake service, with the
+//! CORS preflight a Function URL answers; `GET /` is a small chat page; `GET
+//! /healthz` and `GET /outbox` help you look inside. Each request's caller is
+//! its `Origin` header and its peer address (Lambda's `sourceIp`).
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{RawQuery, State},
-    http::{HeaderMap, Method, StatusCode, header},
+    extract::{ConnectInfo, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use shared::Settings;
+use shared::{Settings, edge::Caller};
 
 /// What every route can reach.
 pub struct HostState {
@@ -41,35 +41,61 @@ const CHAT_PAGE: &str = include_str!("../static/index.html");
 pub fn router(state: Arc<HostState>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/chat", post(chat))
-        .route("/forms", post(forms).get(widget_config))
-        .layer(function_url_cors())
+        .route("/chat", post(chat).options(preflight))
+        .route("/forms", post(forms).get(widget_config).options(preflight))
         .route("/healthz", get(healthz))
         .route("/outbox", get(outbox))
         .with_state(state)
 }
 
-/// What the Function URL's CORS configuration does in AWS: the seed's
-/// methods, headers and max age. Locally any origin is echoed back.
-fn function_url_cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
-        .max_age(Duration::from_secs(86_400))
+/// The CORS preflight, as a Function URL's CORS configuration answers it:
+/// the seed's methods, headers and max age. A preflight names no tenant, so
+/// any origin is mirrored here; the request itself then carries
+/// `Access-Control-Allow-Origin` only for an origin its tenant allows.
+async fn preflight(headers: HeaderMap) -> Response {
+    let mut answer = StatusCode::NO_CONTENT.into_response();
+    let cors = answer.headers_mut();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        cors.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        cors.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    cors.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
+    cors.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type,authorization,accept,if-none-match"),
+    );
+    cors.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    answer
+}
+
+/// Who sent a request: its `Origin` and the peer address, as Lambda's `sourceIp`.
+fn caller(headers: &HeaderMap, peer: SocketAddr) -> Caller {
+    Caller::new(headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), Some(peer.ip().to_string()))
 }
 
 /// The form Function URL: the form-intake service, answered whole, or 502
 /// when it runs past the function's timeout (Lambda stops it there).
-async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
-    let Ok(response) = tokio::time::timeout(state.forms_timeout, state.forms.handle(&body)).await else {
+async fn forms(
+    State(state): State<Arc<HostState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = caller(&headers, peer);
+    let answer = state.forms.handle_from(&body, &caller);
+    let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
         return timed_out();
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = (status, response.body()).into_response();
     for (name, value) in shared::sse::HEADERS {
-        answer.headers_mut().insert(name, header::HeaderValue::from_static(value));
+        answer.headers_mut().insert(name, HeaderValue::from_static(value));
+    }
+    for (name, value) in &response.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            answer.headers_mut().insert(*name, value);
+        }
     }
     answer
 }
@@ -77,11 +103,13 @@ async fn forms(State(state): State<Arc<HostState>>, body: Bytes) -> Response {
 /// `GET /forms?action=get_config&t=...`: the widget config, as the form Function URL answers it.
 async fn widget_config(
     State(state): State<Arc<HostState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    let answer = state.forms.get_config(query.as_deref(), if_none_match);
+    let caller = caller(&headers, peer);
+    let answer = state.forms.get_config(query.as_deref(), if_none_match, &caller);
     let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
         return timed_out();
@@ -101,15 +129,24 @@ async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
 /// The chat Function URL: the chat-stream service, its frames streamed as
 /// written. At the function's timeout the stream is cut, as Lambda cuts it.
 /// `?action=analytics` takes a widget analytics batch instead, as JSON.
-async fn chat(State(state): State<Arc<HostState>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+async fn chat(
+    State(state): State<Arc<HostState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let deadline = tokio::time::Instant::now() + state.chat_timeout;
+    let caller = caller(&headers, peer);
     if chat_stream::is_analytics(query.as_deref()) {
-        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body)).await else {
+        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body, &caller)).await
+        else {
             return timed_out();
         };
         return chat_stream::to_json_response(response).map(Body::new);
     }
-    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle(&body)).await else {
+    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle_from(&body, &caller)).await
+    else {
         return timed_out();
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -164,6 +201,7 @@ async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
             "config_bucket": state.settings.config_bucket,
             "form_submissions_table": state.settings.form_submissions_table,
             "sms_usage_table": state.settings.sms_usage_table,
+            "rate_limits_table": state.settings.rate_limits_table,
             "event_bus": state.settings.event_bus_name,
         },
         "demo_tenant_hash": state.demo_tenant_hash,

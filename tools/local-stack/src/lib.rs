@@ -42,11 +42,12 @@ pub const REGION: &str = "us-east-1";
 
 /// Which template resource each function setting names: the template is the
 /// single source of resource names, locally as in AWS.
-const SETTING_RESOURCES: [(&str, &str); 5] = [
+const SETTING_RESOURCES: [(&str, &str); 6] = [
     ("CONFIG_BUCKET", "ConfigBucket"),
     ("SUBMISSIONS_BUCKET", "SubmissionsBucket"),
     ("FORM_SUBMISSIONS_TABLE", "FormSubmissionsTable"),
     ("SMS_USAGE_TABLE", "SmsUsageTable"),
+    ("RATE_LIMITS_TABLE", "RateLimitsTable"),
     ("EVENT_BUS_NAME", "EventBus"),
 ];
 
@@ -193,7 +194,8 @@ pub struct LocalStack {
     /// Whether the emulator enforces IAM.
     pub iam: bool,
     pub settings: Settings,
-    /// Every line the chat service logged as QA_COMPLETE or EMF, in order.
+    /// Every line the chat service logged as QA_COMPLETE or EMF, and the EMF
+    /// lines of the chat and form limits (`Picasso/Limits`), in order.
     pub qa_lines: Arc<Mutex<Vec<String>>>,
     pub template: Template,
     pub created: Created,
@@ -227,9 +229,13 @@ impl LocalStack {
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
         let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
 
+        // The demo tenant allows the page the host serves.
+        let host_addr = local_addr(&listener)?;
+        let host_origins = [format!("http://{host_addr}"), format!("http://localhost:{}", host_addr.port())];
+
         let s3 = shared::aws::s3_client(&sdk_config);
         let demo_dir = options.repo_root.join("tools/demo-tenant");
-        demo::seed(&s3, &settings.config_bucket, &demo_dir).await?;
+        demo::seed(&s3, &settings.config_bucket, &demo_dir, &host_origins).await?;
         let targets = demo::fulfillment_targets(&demo_dir)?;
         demo::create_buckets(&s3, &targets.buckets).await?;
         verify_sender(&sdk_config, &settings.ses_from_email).await?;
@@ -240,8 +246,6 @@ impl LocalStack {
         }
         let sdk_config = identities.admin.clone();
         let s3 = shared::aws::s3_client(&sdk_config);
-
-        let host_addr = local_addr(&listener)?;
 
         let bedrock =
             BedrockStandIn::new(s3.clone(), settings.config_bucket.clone(), StandInOptions::default());
@@ -266,10 +270,11 @@ impl LocalStack {
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
             bedrock_url: bedrock_url.clone(),
             chat: Arc::new(chat),
-            forms: Arc::new(form_intake::aws_service_with(
+            forms: Arc::new(form_intake::aws_service_with_metrics(
                 forms_config,
                 &settings,
                 form_intake::tenant_loader(forms_config, &settings),
+                qa_sink(Arc::clone(&qa_lines), options.print_qa),
             )),
             chat_timeout: timeout_of(&template, "ChatStreamFunction")?,
             forms_timeout: timeout_of(&template, "FormIntakeFunction")?,
@@ -283,7 +288,8 @@ impl LocalStack {
         };
         let (stop_host, stopped) = oneshot::channel::<()>();
         let host = tokio::spawn(async move {
-            let serve = axum::serve(no_delay(listener), host::router(state)).with_graceful_shutdown(async {
+            let app = host::router(state).into_make_service_with_connect_info::<SocketAddr>();
+            let serve = axum::serve(no_delay(listener), app).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
             if let Err(err) = serve.await {
