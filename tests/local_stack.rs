@@ -335,3 +335,33 @@ async fn every_function_is_registered_in_the_emulators_lambda_with_its_template_
     assert_eq!(url.invoke_mode().map(|m| m.as_str()), Some("RESPONSE_STREAM"));
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_guides_post_deployment_validation_passes_against_the_local_stack() {
+    use local_stack::{LocalStack, StackOptions, consumers::Polling};
+    let profiles = std::env::temp_dir().join(format!("picasso-validate-{}", std::process::id()));
+    let options = StackOptions {
+        profile_dir: Some(profiles.clone()),
+        consumers: Some(Polling { visibility: None, pollers: 1 }),
+        ..StackOptions::for_tests()
+    };
+    let stack = LocalStack::start(options).await.unwrap();
+    let moto_port = stack.endpoint.rsplit(':').next().unwrap().to_owned();
+
+    let run = tokio::process::Command::new(local_stack::repo_root().join("tools/validate.sh"))
+        .args(["--local", "--moto-port", &moto_port, "--host-port", &stack.host_addr.port().to_string()])
+        .arg("--profiles")
+        .arg(&profiles)
+        .output()
+        .await
+        .unwrap();
+
+    let printed = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{printed}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(printed.contains("5 passed, 0 failed, 2 skipped"), "{printed}");
+    for step in 1..=7 {
+        assert!(printed.contains(&format!("== Step {step}:")), "step {step} missing: {printed}");
+    }
+    let _ = std::fs::remove_dir_all(&profiles);
+    stack.stop().await;
+}
