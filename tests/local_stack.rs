@@ -358,10 +358,43 @@ async fn the_guides_post_deployment_validation_passes_against_the_local_stack() 
 
     let printed = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{printed}\n{}", String::from_utf8_lossy(&run.stderr));
-    assert!(printed.contains("5 passed, 0 failed, 2 skipped"), "{printed}");
+    assert!(printed.contains("5 passed, 0 failed, 2 skipped"), "{printed}"); // logs and alarms: see README
     for step in 1..=7 {
         assert!(printed.contains(&format!("== Step {step}:")), "step {step} missing: {printed}");
     }
     let _ = std::fs::remove_dir_all(&profiles);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_functions_log_lines_reach_its_log_group_as_lambda_ships_them() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let stack = spawn_stack().await;
+    // The test's runtime runs the host on this thread, so this subscriber sees the functions' lines.
+    let (layer, queue) = local_stack::log_shipping::layer();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config);
+    local_stack::log_shipping::ship(queue, logs.clone());
+
+    let body = json!({"tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "form_mode": true, "action": "validate_field",
+                      "field_id": "email", "field_value": "ana@"});
+    let answer =
+        reqwest::Client::new().post(format!("{}/forms", stack.host_url())).json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let group = format!("/aws/lambda/{}", stack.created["FormIntakeFunction"].reference);
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
+        messages = found.events().iter().filter_map(|e| e.message().map(str::to_owned)).collect::<Vec<_>>();
+        if !messages.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line: Value =
+        serde_json::from_str(messages.first().expect("a line in the form-intake group")).unwrap();
+    assert_eq!(line["function_name"], stack.created["FormIntakeFunction"].reference.as_str(), "{line}");
+    assert!(line["level"].is_string() && line["message"].is_string(), "{line}");
     stack.stop().await;
 }

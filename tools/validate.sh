@@ -99,14 +99,22 @@ report "4: form submission" 'data: {"type":"form_complete","status":"success","s
   "$actual" "$(verdict '[[ -n "$submission_id" ]]')"
 
 # 5. Logs
-group="/aws/lambda/picasso-form-intake-$stage"
+group="/aws/lambda/picasso-chat-stream-$stage"
 lines="$(aws logs filter-log-events --log-group-name "$group" --start-time $((($(date +%s) - 300) * 1000)) \
   --query 'length(events)' --output text 2>&1)"
-errors="$(aws logs filter-log-events --log-group-name "$group" --filter-pattern '{ $.level = "ERROR" }' \
-  --start-time $((($(date +%s) - 3600) * 1000)) --query 'length(events)' --output text 2>&1)"
+# ERROR lines counted from the JSON itself: the same in AWS and in moto (which has no JSON filter patterns).
+errors="$(aws logs filter-log-events --log-group-name "$group" --start-time $((($(date +%s) - 3600) * 1000)) \
+  --query 'events[].message' --output json 2>&1 | python3 -c '
+import json, sys
+def level(line):
+    try:
+        return json.loads(line).get("level")
+    except ValueError:
+        return None
+print(sum(1 for line in json.load(sys.stdin) if level(line) == "ERROR"))' 2>&1)"
 if [[ "$mode" == local && "$lines" == 0 ]]; then
   report "5: logs in $group" "lines from the last 5 minutes, no ERROR lines in the last hour" \
-    "the group exists and is empty: locally the functions' lines are printed by tools/run-local.sh, not shipped to CloudWatch Logs yet" skip
+    "the group is empty: this local stack does not ship its functions' lines (tools/run-local.sh's does)" skip
 else
   report "5: logs in $group" "lines from the last 5 minutes, no ERROR lines in the last hour" \
     "$lines lines, $errors ERROR lines" "$(verdict '[[ "$lines" =~ ^[0-9]+$ && $lines -gt 0 && "$errors" == 0 ]]')"

@@ -12,9 +12,11 @@ use tracing::{
     field::{Field, Visit},
 };
 use tracing_subscriber::{
-    EnvFilter,
+    EnvFilter, Layer, Registry,
     fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::JsonFields, format::Writer},
+    layer::SubscriberExt,
     registry::LookupSpan,
+    util::SubscriberInitExt,
 };
 
 /// Installs the JSON subscriber. The level is `RUST_LOG` when set (it may
@@ -27,13 +29,29 @@ pub fn init() {
 
 /// As [`init`], with `level` (e.g. `warn`) when `RUST_LOG` is unset.
 pub fn init_with_default(level: &str) {
+    init_with(level, None);
+}
+
+/// A layer that sees every event next to the JSON lines (the local host
+/// ships its functions' lines to their log groups with one).
+pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// As [`init_with_default`], with `extra` seeing every event (before the level filter).
+pub fn init_with(level: &str, extra: Option<ExtraLayer>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
-    let _ = tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())
         .event_format(LambdaJson { function_name })
-        .with_env_filter(filter)
-        .try_init();
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(extra).with(lines).try_init();
+}
+
+/// An event's own fields as JSON (`message` included), as the log lines carry them.
+pub fn event_fields(event: &Event<'_>) -> Map<String, Value> {
+    let mut fields = Map::new();
+    event.record(&mut JsonVisitor(&mut fields));
+    fields
 }
 
 /// Lambda's log levels (TRACE, DEBUG, INFO, WARN, ERROR, FATAL) as a filter.

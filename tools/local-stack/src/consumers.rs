@@ -13,6 +13,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tracing::Instrument;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -53,6 +54,8 @@ struct Feed {
     timeout: Duration,
     sqs: aws_sdk_sqs::Client,
     config: SdkConfig,
+    /// The function's deployed name, for its log group.
+    function: String,
 }
 
 /// Starts one poller per consumer queue.
@@ -75,7 +78,8 @@ pub fn spawn_all(
         let timeout = template.function_timeout(function).ok_or(StackError::MissingResource(function))?;
         // Lambda polls the queue with the function's own role (its SQSPollerPolicy).
         let config = identities.function(function).clone();
-        Ok(Feed { queue_url, timeout, sqs: aws_sdk_sqs::Client::new(&config), config })
+        let name = created.get(function).map(|f| f.reference.clone()).unwrap_or_else(|| function.to_owned());
+        Ok(Feed { queue_url, timeout, sqs: aws_sdk_sqs::Client::new(&config), config, function: name })
     };
     let [email, sms, handler] = QUEUES.map(feed);
     let (email, sms, handler) = (email?, sms?, handler?);
@@ -108,7 +112,8 @@ fn spawn<L: FulfillmentLedger, C: Channel>(
     let feed = feed.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(err) = poll_once(&feed.sqs, &feed.queue_url, &consumer, polling, feed.timeout).await {
+            let round = poll_once(&feed.sqs, &feed.queue_url, &consumer, polling, feed.timeout);
+            if let Err(err) = round.instrument(crate::log_shipping::invocation(&feed.function)).await {
                 tracing::warn!(queue = feed.queue_url, error = %error_chain(err.as_ref()), "polling failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

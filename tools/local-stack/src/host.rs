@@ -7,6 +7,7 @@
 //! its `Origin` header and its peer address (Lambda's `sourceIp`).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use axum::{
     Json, Router,
@@ -34,6 +35,9 @@ pub struct HostState {
     /// The functions' `Timeout`s from the template: each request's deadline, as in Lambda.
     pub chat_timeout: Duration,
     pub forms_timeout: Duration,
+    /// The functions' deployed names: their log lines go to `/aws/lambda/<name>`.
+    pub chat_function: String,
+    pub forms_function: String,
 }
 
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -83,6 +87,7 @@ async fn forms(
 ) -> Response {
     let caller = caller(&headers, peer);
     let answer = state.forms.handle_from(&body, &caller);
+    let answer = answer.instrument(crate::log_shipping::invocation(&state.forms_function));
     let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
         return timed_out();
@@ -110,6 +115,7 @@ async fn widget_config(
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     let caller = caller(&headers, peer);
     let answer = state.forms.get_config(query.as_deref(), if_none_match, &caller);
+    let answer = answer.instrument(crate::log_shipping::invocation(&state.forms_function));
     let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
         return timed_out();
@@ -138,15 +144,16 @@ async fn chat(
 ) -> Response {
     let deadline = tokio::time::Instant::now() + state.chat_timeout;
     let caller = caller(&headers, peer);
+    let span = crate::log_shipping::invocation(&state.chat_function);
     if chat_stream::is_analytics(query.as_deref()) {
-        let Ok(response) = tokio::time::timeout_at(deadline, state.chat.analytics(&body, &caller)).await
-        else {
+        let answer = state.chat.analytics(&body, &caller).instrument(span);
+        let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
             return timed_out();
         };
         return chat_stream::to_json_response(response).map(Body::new);
     }
-    let Ok(mut response) = tokio::time::timeout_at(deadline, state.chat.handle_from(&body, &caller)).await
-    else {
+    let answer = state.chat.handle_from(&body, &caller).instrument(span);
+    let Ok(mut response) = tokio::time::timeout_at(deadline, answer).await else {
         return timed_out();
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);

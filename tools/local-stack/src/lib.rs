@@ -12,6 +12,7 @@ pub mod functions;
 pub mod host;
 pub mod iam;
 pub mod lambda;
+pub mod log_shipping;
 pub mod provision;
 pub mod runtime_api;
 pub mod template;
@@ -278,6 +279,8 @@ impl LocalStack {
             )),
             chat_timeout: timeout_of(&template, "ChatStreamFunction")?,
             forms_timeout: timeout_of(&template, "FormIntakeFunction")?,
+            chat_function: function_name(&created, "ChatStreamFunction")?,
+            forms_function: function_name(&created, "FormIntakeFunction")?,
         });
         let sweeper = options
             .sweep
@@ -574,6 +577,11 @@ async fn listen(port: u16, flag: &'static str) -> Result<TcpListener, StackError
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StackError> {
     listener.local_addr().map_err(|source| StackError::Listen { addr: "127.0.0.1".into(), source })
+}
+
+/// A function's deployed name (as `functions::register` recorded it).
+fn function_name(created: &Created, logical_id: &'static str) -> Result<String, StackError> {
+    created.get(logical_id).map(|f| f.reference.clone()).ok_or(StackError::MissingResource(logical_id))
 }
 
 fn free_port() -> Result<u16, StackError> {

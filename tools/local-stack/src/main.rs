@@ -16,7 +16,8 @@ async fn main() -> ExitCode {
         }
     };
     // --quiet: warnings, errors and QA_COMPLETE lines only (RUST_LOG still wins).
-    shared::telemetry::init_with_default(if quiet { "warn" } else { "info" });
+    let (shipping, log_lines) = local_stack::log_shipping::layer();
+    shared::telemetry::init_with(if quiet { "warn" } else { "info" }, Some(Box::new(shipping)));
     let moto_log = match &options.emulator_log {
         EmulatorLog::File(path) => path.display().to_string(),
         EmulatorLog::Inherit | EmulatorLog::Discard => "not kept".to_owned(),
@@ -28,6 +29,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // As Lambda does: each function's lines also reach its log group.
+    local_stack::log_shipping::ship(log_lines, aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config));
     print_banner(&stack, &moto_log);
     wait_for_stop_signal().await;
     eprintln!("\nstopping the local stack...");
