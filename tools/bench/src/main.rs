@@ -60,6 +60,7 @@ pub(crate) async fn quiet_stack() -> Result<LocalStack, Error> {
         bedrock_port: 0,
         emulator_log: local_stack::emulator::EmulatorLog::Discard,
         print_qa: false,
+        alarms: false,
         sweep: None,
         consumers: None,
         profile_dir: None,

@@ -107,6 +107,8 @@ pub struct StackOptions {
     pub emulator_log: EmulatorLog,
     /// Print every QA_COMPLETE line the chat writes (they are kept for tests either way).
     pub print_qa: bool,
+    /// Create the template's alarms (about a second, in Python: see `put_alarms.py`).
+    pub alarms: bool,
     /// Run the outbox sweeper on a timer, as its schedule does in AWS (`None`: never).
     pub sweep: Option<Sweep>,
     /// Poll the consumer queues and run email, SMS and handler fulfillment, as
@@ -137,6 +139,7 @@ impl Default for StackOptions {
             bedrock_port: DEFAULT_BEDROCK_PORT,
             emulator_log: EmulatorLog::File(repo_root().join(".local/moto.log")),
             print_qa: true,
+            alarms: true,
             sweep: Some(Sweep {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
@@ -164,6 +167,7 @@ impl StackOptions {
             bedrock_port: 0,
             emulator_log: if log { EmulatorLog::Inherit } else { EmulatorLog::Discard },
             print_qa: log,
+            alarms: false,
             sweep: None,
             consumers: None,
             profile_dir: None,
@@ -226,6 +230,9 @@ impl LocalStack {
         template.set_parameter("Stage", "local");
         let mut created = provision::Provisioner::new(&sdk_config).provision(&template).await?;
         functions::register(&sdk_config, &template, REGION, &mut created).await?;
+        if options.alarms {
+            provision::put_alarms(&options.repo_root, &endpoint, REGION, &template, &mut created).await?;
+        }
         // Bound first so its URL can go into the settings; it serves after seeding.
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
         let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;

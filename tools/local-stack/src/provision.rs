@@ -40,6 +40,61 @@ pub enum ProvisionError {
     Unresolvable(Vec<String>),
 }
 
+/// Created once the functions are registered (their alarms name them), by
+/// [`put_alarms`] rather than the SDK (see `put_alarms.py`).
+pub const ALARM: &str = "AWS::CloudWatch::Alarm";
+
+/// Creates every alarm of the template in the emulator at `endpoint`, with the
+/// Python that runs moto.
+pub async fn put_alarms(
+    repo_root: &std::path::Path,
+    endpoint: &str,
+    region: &str,
+    template: &Template,
+    created: &mut Created,
+) -> Result<(), ProvisionError> {
+    let context = Context { template, region, created };
+    let mut alarms = Vec::new();
+    for alarm in template.resources.iter().filter(|r| r.kind == ALARM) {
+        let properties = context.eval(&alarm.properties).map_err(|e| ProvisionError::Template {
+            logical_id: alarm.logical_id.clone(),
+            message: e.to_string(),
+        })?;
+        alarms.push((alarm.logical_id.clone(), properties));
+    }
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| ProvisionError::Aws {
+        logical_id: "the template's alarms".into(),
+        operation: "PutMetricAlarm",
+        source,
+    };
+    let python = crate::emulator::moto_python(repo_root).map_err(|e| failed(e.into()))?;
+    let mut child = tokio::process::Command::new(python)
+        .arg(repo_root.join("tools/local-stack/put_alarms.py"))
+        .args([endpoint, region])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.into()))?;
+    let input = Value::from(alarms.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>()).to_string();
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(input.as_bytes()).await.map_err(|e| failed(e.into()))?;
+    }
+    let output = child.wait_with_output().await.map_err(|e| failed(e.into()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or("put_alarms.py failed").to_owned();
+        return Err(failed(last.into()));
+    }
+    for (logical_id, properties) in alarms {
+        let name = properties["AlarmName"].as_str().unwrap_or(&logical_id).to_owned();
+        let arn = format!("arn:aws:cloudwatch:{region}:{}:alarm:{name}", crate::template::ACCOUNT_ID);
+        created.insert(logical_id, physical(&name, [("Arn", arn)]));
+    }
+    Ok(())
+}
+
 /// Logical id → what was created for it.
 pub type Created = HashMap<String, Physical>;
 
