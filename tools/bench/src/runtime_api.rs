@@ -84,6 +84,7 @@ impl FakeRuntime {
             .env("CONFIG_BUCKET", "myrecruiter-picasso")
             .env("FORM_SUBMISSIONS_TABLE", "picasso-form-submissions")
             .env("SMS_USAGE_TABLE", "picasso-sms-usage")
+            .env("RATE_LIMITS_TABLE", "picasso-rate-limits")
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
