@@ -129,18 +129,28 @@ impl JsonResponse {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// Lets the browser read the answer from this origin (`None`: no CORS header).
-    pub fn allowing(self, origin: Option<String>) -> Self {
-        match origin {
-            Some(origin) => {
-                self.with_header("access-control-allow-origin", origin).with_header("vary", "Origin")
-            }
-            None => self,
-        }
+    pub fn allowing(mut self, origin: Option<String>) -> Self {
+        allow_origin(&mut self.headers, origin);
+        self
     }
+}
+
+/// Adds the CORS headers that let the browser read an answer from `origin`
+/// (`None`: none), for every kind of answer (JSON, SSE, streamed).
+pub fn allow_origin(headers: &mut Vec<(&'static str, String)>, origin: Option<String>) {
+    if let Some(origin) = origin {
+        headers.push(("access-control-allow-origin", origin));
+        headers.push(("vary", "Origin".to_owned()));
+    }
+}
+
+/// A header's value, by name in any case.
+pub fn find_header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// An unusable tenant as a JSON refusal; the details of a 5xx go to the log only.

@@ -124,15 +124,12 @@ impl ChatResponse {
 
     /// Lets the browser read the answer from this origin (`None`: no CORS header).
     pub fn allowing(mut self, origin: Option<String>) -> Self {
-        if let Some(origin) = origin {
-            self.headers.push(("access-control-allow-origin", origin));
-            self.headers.push(("vary", "Origin".to_owned()));
-        }
+        shared::edge::allow_origin(&mut self.headers, origin);
         self
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        shared::edge::find_header(&self.headers, name)
     }
 }
 
