@@ -3,9 +3,14 @@
 //! When `AWS_ENDPOINT_URL` is set every client goes to that endpoint (the
 //! local stack, tests); otherwise the SDK's normal resolution applies.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::{
+    http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector},
+    runtime_components::RuntimeComponents,
+};
 
 use crate::Settings;
 
@@ -27,9 +32,97 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// Loads the shared SDK configuration from the settings and the default credential chain.
+/// The HTTPS client of every SDK client: rustls on ring (a smaller binary
+/// than aws-lc, the SDK's default), trusting the Mozilla roots compiled into
+/// the binary, or the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name when set.
+/// Nothing of it is built at start: the TLS configuration and its trust
+/// store are made on the first request, once per set of timeouts.
+pub fn https_client() -> SharedHttpClient {
+    let trust = if custom_roots() {
+        TrustStore::default()
+    } else {
+        TrustStore::empty().with_pem_certificate(MOZILLA_ROOTS.as_slice())
+    };
+    let client = match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .tls_context(context)
+            .build_https(),
+        // Only an invalid additional server name fails this, and none is set.
+        Err(_) => aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https(),
+    };
+    SharedHttpClient::new(OnFirstRequest(client))
+}
+
+/// Whether `SSL_CERT_FILE` or `SSL_CERT_DIR` is set: then the roots are read
+/// from those files (the OpenSSL convention) instead of the compiled-in ones.
+pub fn custom_roots() -> bool {
+    std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some()
+}
+
+/// The webpki-root-certs roots as PEM, the one form the SDK's trust store takes.
+static MOZILLA_ROOTS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    use base64::Engine as _;
+    let mut pem = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2_200);
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        pem.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(cert.as_ref()).as_bytes());
+        pem.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+    }
+    pem
+});
+
+/// The SDK's client builds its TLS connector when each SDK client is made
+/// (`validate_base_client_config`), so a function with six clients parsed the
+/// trust store six times before it was ready. This one leaves it to the first request.
+#[derive(Debug)]
+struct OnFirstRequest(SharedHttpClient);
+
+impl HttpClient for OnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+/// A Lambda function's SDK configuration, made without `aws_config::load`:
+/// the region and endpoints of the settings, the credentials Lambda puts in
+/// the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`), our HTTPS client and deadlines. Nothing is read from
+/// disk at start, and the default chain's other providers (profiles, SSO, STS
+/// web identity, IMDS, ECS, processes) are not compiled into the functions.
+pub fn function_sdk_config(settings: &Settings) -> SdkConfig {
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
+        .retry_config(RetryConfig::standard())
+        .timeout_config(timeouts());
+    if let Some(endpoint) = &settings.endpoint_url {
+        config = config.endpoint_url(endpoint);
+    }
+    config.build()
+}
+
+/// Loads the SDK configuration from the settings and the default credential
+/// chain (profiles included), for the operator's tools; functions use
+/// [`function_sdk_config`].
 pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(Region::new(settings.region.clone()))
         .timeout_config(timeouts());
     if let Some(endpoint) = &settings.endpoint_url {
@@ -69,6 +162,7 @@ pub async fn emulator_sdk_config_with(
     let credentials =
         aws_sdk_s3::config::Credentials::new(access_key_id, secret_access_key, None, None, "emulator");
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
         .credentials_provider(credentials)
@@ -119,4 +213,34 @@ pub fn bedrock_agent_runtime_client(
         builder = builder.endpoint_url(endpoint);
     }
     aws_sdk_bedrockagentruntime::Client::from_conf(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_read_back_as_every_mozilla_root_certificate() {
+        // The SDK's trust store panics on PEM it cannot read, so this is checked here.
+        let read: Vec<CertificateDer<'_>> =
+            CertificateDer::pem_slice_iter(&MOZILLA_ROOTS).collect::<Result<_, _>>().unwrap();
+        assert!(read.len() > 100, "{} roots", read.len());
+        assert_eq!(read.as_slice(), webpki_root_certs::TLS_SERVER_ROOT_CERTS);
+    }
+
+    #[tokio::test]
+    async fn a_function_takes_its_region_endpoint_and_credentials_from_the_settings_and_environment() {
+        let mut vars = std::collections::HashMap::new();
+        vars.insert("AWS_REGION".to_owned(), "eu-west-1".to_owned());
+        vars.insert("AWS_ENDPOINT_URL".to_owned(), "http://127.0.0.1:9".to_owned());
+        let settings = Settings::from_vars(vars).unwrap();
+        let config = function_sdk_config(&settings);
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:9"));
+        assert!(config.credentials_provider().is_some());
+        assert!(config.http_client().is_some(), "no default client is compiled in: ours must be set");
+        assert_eq!(config.timeout_config().and_then(|t| t.operation_timeout()), Some(OPERATION_TIMEOUT));
+    }
 }

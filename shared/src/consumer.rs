@@ -307,7 +307,7 @@ pub async fn run_from_env<L: FulfillmentLedger, C: Channel>(
 ) -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init();
     let settings = crate::Settings::from_env()?;
-    let config = crate::aws::sdk_config(&settings).await;
+    let config = crate::aws::function_sdk_config(&settings);
     let tenants = crate::tenant::s3_tenant_loader(&config, &settings);
     serve(build(&config, &settings, tenants)).await
 }

@@ -12,7 +12,8 @@ use tracing::{
     field::{Field, Visit},
 };
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry,
+    Layer, Registry,
+    filter::Targets,
     fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::JsonFields, format::Writer},
     layer::SubscriberExt,
     registry::LookupSpan,
@@ -38,13 +39,24 @@ pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// As [`init_with_default`], with `extra` seeing every event (before the level filter).
 pub fn init_with(level: &str, extra: Option<ExtraLayer>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = log_filter(level);
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let lines = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())
         .event_format(LambdaJson { function_name })
         .with_filter(filter);
     let _ = tracing_subscriber::registry().with(extra).with(lines).try_init();
+}
+
+/// `RUST_LOG` when it parses (`target=level` directives, e.g. `warn,ops=info`),
+/// else `default`. A target filter, not `EnvFilter`: its span-field regexes
+/// cost the Lambda binaries the regex engine's DFA for nothing.
+pub fn log_filter(default: &str) -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .or_else(|| default.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// An event's own fields as JSON (`message` included), as the log lines carry them.

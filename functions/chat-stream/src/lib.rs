@@ -29,7 +29,7 @@ pub async fn aws_service(
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
-    let sdk_config = shared::aws::sdk_config(&settings).await;
+    let sdk_config = shared::aws::function_sdk_config(&settings);
     aws_service_with(&sdk_config, settings, qa_sink, options)
 }
 

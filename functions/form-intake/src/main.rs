@@ -15,7 +15,7 @@ use shared::edge::{Caller, JsonResponse};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let settings = shared::Settings::from_env()?;
-    let sdk_config = shared::aws::sdk_config(&settings).await;
+    let sdk_config = shared::aws::function_sdk_config(&settings);
     let service = Arc::new(aws_service_with(&sdk_config, &settings, tenant_loader(&sdk_config, &settings)));
     run_concurrent(service_fn(move |request| handle(Arc::clone(&service), request))).await
 }

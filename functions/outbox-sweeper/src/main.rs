@@ -10,7 +10,7 @@ use shared::{events::EventBridgePublisher, submissions::DynamoSubmissionStore};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let settings = shared::Settings::from_env()?;
-    let sdk_config = shared::aws::sdk_config(&settings).await;
+    let sdk_config = shared::aws::function_sdk_config(&settings);
     let store = DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&sdk_config),
         &settings.form_submissions_table,

@@ -4,20 +4,19 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use ops::cli::{Cli, run};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Progress goes to stderr, so stdout holds only the JSON result.
     // Our progress at info; the SDK's own info lines (credential chains) only with RUST_LOG.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,ops=info"));
-    tracing_subscriber::fmt()
+    let progress = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
         .with_target(false)
-        .init();
+        .with_filter(shared::telemetry::log_filter("warn,ops=info"));
+    tracing_subscriber::registry().with(progress).init();
     let printed = run(cli).await.and_then(|output| Ok(serde_json::to_string_pretty(&output)?));
     match printed {
         Ok(json) => {

@@ -5,7 +5,13 @@
 
 pub mod target;
 
-use std::{future::Future, io, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -158,16 +164,17 @@ pub trait Webhook: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Delivered, WebhookError>> + Send;
 }
 
-/// Webhooks over HTTPS (rustls with aws-lc-rs, the system's root certificates).
+/// Webhooks over HTTPS (rustls on ring, the roots the AWS clients trust).
 pub struct HttpsWebhook {
-    tls: Result<TlsConnector, rustls::Error>,
+    /// Made on the first HTTPS delivery, not at start.
+    tls: OnceLock<Result<TlsConnector, rustls::Error>>,
     /// `WEBHOOK_ALLOW_PRIVATE`: plain HTTP and private targets (local development).
     allow_private: bool,
 }
 
 impl HttpsWebhook {
     pub fn new(allow_private: bool) -> Self {
-        Self { tls: tls_connector(), allow_private }
+        Self { tls: OnceLock::new(), allow_private }
     }
 
     async fn exchange(&self, url: &WebhookUrl, document: Vec<u8>) -> Result<u16, WebhookError> {
@@ -182,7 +189,11 @@ impl HttpsWebhook {
             let addrs = url.resolve(self.allow_private).await?;
             return send(connect(host, &addrs).await?, request, host).await;
         }
-        let tls = self.tls.as_ref().map_err(|err| WebhookError::TlsSetup(err.clone()))?;
+        let tls = self
+            .tls
+            .get_or_init(tls_connector)
+            .as_ref()
+            .map_err(|err| WebhookError::TlsSetup(err.clone()))?;
         let name = ServerName::try_from(host.clone())
             .map_err(|source| WebhookError::ServerName { host: host.clone(), source })?;
         let addrs = url.resolve(self.allow_private).await?;
@@ -208,19 +219,24 @@ impl Webhook for HttpsWebhook {
     }
 }
 
-/// aws-lc-rs, the provider the AWS SDK already uses, chosen explicitly rather
-/// than installed process-wide; the system's roots, which the SDK trusts too.
+/// ring, the provider the AWS clients use, chosen explicitly rather than
+/// installed process-wide; the roots they trust too: the compiled-in Mozilla
+/// roots, or the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name.
 fn tls_connector() -> Result<TlsConnector, rustls::Error> {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::warn!(error = %error, "a system root certificate could not be read");
-    }
     let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        tracing::warn!("no system root certificates: https webhooks will fail");
+    if shared::aws::custom_roots() {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(error = %error, "a root certificate of SSL_CERT_FILE / SSL_CERT_DIR could not be read");
+        }
+        roots.add_parsable_certificates(found.certs);
+    } else {
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     }
-    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    if roots.is_empty() {
+        tracing::warn!("no root certificates: https webhooks will fail");
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
