@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Builds the release Lambda package of chat-stream with cargo lambda and runs
-# the benchmarks, printing their figures (nothing here asserts a timing):
-#   - added latency between the stand-in's first token and the client's first
-#     text frame (200 chats through the local host, zero-delay stand-in);
-#   - start-to-ready of the release binary against a fake Runtime API (50 starts);
-#   - peak RSS over 1,000 sequential chats;
-#   - the zipped package size.
+# Every figure of the README's "Measured" table, on the release Lambda
+# packages that ship, printing the commit it measured. Nothing here asserts a
+# timing. Steps:
+#   - `cargo lambda build --release --output-format zip` of the six functions,
+#     and each binary's and zip's size;
+#   - start-to-ready of each release binary under the Runtime API emulator
+#     (warm page cache, then dropped when run as root);
+#   - added first-token latency at the client socket, through the Lambda
+#     streaming path and the local host, over the floor;
+#   - CPU per chat and per form submit, in process with in-memory ports (the
+#     bench is built with the same release profile: LTO, one codegen unit);
+#   - peak RSS and process CPU of the chat binary over 1,000 chats;
+#   - form-intake and fulfillment latency through the local stack.
+# BENCH_TARGET picks the target triple (default x86_64-unknown-linux-gnu;
+# aarch64-unknown-linux-gnu needs that standard library installed).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -13,21 +21,35 @@ tools/bootstrap.sh
 export PATH="$root/.venv/bin:$PATH"
 export CARGO_TARGET_DIR="$root/target/lambda-build"
 
-# arm64 is what AWS runs; this machine has only the x86_64 standard library,
-# so the local figures are for x86_64 (override with BENCH_TARGET).
-target="${BENCH_TARGET:-x86_64-unknown-linux-gnu}"
-echo "== cargo lambda build --release --output-format zip -p chat-stream ($target)"
-cargo lambda build --release --output-format zip --target "$target" -p chat-stream
-binary="$CARGO_TARGET_DIR/$target/release/chat-stream"
-zip="$CARGO_TARGET_DIR/lambda/chat-stream/bootstrap.zip"
+commit="$(git rev-parse --short HEAD)"
+[[ -n "$(git status --porcelain --untracked-files=no)" ]] && commit="$commit (with uncommitted changes)"
+echo "== measuring commit $commit on $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
 
-unset CARGO_TARGET_DIR
-cargo build --quiet --profile bench -p bench
-bench="$root/target/release/bench"  # the bench profile builds into target/release
+target="${BENCH_TARGET:-x86_64-unknown-linux-gnu}"
+# .cargo/config.toml gives the arm64 packages these flags; the x86_64 ones
+# measured here get the same (an environment variable, so host builds keep theirs).
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C force-unwind-tables=no -C relocation-model=static"
+functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch)
+packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
+echo "== cargo lambda build --release --output-format zip --target $target (six functions)"
+time cargo lambda build --release --output-format zip --target "$target" "${packages[@]}"
+release="$CARGO_TARGET_DIR/$target/release"
 echo
-"$bench" first-token --requests "${BENCH_REQUESTS:-200}"
-"$bench" cold-start --binary "$binary" --starts "${BENCH_STARTS:-50}"
+echo "size: unzipped binary / bootstrap.zip, bytes (and whether the flags took: no PIE, no .eh_frame)"
+for f in "${functions[@]}"; do
+  printf '  %-17s %9s / %9s  %s%s\n' "$f" "$(stat -c %s "$release/$f")" "$(stat -c %s "$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip")" \
+    "$(readelf -h "$release/$f" | awk '/Type:/ {print $2}')" "$(readelf -S "$release/$f" | grep -q ' .eh_frame ' && echo ', .eh_frame present')"
+done
+
+echo "== cargo build --release -p bench (same profile and target as the packages)"
+cargo build --release --target "$target" -p bench
+bench="$release/bench"
+echo
+"$bench" cold-start --binaries "$release" --starts "${BENCH_STARTS:-50}"
+"$bench" first-token --binary "$release/chat-stream" --requests "${BENCH_REQUESTS:-200}"
+"$bench" cpu --chats "${BENCH_CPU_CHATS:-2000}" --submissions "${BENCH_CPU_SUBMISSIONS:-2000}"
+"$bench" rss --binary "$release/chat-stream" --chats "${BENCH_CHATS:-1000}"
 "$bench" forms --submissions "${BENCH_SUBMISSIONS:-500}"
 "$bench" fulfillment --submissions "${BENCH_FULFILLMENTS:-200}"
-"$bench" rss --binary "$binary" --chats "${BENCH_CHATS:-1000}"
-echo "size: $(stat -c %s "$binary") bytes unzipped binary, $(stat -c %s "$zip") bytes zipped ($zip)"
+echo
+echo "== measured commit $commit"

@@ -75,7 +75,7 @@ pub(crate) async fn submit_through_host(
     Ok(())
 }
 
-fn submission(n: usize) -> String {
+pub(crate) fn submission(n: usize) -> String {
     json!({
         "tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
         "form_id": "reading_buddy_application",

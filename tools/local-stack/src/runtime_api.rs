@@ -5,6 +5,11 @@
 //! the function uses response streaming) or `POST .../error`. Every chunk of
 //! a streamed response is recorded with the time it arrived, so a test sees
 //! whether frames came one by one.
+//!
+//! [`RuntimeApi::serve_function_url`] puts a Function URL in front of it, as
+//! Lambda does: each HTTP request becomes a Function URL event, and a streamed
+//! response is relayed to the caller chunk by chunk as the binary sends it,
+//! its prelude turned into the status and headers.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -24,7 +29,13 @@ use axum::{
     routing::{get, post},
 };
 use http_body_util::BodyExt;
-use tokio::{net::TcpListener, process::Child, sync::Notify, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    process::Child,
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
+use tokio_stream::{StreamExt as _, wrappers::UnboundedReceiverStream};
 
 const PREFIX: &str = "/2018-06-01/runtime";
 /// What separates the HTTP prelude from the body of a streamed Function URL response.
@@ -77,6 +88,8 @@ struct Shared {
     changed: Notify,
     first_next: Mutex<Option<Instant>>,
     next_id: Mutex<u64>,
+    /// Invocations whose response chunks go on to a Function URL caller.
+    relays: Mutex<HashMap<String, mpsc::UnboundedSender<Bytes>>>,
     function_name: String,
     timeout: Duration,
 }
@@ -85,6 +98,7 @@ pub struct RuntimeApi {
     pub address: SocketAddr,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
+    function_url: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RuntimeApi {
@@ -101,9 +115,28 @@ impl RuntimeApi {
             .route(&format!("{PREFIX}/init/error"), post(init_error))
             .with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(crate::no_delay(listener), app).await;
         });
-        Ok(Self { address, shared, server })
+        Ok(Self { address, shared, server, function_url: Mutex::default() })
+    }
+
+    /// Serves a Function URL (invoke mode `RESPONSE_STREAM`) for this
+    /// function on a free port of 127.0.0.1; returns its base URL.
+    pub async fn serve_function_url(&self) -> std::io::Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let app = Router::new().fallback(function_url).with_state(Arc::clone(&self.shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(
+                crate::no_delay(listener),
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        if let Some(previous) = self.function_url.lock().unwrap_or_else(|e| e.into_inner()).replace(server) {
+            previous.abort();
+        }
+        Ok(format!("http://{address}"))
     }
 
     /// Starts `binary` against this API with `env` (and nothing of this
@@ -130,14 +163,7 @@ impl RuntimeApi {
 
     /// Queues an event; returns its request id.
     pub fn invoke(&self, event: impl Into<String>) -> String {
-        let id = {
-            let mut next = self.shared.next_id.lock().unwrap_or_else(|e| e.into_inner());
-            *next += 1;
-            format!("req-{:04}", *next)
-        };
-        self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back((id.clone(), event.into()));
-        self.shared.arrived.notify_one();
-        id
+        self.shared.invoke(event.into(), None)
     }
 
     /// Waits until the invocation has ended (or `timeout` passed).
@@ -165,6 +191,40 @@ impl RuntimeApi {
 
     pub fn stop(self) {
         self.server.abort();
+        if let Some(function_url) = self.function_url.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            function_url.abort();
+        }
+    }
+}
+
+impl Shared {
+    /// Queues an event (its response relayed to `relay`, if given); returns its request id.
+    fn invoke(&self, event: String, relay: Option<mpsc::UnboundedSender<Bytes>>) -> String {
+        let id = {
+            let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+            *next += 1;
+            format!("req-{:04}", *next)
+        };
+        if let Some(relay) = relay {
+            self.relays.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), relay);
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back((id.clone(), event));
+        self.arrived.notify_one();
+        id
+    }
+
+    /// Hands a response chunk to the Function URL caller waiting for it.
+    fn relay(&self, id: &str, chunk: &Bytes) {
+        if let Some(relay) = self.relays.lock().ok().as_ref().and_then(|relays| relays.get(id)) {
+            let _ = relay.send(chunk.clone());
+        }
+    }
+
+    /// The response is over: the caller's body ends.
+    fn end_relay(&self, id: &str) {
+        if let Ok(mut relays) = self.relays.lock() {
+            relays.remove(id);
+        }
     }
 }
 
@@ -229,7 +289,10 @@ async fn response(
             break;
         };
         match frame.into_data() {
-            Ok(chunk) => update(&shared, &id, |invocation| invocation.chunks.push((Instant::now(), chunk))),
+            Ok(chunk) => {
+                shared.relay(&id, &chunk);
+                update(&shared, &id, |invocation| invocation.chunks.push((Instant::now(), chunk)));
+            }
             Err(frame) => {
                 if let Some(kind) =
                     frame.trailers_ref().and_then(|t| t.get("lambda-runtime-function-error-type"))
@@ -239,14 +302,94 @@ async fn response(
             }
         }
     }
+    shared.end_relay(&id);
     update(&shared, &id, |invocation| invocation.ending = Some(ending));
     StatusCode::ACCEPTED
 }
 
 async fn error(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     let message = String::from_utf8_lossy(&body).into_owned();
+    shared.end_relay(&id);
     update(&shared, &id, |invocation| invocation.ending = Some(Ending::Error(message)));
     StatusCode::ACCEPTED
+}
+
+/// One Function URL request: invokes the function with it, then answers with
+/// the prelude's status and headers and relays the body as it streams. A
+/// function that failed before its prelude gets Lambda's 502.
+async fn function_url(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let event = url_event(method.as_str(), uri.query().unwrap_or(""), &headers, &body, peer);
+    let (relay, mut chunks) = mpsc::unbounded_channel();
+    shared.invoke(event, Some(relay));
+    let mut head = Vec::new();
+    let end = loop {
+        match chunks.recv().await {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None => return buffered(&head),
+        }
+        if let Some(end) = head.windows(PRELUDE_END.len()).position(|w| w == PRELUDE_END) {
+            break end;
+        }
+    };
+    let Ok(prelude) = serde_json::from_slice::<serde_json::Value>(&head[..end]) else {
+        return bad_gateway();
+    };
+    let rest = Bytes::copy_from_slice(&head[end + PRELUDE_END.len()..]);
+    let first = tokio_stream::iter((!rest.is_empty()).then_some(rest));
+    let stream = first.chain(UnboundedReceiverStream::new(chunks)).map(Ok::<_, std::convert::Infallible>);
+    with_prelude(&prelude, Body::from_stream(stream))
+}
+
+/// The Function URL event of an HTTP request (payload format 2.0).
+fn url_event(method: &str, query: &str, headers: &HeaderMap, body: &[u8], peer: SocketAddr) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&function_url_event(method, query, &String::from_utf8_lossy(body)))
+            .unwrap_or_default();
+    for (name, value) in headers {
+        if let Ok(value) = value.to_str() {
+            event["headers"][name.as_str()] = value.into();
+        }
+    }
+    event["requestContext"]["http"]["sourceIp"] = peer.ip().to_string().into();
+    event.to_string()
+}
+
+/// The status and headers of a streamed response's prelude, over `body`.
+fn with_prelude(prelude: &serde_json::Value, body: Body) -> axum::response::Response {
+    let mut response = axum::response::Response::new(body);
+    let status = prelude["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(200);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    for (name, value) in prelude["headers"].as_object().into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) =
+            (axum::http::HeaderName::from_bytes(name.as_bytes()), value.as_str().map(HeaderValue::from_str))
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// A buffered response (`{"statusCode", "headers", "body"}`), or 502 when the
+/// function sent nothing usable.
+fn buffered(body: &[u8]) -> axum::response::Response {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(response) if response.get("statusCode").is_some() => {
+            let text = response["body"].as_str().unwrap_or_default().to_owned();
+            with_prelude(&response, Body::from(text))
+        }
+        _ => bad_gateway(),
+    }
+}
+
+fn bad_gateway() -> axum::response::Response {
+    (StatusCode::BAD_GATEWAY, "Internal Server Error").into_response()
 }
 
 async fn init_error(body: Bytes) -> StatusCode {
