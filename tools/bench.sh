@@ -28,17 +28,17 @@ echo "== measuring commit $commit on $(date -u +%Y-%m-%d), $(nproc) cores, $(una
 target="${BENCH_TARGET:-x86_64-unknown-linux-gnu}"
 # .cargo/config.toml gives the arm64 packages these flags; the x86_64 ones
 # measured here get the same (an environment variable, so host builds keep theirs).
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C force-unwind-tables=no -C relocation-model=static"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C force-unwind-tables=no"
 functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch)
 packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
 echo "== cargo lambda build --release --output-format zip --target $target (six functions)"
 time cargo lambda build --release --output-format zip --target "$target" "${packages[@]}"
 release="$CARGO_TARGET_DIR/$target/release"
 echo
-echo "size: unzipped binary / bootstrap.zip, bytes (and whether the flags took: no PIE, no .eh_frame)"
+echo "size: unzipped binary / bootstrap.zip, bytes (and whether the flag took: no .eh_frame)"
 for f in "${functions[@]}"; do
-  printf '  %-17s %9s / %9s  %s%s\n' "$f" "$(stat -c %s "$release/$f")" "$(stat -c %s "$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip")" \
-    "$(readelf -h "$release/$f" | awk '/Type:/ {print $2}')" "$(readelf -S "$release/$f" | grep -q ' .eh_frame ' && echo ', .eh_frame present')"
+  printf '  %-17s %9s / %9s%s\n' "$f" "$(stat -c %s "$release/$f")" "$(stat -c %s "$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip")" \
+    "$(readelf -S "$release/$f" | grep -q ' .eh_frame ' && echo '  (.eh_frame present)')"
 done
 
 echo "== cargo build --release -p bench (same profile and target as the packages)"
