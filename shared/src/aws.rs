@@ -3,7 +3,7 @@
 //! When `AWS_ENDPOINT_URL` is set every client goes to that endpoint (the
 //! local stack, tests); otherwise the SDK's normal resolution applies.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{sync::OnceLock, time::Duration};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
@@ -35,25 +35,10 @@ pub fn timeouts() -> TimeoutConfig {
 /// The HTTPS client of every SDK client: rustls on ring (a smaller binary
 /// than aws-lc, the SDK's default), trusting the Mozilla roots compiled into
 /// the binary, or the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name when set.
-/// Nothing of it is built at start: the TLS configuration and its trust
-/// store are made on the first request, once per set of timeouts.
+/// Nothing of it is built at start: the client, its TLS configuration and
+/// its trust store are made on the first request.
 pub fn https_client() -> SharedHttpClient {
-    let trust = if custom_roots() {
-        TrustStore::default()
-    } else {
-        TrustStore::empty().with_pem_certificate(MOZILLA_ROOTS.as_slice())
-    };
-    let client = match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .tls_context(context)
-            .build_https(),
-        // Only an invalid additional server name fails this, and none is set.
-        Err(_) => aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https(),
-    };
-    SharedHttpClient::new(OnFirstRequest(client))
+    SharedHttpClient::new(OnFirstRequest::default())
 }
 
 /// Whether `SSL_CERT_FILE` or `SSL_CERT_DIR` is set: then the roots are read
@@ -62,8 +47,23 @@ pub fn custom_roots() -> bool {
     std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some()
 }
 
+fn rustls_client() -> SharedHttpClient {
+    let trust = if custom_roots() {
+        TrustStore::default()
+    } else {
+        TrustStore::empty().with_pem_certificate(mozilla_roots_pem())
+    };
+    let builder =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    // Only an invalid additional server name fails the context, and none is set.
+    match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        Err(_) => builder.build_https(),
+    }
+}
+
 /// The webpki-root-certs roots as PEM, the one form the SDK's trust store takes.
-static MOZILLA_ROOTS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+fn mozilla_roots_pem() -> Vec<u8> {
     use base64::Engine as _;
     let mut pem = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2_200);
     for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
@@ -72,13 +72,14 @@ static MOZILLA_ROOTS: LazyLock<Vec<u8>> = LazyLock::new(|| {
         pem.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
     }
     pem
-});
+}
 
 /// The SDK's client builds its TLS connector when each SDK client is made
 /// (`validate_base_client_config`), so a function with six clients parsed the
-/// trust store six times before it was ready. This one leaves it to the first request.
-#[derive(Debug)]
-struct OnFirstRequest(SharedHttpClient);
+/// trust store six times before it was ready. This one makes the client on
+/// the first request, and leaves the connector to it.
+#[derive(Debug, Default)]
+struct OnFirstRequest(OnceLock<SharedHttpClient>);
 
 impl HttpClient for OnFirstRequest {
     fn http_connector(
@@ -86,13 +87,13 @@ impl HttpClient for OnFirstRequest {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        self.0.get_or_init(rustls_client).http_connector(settings, components)
     }
 
     fn connector_metadata(
         &self,
     ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
-        self.0.connector_metadata()
+        self.0.get_or_init(rustls_client).connector_metadata()
     }
 }
 
@@ -225,7 +226,7 @@ mod tests {
     fn the_compiled_in_roots_read_back_as_every_mozilla_root_certificate() {
         // The SDK's trust store panics on PEM it cannot read, so this is checked here.
         let read: Vec<CertificateDer<'_>> =
-            CertificateDer::pem_slice_iter(&MOZILLA_ROOTS).collect::<Result<_, _>>().unwrap();
+            CertificateDer::pem_slice_iter(&mozilla_roots_pem()).collect::<Result<_, _>>().unwrap();
         assert!(read.len() > 100, "{} roots", read.len());
         assert_eq!(read.as_slice(), webpki_root_certs::TLS_SERVER_ROOT_CERTS);
     }
