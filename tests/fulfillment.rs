@@ -664,6 +664,40 @@ async fn an_event_naming_another_tenant_sends_nothing_and_is_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_redelivery_completes_a_roll_up_lost_after_the_last_channel_was_recorded() {
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let (config, settings) = (&stack.sdk_config, &stack.settings);
+    let archive = handler_dispatch::aws_consumer(config, settings, Arc::clone(&tenants));
+    let email = email_sender::aws_consumer(config, settings, Arc::clone(&tenants));
+    let sms_sender = sms_sender::aws_consumer(config, settings, tenants);
+    let handler_record = envelope_of(&stack, "HandlerQueue", &id).await.to_string();
+    let email_record = envelope_of(&stack, "EmailQueue", &id).await.to_string();
+    let sms_record = envelope_of(&stack, "SmsQueue", &id).await.to_string();
+    assert_eq!(archive.handle_record(&handler_record).await, Disposition::Ack);
+    assert_eq!(email.handle_record(&email_record).await, Disposition::Ack);
+    assert_eq!(sms_sender.handle_record(&sms_record).await, Disposition::Ack);
+    assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled");
+
+    // As if the roll-up had timed out after the SMS channel's outcome was written.
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .update_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(id.clone()))
+        .update_expression("SET #s = :pending")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":pending", AttributeValue::S("pending_fulfillment".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sms_sender.handle_record(&sms_record).await, Disposition::Ack, "the redelivery");
+    assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled");
+    assert_eq!(sms(&stack).await.len(), 1, "and the SMS was not sent again");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
     use shared::fulfillment::{Claim, FulfillmentLedger, LedgerError, Outcome};
     let stack = spawn_stack().await;

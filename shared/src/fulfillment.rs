@@ -267,7 +267,8 @@ impl DynamoSubmissionStore {
     }
 
     /// Sets the submission's status once every planned channel has ended,
-    /// judged from the item as `finish` left it.
+    /// judged from the item as `finish` (or a redelivery's claim) read it;
+    /// writes nothing when the status already says so.
     async fn roll_up(&self, submission: &StoredSubmission) -> Result<(), StoreError> {
         let submission_id = submission.submission_id.as_str();
         let statuses: Vec<ChannelStatus> = submission
@@ -279,6 +280,9 @@ impl DynamoSubmissionStore {
             return Ok(());
         }
         let status = if statuses.contains(&ChannelStatus::Failed) { PARTIALLY_FULFILLED } else { FULFILLED };
+        if submission.status == status {
+            return Ok(());
+        }
         // Only forward: pending → either, partially → fulfilled (a replay
         // delivered what had failed); never back from fulfilled.
         let condition = if status == FULFILLED {
@@ -370,7 +374,12 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                     return Ok(Claim::Mismatch);
                 }
                 Ok(match submission.channel_status(channel) {
-                    Some(status) if status.is_done() => Claim::Done,
+                    Some(status) if status.is_done() => {
+                        // The delivery that finished the channel may have lost its
+                        // roll-up (a timeout after the write): a redelivery completes it.
+                        self.roll_up(&submission).await?;
+                        Claim::Done
+                    }
                     None => Claim::Missing,
                     Some(_) => Claim::Busy,
                 })
