@@ -385,7 +385,7 @@ async fn the_s3_archive_object_exists_at_the_documented_key_encrypted() {
     let stack = spawn_fulfilling_stack().await;
     let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
     fulfilled(&stack, &id).await;
-    let object = shared::aws::s3_client(&stack.sdk_config)
+    let object = local_stack::s3_client(&stack.sdk_config)
         .get_object()
         .bucket("riverbend-form-archive")
         .key(format!("submissions/{}/{READING}/{id}.json", demo::DEMO_TENANT_ID))

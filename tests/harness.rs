@@ -64,7 +64,7 @@ pub fn tenant_fixtures() -> Vec<PathBuf> {
 
 /// Writes an object into the stack's config bucket.
 pub async fn put_config_object(stack: &LocalStack, key: &str, body: impl Into<Vec<u8>>) {
-    shared::aws::s3_client(&stack.sdk_config)
+    local_stack::s3_client(&stack.sdk_config)
         .put_object()
         .bucket(&stack.settings.config_bucket)
         .key(key)

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_and_redrive_policy() {
     let stack = spawn_stack().await;
     let config = &stack.sdk_config;
-    let s3 = shared::aws::s3_client(config);
+    let s3 = local_stack::s3_client(config);
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     let events = aws_sdk_eventbridge::Client::new(config);
@@ -212,7 +212,7 @@ async fn the_outbox_shows_emails_and_sms_the_emulator_captured() {
 #[tokio::test]
 async fn the_demo_tenant_mapping_is_listed_under_mappings() {
     let stack = spawn_stack().await;
-    let listed = shared::aws::s3_client(&stack.sdk_config)
+    let listed = local_stack::s3_client(&stack.sdk_config)
         .list_objects_v2()
         .bucket(&stack.settings.config_bucket)
         .prefix("mappings/")
@@ -251,7 +251,7 @@ async fn each_function_is_refused_what_its_role_in_the_template_does_not_grant()
     let bucket = &stack.settings.config_bucket;
     let mapping = format!("mappings/{}.json", e2e::demo::DEMO_TENANT_HASH);
 
-    let s3 = shared::aws::s3_client(chat);
+    let s3 = local_stack::s3_client(chat);
     assert_eq!(outcome(s3.get_object().bucket(bucket).key(&mapping).send().await), "ok");
     let write = s3.put_object().bucket(bucket).key(&mapping).body(b"{}".to_vec().into()).send().await;
     assert_eq!(outcome(write), "AccessDenied", "chat-stream may read tenant config, not write it");

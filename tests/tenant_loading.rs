@@ -1,11 +1,13 @@
-//! Tenants load through `shared`'s loader with the real S3 client against the emulator.
+//! Tenants load through `shared`'s loader and its S3 client against the emulator.
 
 use e2e::{demo, put_config_object, spawn_stack, tenant_fixtures};
-use shared::tenant::{S3ConfigSource, TenantLoader};
+use shared::{
+    s3::S3,
+    tenant::{S3ConfigSource, TenantLoader},
+};
 
 fn loader(stack: &e2e::LocalStack) -> TenantLoader<S3ConfigSource> {
-    let s3 = shared::aws::s3_client(&stack.sdk_config);
-    TenantLoader::new(S3ConfigSource::new(s3, &stack.settings.config_bucket))
+    TenantLoader::new(S3ConfigSource::new(S3::new(&stack.sdk_config), &stack.settings.config_bucket))
 }
 
 #[tokio::test]
@@ -56,7 +58,7 @@ async fn a_malformed_config_is_an_error_naming_the_key() {
 async fn a_path_walking_tenant_hash_is_refused_before_any_s3_call() {
     // A client pointed at a closed port: any S3 call would surface as a source error.
     let unreachable = shared::aws::emulator_sdk_config("http://127.0.0.1:9", "us-east-1").await;
-    let loader = TenantLoader::new(S3ConfigSource::new(shared::aws::s3_client(&unreachable), "bucket"));
+    let loader = TenantLoader::new(S3ConfigSource::new(S3::new(&unreachable), "bucket"));
     for hash in ["../x", "..%2Fx", "a/../../b", ""] {
         let err = loader.load(hash).await.unwrap_err();
         assert_eq!(err.code(), "invalid_tenant_hash", "{hash:?}: {err}");

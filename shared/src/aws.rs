@@ -48,18 +48,38 @@ pub fn custom_roots() -> bool {
 }
 
 fn rustls_client() -> SharedHttpClient {
+    let builder =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    match tls_context() {
+        Some(context) => builder.tls_context(context).build_https(),
+        None => builder.build_https(),
+    }
+}
+
+/// The same HTTPS connection pool for a request we sign ourselves
+/// ([`crate::s3`]): connect deadline included, made when first called.
+pub fn https_connector() -> aws_smithy_http_client::Connector {
+    let settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
+    let builder = aws_smithy_http_client::Connector::builder()
+        .connector_settings(settings)
+        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    match tls_context() {
+        Some(context) => builder.tls_context(context).build(),
+        None => builder.build(),
+    }
+}
+
+/// The trust store of both: the compiled-in roots, or the native ones when
+/// [`custom_roots`]. Only an invalid additional server name fails the
+/// context, and none is set; `None` then keeps the client's default.
+fn tls_context() -> Option<TlsContext> {
     let trust = if custom_roots() {
         TrustStore::default()
     } else {
         TrustStore::empty().with_pem_certificate(mozilla_roots_pem())
     };
-    let builder =
-        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    // Only an invalid additional server name fails the context, and none is set.
-    match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => builder.tls_context(context).build_https(),
-        Err(_) => builder.build_https(),
-    }
+    TlsContext::builder().with_trust_store(trust).build().ok()
 }
 
 /// The webpki-root-certs roots as PEM, the one form the SDK's trust store takes.
@@ -108,7 +128,7 @@ pub fn function_sdk_config(settings: &Settings) -> SdkConfig {
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
         .http_client(https_client())
         .retry_config(RetryConfig::standard())
         .timeout_config(timeouts());
@@ -161,7 +181,7 @@ pub async fn emulator_sdk_config_with(
     secret_access_key: &str,
 ) -> SdkConfig {
     let credentials =
-        aws_sdk_s3::config::Credentials::new(access_key_id, secret_access_key, None, None, "emulator");
+        aws_credential_types::Credentials::new(access_key_id, secret_access_key, None, None, "emulator");
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
         .region(Region::new(region.to_owned()))
@@ -170,13 +190,6 @@ pub async fn emulator_sdk_config_with(
         .timeout_config(timeouts())
         .load()
         .await
-}
-
-/// S3 client; path-style addressing when an endpoint override is in use, since
-/// emulators on `localhost` cannot serve virtual-host bucket names.
-pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
-    aws_sdk_s3::Client::from_conf(builder.build())
 }
 
 /// Bedrock Runtime client. The SDK's own retries are off: the chat function

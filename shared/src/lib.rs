@@ -15,6 +15,7 @@ pub mod limits;
 pub mod mail;
 pub mod mask;
 pub mod model;
+pub mod s3;
 pub mod settings;
 pub mod sse;
 pub mod submissions;

@@ -3,12 +3,9 @@
 
 use std::future::Future;
 
-use aws_sdk_s3::{
-    error::ProvideErrorMetadata, operation::put_object::PutObjectError, primitives::ByteStream,
-    types::ServerSideEncryption,
-};
 use serde_json::{Value, json};
 use shared::fulfillment::StoredSubmission;
+use shared::s3::{S3, S3Error};
 
 /// `submissions/<tenant_id>/<form_id>/<submission_id>.json`
 pub fn archive_key(submission: &StoredSubmission) -> String {
@@ -56,45 +53,35 @@ pub trait Archive: Send + Sync + 'static {
 
 #[derive(Clone)]
 pub struct S3Archive {
-    client: aws_sdk_s3::Client,
+    client: S3,
 }
 
 impl S3Archive {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
+    pub fn new(client: S3) -> Self {
         Self { client }
     }
 }
 
 impl Archive for S3Archive {
     async fn put(&self, bucket: &str, key: &str, document: Vec<u8>) -> Result<(), ArchiveError> {
-        self.client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/json")
-            .server_side_encryption(ServerSideEncryption::Aes256)
-            .body(ByteStream::from(document))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| ArchiveError {
+        self.client.put_object(bucket, key, "application/json", document.into()).await.map_err(|err| {
+            ArchiveError {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
-                permanent: err.as_service_error().is_some_and(is_permanent),
+                permanent: is_permanent(&err),
                 source: Box::new(err),
-            })
+            }
+        })
     }
 }
 
 /// The bucket does not exist or the role may not write to it.
-pub fn is_permanent(err: &PutObjectError) -> bool {
+pub fn is_permanent(err: &S3Error) -> bool {
     matches!(err.code(), Some("NoSuchBucket" | "AccessDenied" | "InvalidBucketName"))
 }
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_s3::error::ErrorMetadata;
-
     use super::*;
     use crate::tests::submission;
 
@@ -123,7 +110,12 @@ mod tests {
 
     #[test]
     fn a_missing_bucket_or_a_denied_role_is_permanent_and_slow_down_is_not() {
-        let code = |code: &str| PutObjectError::generic(ErrorMetadata::builder().code(code).build());
+        let code = |code: &str| S3Error {
+            operation: "PutObject",
+            bucket: "b".into(),
+            key: "k".into(),
+            failure: shared::s3::Failure::Service { status: 400, code: code.into(), message: String::new() },
+        };
         assert!(is_permanent(&code("NoSuchBucket")));
         assert!(is_permanent(&code("AccessDenied")));
         assert!(!is_permanent(&code("SlowDown")));

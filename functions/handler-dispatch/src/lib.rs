@@ -36,7 +36,7 @@ pub fn aws_consumer(
     let channel = HandlerChannel::new(
         tenants,
         LambdaInvoker::new(lambda_client(config, settings)),
-        S3Archive::new(shared::aws::s3_client(config)),
+        S3Archive::new(shared::s3::S3::new(config)),
         HttpsWebhook::new(settings.webhook_allow_private),
         &settings.submissions_bucket,
     );

@@ -36,8 +36,7 @@ async fn spawn_stack() -> LocalStack {
 fn consumer(stack: &LocalStack, allow_private: bool) -> AwsHandlerConsumer {
     let mut settings = stack.settings.clone();
     settings.webhook_allow_private = allow_private;
-    let source =
-        S3ConfigSource::new(shared::aws::s3_client(&stack.sdk_config), settings.config_bucket.clone());
+    let source = S3ConfigSource::new(shared::s3::S3::new(&stack.sdk_config), settings.config_bucket.clone());
     aws_consumer(&stack.sdk_config, &settings, Arc::new(TenantLoader::new(source)))
 }
 
@@ -108,7 +107,7 @@ fn archive_key(submission_id: &str) -> String {
 }
 
 async fn create_archive_bucket(stack: &LocalStack) {
-    let s3 = shared::aws::s3_client(&stack.sdk_config);
+    let s3 = local_stack::s3_client(&stack.sdk_config);
     if let Err(err) = s3.create_bucket().bucket(ARCHIVE_BUCKET).send().await {
         let owned = err.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you());
         assert!(owned, "create {ARCHIVE_BUCKET}: {}", shared::telemetry::error_chain(&err));
@@ -117,7 +116,7 @@ async fn create_archive_bucket(stack: &LocalStack) {
 
 async fn archive_exists(stack: &LocalStack, key: &str) -> bool {
     let head =
-        shared::aws::s3_client(&stack.sdk_config).head_object().bucket(ARCHIVE_BUCKET).key(key).send().await;
+        local_stack::s3_client(&stack.sdk_config).head_object().bucket(ARCHIVE_BUCKET).key(key).send().await;
     match head {
         Ok(_) => true,
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
@@ -135,7 +134,7 @@ async fn an_s3_handler_archives_the_submission_encrypted_at_the_documented_key()
 
     assert_eq!(disposition, Disposition::Ack);
     assert_eq!(handler_record(&stack, &id).await["status"], "sent");
-    let object = shared::aws::s3_client(&stack.sdk_config)
+    let object = local_stack::s3_client(&stack.sdk_config)
         .get_object()
         .bucket(ARCHIVE_BUCKET)
         .key(archive_key(&id))
@@ -166,7 +165,7 @@ async fn a_redelivery_or_a_retry_after_the_archive_was_written_does_not_write_ag
     assert_eq!(consumer.handle_record(&body).await, Disposition::Ack);
     let key = archive_key(&id);
     assert!(archive_exists(&stack, &key).await);
-    shared::aws::s3_client(&stack.sdk_config)
+    local_stack::s3_client(&stack.sdk_config)
         .delete_object()
         .bucket(ARCHIVE_BUCKET)
         .key(&key)
@@ -231,7 +230,7 @@ async fn put_webhook_tenant(stack: &LocalStack, hash: &str, tenant_id: &str, url
     config["tenant_id"] = json!(tenant_id);
     config["tenant_hash"] = json!(hash);
     config["conversational_forms"][READING]["fulfillment"] = json!({"type": "webhook", "webhook_url": url});
-    let s3 = shared::aws::s3_client(&stack.sdk_config);
+    let s3 = local_stack::s3_client(&stack.sdk_config);
     for (key, body) in [
         (format!("mappings/{hash}.json"), json!({"tenant_id": tenant_id}).to_string()),
         (format!("tenants/{tenant_id}/config.json"), config.to_string()),

@@ -149,7 +149,7 @@ pub fn s3_tenant_loader(
     settings: &crate::Settings,
 ) -> Arc<TenantLoader<S3ConfigSource>> {
     Arc::new(TenantLoader::new(S3ConfigSource::new(
-        crate::aws::s3_client(sdk_config),
+        crate::s3::S3::new(sdk_config),
         settings.config_bucket.clone(),
     )))
 }
@@ -260,26 +260,20 @@ fn parse<T: serde::de::DeserializeOwned>(object: &str, bytes: &[u8]) -> Result<T
 /// The S3 adapter: `GetObject` on the config bucket.
 #[derive(Clone)]
 pub struct S3ConfigSource {
-    client: aws_sdk_s3::Client,
+    client: crate::s3::S3,
     bucket: String,
 }
 
 impl S3ConfigSource {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+    pub fn new(client: crate::s3::S3, bucket: impl Into<String>) -> Self {
         Self { client, bucket: bucket.into() }
     }
 }
 
 impl ConfigSource for S3ConfigSource {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
-        use aws_sdk_s3::error::ProvideErrorMetadata;
-        let response = self.client.get_object().bucket(&self.bucket).key(key).send().await;
-        match response {
-            Ok(object) => match object.body.collect().await {
-                Ok(bytes) => Ok(Some(bytes.into_bytes().to_vec())),
-                Err(err) => Err(SourceError::Unavailable(Box::new(err))),
-            },
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+        match self.client.get_object(&self.bucket, key).await {
+            Ok(object) => Ok(object.map(Vec::from)),
             Err(err) if err.code() == Some("AccessDenied") => {
                 Err(SourceError::AccessDenied { key: key.to_owned(), source: Box::new(err) })
             }

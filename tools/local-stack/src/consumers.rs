@@ -23,7 +23,6 @@ use shared::{
     consumer::{Channel, Consumer},
     fulfillment::FulfillmentLedger,
     telemetry::error_chain,
-    tenant::{S3ConfigSource, TenantLoader},
 };
 use tokio::task::JoinHandle;
 
@@ -66,12 +65,7 @@ pub fn spawn_all(
     template: &Template,
     polling: Polling,
 ) -> Result<Vec<JoinHandle<()>>, StackError> {
-    let tenants = |config: &SdkConfig| {
-        Arc::new(TenantLoader::new(S3ConfigSource::new(
-            shared::aws::s3_client(config),
-            settings.config_bucket.clone(),
-        )))
-    };
+    let tenants = |config: &SdkConfig| shared::tenant::s3_tenant_loader(config, settings);
     let feed = |(queue, function): (&'static str, &'static str)| -> Result<Feed, StackError> {
         let queue_url =
             created.get(queue).map(|q| q.reference.clone()).ok_or(StackError::MissingResource(queue))?;

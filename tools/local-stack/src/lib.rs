@@ -178,6 +178,14 @@ impl StackOptions {
 
 /// The repository this crate was built from (the stack reads template.yaml and
 /// the demo tenant from it).
+/// The SDK's S3 client for setting the emulator up and inspecting it;
+/// path-style, since an emulator on `localhost` cannot serve virtual-host
+/// bucket names. (The functions sign their own two calls: `shared::s3`.)
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
 }
@@ -241,7 +249,7 @@ impl LocalStack {
         let host_addr = local_addr(&listener)?;
         let host_origins = [format!("http://{host_addr}"), format!("http://localhost:{}", host_addr.port())];
 
-        let s3 = shared::aws::s3_client(&sdk_config);
+        let s3 = s3_client(&sdk_config);
         let demo_dir = options.repo_root.join("tools/demo-tenant");
         demo::seed(&s3, &settings.config_bucket, &demo_dir, &host_origins).await?;
         let targets = demo::fulfillment_targets(&demo_dir)?;
@@ -253,7 +261,7 @@ impl LocalStack {
             identities.write_profiles(dir, &endpoint)?;
         }
         let sdk_config = identities.admin.clone();
-        let s3 = shared::aws::s3_client(&sdk_config);
+        let s3 = s3_client(&sdk_config);
 
         let bedrock =
             BedrockStandIn::new(s3.clone(), settings.config_bucket.clone(), StandInOptions::default());
@@ -273,7 +281,7 @@ impl LocalStack {
         let state = Arc::new(host::HostState {
             settings: settings.clone(),
             endpoint: endpoint.clone(),
-            s3: shared::aws::s3_client(&identities.host),
+            s3: s3_client(&identities.host),
             http: reqwest::Client::new(),
             demo_tenant_hash: demo::DEMO_TENANT_HASH.to_owned(),
             bedrock_url: bedrock_url.clone(),

@@ -110,7 +110,7 @@ pub struct Provisioner {
 impl Provisioner {
     pub fn new(config: &SdkConfig) -> Self {
         Self {
-            s3: shared::aws::s3_client(config),
+            s3: crate::s3_client(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),

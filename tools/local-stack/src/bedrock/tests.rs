@@ -42,7 +42,7 @@ struct StandIn {
 
 async fn stand_in() -> StandIn {
     // ConverseStream never touches S3; this client points nowhere on purpose.
-    let s3 = shared::aws::s3_client(&shared::aws::emulator_sdk_config("http://127.0.0.1:9", REGION).await);
+    let s3 = crate::s3_client(&shared::aws::emulator_sdk_config("http://127.0.0.1:9", REGION).await);
     let options = StandInOptions { first_token_delay: Duration::ZERO, delta_delay: Duration::from_millis(1) };
     let standin = BedrockStandIn::new(s3, "no-bucket", options);
     let server = StandInServer::start(&standin, "127.0.0.1:0").await.expect("stand-in starts");
@@ -297,7 +297,7 @@ async fn an_unknown_knowledge_base_is_an_error_until_documents_are_written_for_i
     let kb = knowledge_base(&stack);
 
     let unknown = kb.retrieve("NOSUCHKB01", "volunteer").await;
-    shared::aws::s3_client(&stack.sdk_config)
+    crate::s3_client(&stack.sdk_config)
         .put_object()
         .bucket(&stack.settings.config_bucket)
         .key("knowledge-base/NOSUCHKB01/parking.md")
