@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod aws;
+pub mod cache;
 pub mod consumer;
 pub mod edge;
 pub mod events;

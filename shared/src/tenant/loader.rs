@@ -3,8 +3,9 @@
 
 use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
 
-use moka::future::Cache;
 use serde::Deserialize;
+
+use crate::cache::TtlCache;
 
 use super::{
     TenantConfig,
@@ -12,12 +13,12 @@ use super::{
 };
 
 const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
-const CACHE_CAPACITY: u64 = 512;
+const CACHE_CAPACITY: usize = 512;
 /// How long a hash that maps to no tenant is answered from memory: a flood of
 /// made-up hashes costs one S3 read each per half minute, and a tenant created
 /// just after a miss is served within that time.
 const UNKNOWN_TTL: Duration = Duration::from_secs(30);
-const UNKNOWN_CAPACITY: u64 = 10_000;
+const UNKNOWN_CAPACITY: usize = 10_000;
 
 /// A loaded tenant: its public hash, its internal id and its config.
 #[derive(Debug)]
@@ -138,9 +139,9 @@ struct Mapping {
 pub struct TenantLoader<S> {
     source: Arc<S>,
     /// Keyed by `h:<hash>` (widget requests) or `id:<tenant_id>` (consumers).
-    cache: Cache<String, Arc<Tenant>>,
+    cache: TtlCache<String, Arc<Tenant>, TenantError>,
     /// Keys of recent `tenant_not_found` answers (the cache above keeps only successes).
-    unknown: Cache<String, ()>,
+    unknown: TtlCache<String, ()>,
 }
 
 /// The tenant loader every function builds once, over the config bucket.
@@ -158,8 +159,8 @@ impl<S: ConfigSource> TenantLoader<S> {
     pub fn new(source: S) -> Self {
         Self {
             source: Arc::new(source),
-            cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
-            unknown: Cache::builder().max_capacity(UNKNOWN_CAPACITY).time_to_live(UNKNOWN_TTL).build(),
+            cache: TtlCache::new(CACHE_CAPACITY, CACHE_TTL),
+            unknown: TtlCache::new(UNKNOWN_CAPACITY, UNKNOWN_TTL),
         }
     }
 
@@ -178,7 +179,7 @@ impl<S: ConfigSource> TenantLoader<S> {
             .await
             .map_err(Arc::unwrap_or_clone);
         if let Err(TenantError::NotFound(_)) = &loaded {
-            self.unknown.insert(key, ()).await;
+            self.unknown.insert(key, ());
         }
         loaded
     }
