@@ -137,6 +137,20 @@ async fn fulfilled(
     .await
 }
 
+/// Writes a `status` attribute (`#s`, e.g. `fulfillment.sms.#s`) as an operator would by hand.
+async fn set_status_by_hand(stack: &LocalStack, submission_id: &str, path: &str, status: &str) {
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .update_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(submission_id.to_owned()))
+        .update_expression(format!("SET {path} = :status"))
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":status", AttributeValue::S(status.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Visible plus in-flight messages of a template queue.
 async fn queue_depth(stack: &LocalStack, logical_id: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;
@@ -681,16 +695,7 @@ async fn a_redelivery_completes_a_roll_up_lost_after_the_last_channel_was_record
     assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled");
 
     // As if the roll-up had timed out after the SMS channel's outcome was written.
-    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
-        .update_item()
-        .table_name(&stack.settings.form_submissions_table)
-        .key("submission_id", AttributeValue::S(id.clone()))
-        .update_expression("SET #s = :pending")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":pending", AttributeValue::S("pending_fulfillment".into()))
-        .send()
-        .await
-        .unwrap();
+    set_status_by_hand(&stack, &id, "#s", "pending_fulfillment").await;
     assert_eq!(sms_sender.handle_record(&sms_record).await, Disposition::Ack, "the redelivery");
     assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled");
     assert_eq!(sms(&stack).await.len(), 1, "and the SMS was not sent again");
@@ -756,16 +761,7 @@ async fn a_success_after_a_failure_clears_last_error_and_the_status_only_moves_f
     assert!(!channels["email"].contains_key("last_error"), "{:?}", channels["email"]);
 
     // A channel that fails again later (say, a record reset by hand) cannot move it back.
-    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
-        .update_item()
-        .table_name(&stack.settings.form_submissions_table)
-        .key("submission_id", AttributeValue::S(id.clone()))
-        .update_expression("SET fulfillment.sms.#s = :failed")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
-        .send()
-        .await
-        .unwrap();
+    set_status_by_hand(&stack, &id, "fulfillment.sms.#s", "failed").await;
     run("sms", Outcome::Failed { error: "again".into() }).await;
     assert_eq!(fulfillment(&stack, &id).await.0, "fulfilled", "never back from fulfilled");
     stack.stop().await;

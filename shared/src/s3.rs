@@ -272,12 +272,11 @@ fn signed_request_at(
     credentials: Credentials,
     time: SystemTime,
 ) -> Result<HttpRequest, Failure> {
-    let failed = |err: &dyn std::fmt::Display| Failure::Request(err.to_string().into());
     let mut builder = http::Request::builder().method(call.method).uri(url);
     for (name, value) in call.headers {
         builder = builder.header(*name, *value);
     }
-    let mut request = builder.body(call.body.clone()).map_err(|e| failed(&e))?;
+    let mut request = builder.body(call.body.clone()).map_err(request_error)?;
 
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -291,14 +290,19 @@ fn signed_request_at(
         .time(time)
         .settings(settings)
         .build()
-        .map_err(|e| failed(&e))?
+        .map_err(request_error)?
         .into();
     let headers = request.headers().iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)));
     let signable = SignableRequest::new(call.method, url, headers, SignableBody::Bytes(&call.body))
-        .map_err(|e| failed(&e))?;
-    let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+        .map_err(request_error)?;
+    let (instructions, _signature) = sign(signable, &params).map_err(request_error)?.into_parts();
     instructions.apply_to_request_http1x(&mut request);
-    HttpRequest::try_from(request.map(SdkBody::from)).map_err(|e| failed(&e))
+    HttpRequest::try_from(request.map(SdkBody::from)).map_err(request_error)
+}
+
+/// A request that could not be built or signed, its cause kept.
+fn request_error(err: impl std::error::Error + Send + Sync + 'static) -> Failure {
+    Failure::Request(Box::new(err))
 }
 
 /// The body of a 2xx answer; otherwise S3's `<Error>` as a [`Failure`].
