@@ -130,11 +130,25 @@ async fn fulfilled(
     stack: &LocalStack,
     submission_id: &str,
 ) -> (String, HashMap<String, HashMap<String, String>>) {
-    eventually(Duration::from_secs(120), "the submission to roll up", || async {
+    let started = Instant::now();
+    loop {
         let (status, channels) = fulfillment(stack, submission_id).await;
-        status.contains("fulfilled").then_some((status, channels))
-    })
-    .await
+        if status.contains("fulfilled") {
+            return (status, channels);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let dead: Vec<(&str, usize)> =
+                ["EmailDeadLetterQueue", "SmsDeadLetterQueue", "HandlerDeadLetterQueue"]
+                    .into_iter()
+                    .map(|q| async move { (q, queue_depth(stack, q).await) })
+                    .collect::<futures_util::future::JoinAll<_>>()
+                    .await;
+            panic!(
+                "{submission_id} did not roll up: status {status:?}, channels {channels:?}, DLQ depths {dead:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Writes a `status` attribute (`#s`, e.g. `fulfillment.sms.#s`) as an operator would by hand.
@@ -654,6 +668,106 @@ fn ledger(stack: &LocalStack) -> shared::submissions::DynamoSubmissionStore {
         aws_sdk_dynamodb::Client::new(&stack.sdk_config),
         &stack.settings.form_submissions_table,
     )
+}
+
+/// A ledger whose first `UpdateItem` is applied by DynamoDB but whose answer
+/// never arrives, as when a response is lost or comes after the attempt
+/// timeout: the SDK (3 s per attempt, standard retries) sends the call again.
+async fn ledger_losing_one_answer(
+    stack: &LocalStack,
+) -> (shared::submissions::DynamoSubmissionStore, tokio::task::JoinHandle<()>) {
+    let upstream = stack.endpoint.clone();
+    let lose = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let forward = move |request: axum::extract::Request| {
+        let (upstream, lose) = (upstream.clone(), Arc::clone(&lose));
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let target = parts.headers.get("x-amz-target").and_then(|t| t.to_str().ok()).unwrap_or_default();
+            let lost =
+                target.ends_with(".UpdateItem") && lose.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let mut headers = parts.headers.clone();
+            headers.remove(axum::http::header::HOST);
+            let answer = reqwest::Client::new()
+                .post(format!("{upstream}{}", parts.uri))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            let bytes = answer.bytes().await.unwrap();
+            if lost {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            (status, bytes)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(forward)).await;
+    });
+    let config = stack
+        .sdk_config
+        .to_builder()
+        .endpoint_url(endpoint)
+        .timeout_config(shared::aws::timeouts())
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .build();
+    let ledger = shared::submissions::DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &stack.settings.form_submissions_table,
+    );
+    (ledger, server)
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_still_this_deliverys_when_the_sdk_sends_it_again() {
+    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let event = ledger(&stack).load(&id).await.unwrap().unwrap().event();
+    let (lossy, server) = ledger_losing_one_answer(&stack).await;
+
+    let claimed = lossy.claim(&event, "email", shared::telemetry::now_epoch_millis(), 120_000).await;
+    let Ok(Claim::Acquired(_, lease)) = claimed else { panic!("not acquired: {claimed:?}") };
+    lossy.finish(&lease, &Outcome::Sent).await.unwrap();
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels["email"]["status"], "sent");
+    assert_eq!(channels["email"]["attempts"], "1", "one claim, sent twice by the SDK");
+    server.abort();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_outcome_whose_answer_was_lost_is_recorded_and_rolls_the_submission_up() {
+    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let ledger = ledger(&stack);
+    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let now = shared::telemetry::now_epoch_millis();
+    let mut leases = Vec::new();
+    for channel in &event.channels {
+        let Ok(Claim::Acquired(_, lease)) = ledger.claim(&event, channel, now, 120_000).await else {
+            panic!("claim {channel}")
+        };
+        leases.push(lease);
+    }
+    let last = leases.pop().unwrap();
+    for lease in &leases {
+        ledger.finish(lease, &Outcome::Sent).await.unwrap();
+    }
+
+    let (lossy, server) = ledger_losing_one_answer(&stack).await;
+    let finished = lossy.finish(&last, &Outcome::Sent).await;
+    assert!(finished.is_ok(), "the outcome is this delivery's: {finished:?}");
+    let (status, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels[&last.channel]["status"], "sent");
+    assert_eq!(status, "fulfilled");
+    server.abort();
+    stack.stop().await;
 }
 
 #[tokio::test]

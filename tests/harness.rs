@@ -35,7 +35,7 @@ pub async fn spawn_fulfilling_stack() -> LocalStack {
 
 /// Consumers as in AWS, but a failed record is retried after one second.
 pub const FAST_POLLING: local_stack::consumers::Polling =
-    local_stack::consumers::Polling { visibility: Some(std::time::Duration::from_secs(1)), pollers: 3 };
+    local_stack::consumers::Polling { retry_delay: Some(std::time::Duration::from_secs(1)), pollers: 3 };
 
 async fn start(
     sweep: Option<local_stack::Sweep>,

@@ -342,7 +342,7 @@ async fn the_guides_post_deployment_validation_passes_against_the_local_stack() 
     let profiles = std::env::temp_dir().join(format!("picasso-validate-{}", std::process::id()));
     let options = StackOptions {
         profile_dir: Some(profiles.clone()),
-        consumers: Some(Polling { visibility: None, pollers: 1 }),
+        consumers: Some(Polling { retry_delay: None, pollers: 1 }),
         alarms: true,
         ..StackOptions::for_tests()
     };

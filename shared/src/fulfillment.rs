@@ -45,6 +45,13 @@ impl StoredSubmission {
         self.fulfillment.get(channel).is_some_and(|record| record.contains_key(&format!("{part}_done_at")))
     }
 
+    /// Whether the channel's record carries this lease (an in-progress claim of this delivery).
+    pub fn holds_lease(&self, lease: &Lease) -> bool {
+        self.fulfillment
+            .get(&lease.channel)
+            .is_some_and(|record| record.get("lease").is_some_and(|token| *token == lease.token))
+    }
+
     /// The FormSubmitted event this submission is published as.
     pub fn event(&self) -> FormSubmitted {
         FormSubmitted {
@@ -381,6 +388,11 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                         Claim::Done
                     }
                     None => Claim::Missing,
+                    // The SDK retried a claim whose first attempt was applied
+                    // but timed out: the lease on the item is this one.
+                    Some(ChannelStatus::InProgress) if submission.holds_lease(&lease) => {
+                        Claim::Acquired(Box::new(submission), lease)
+                    }
                     Some(_) => Claim::Busy,
                 })
             }
@@ -450,35 +462,47 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             expression.push_str(", fulfillment.#c.last_error");
         }
         let finished = request.update_expression(expression).return_values(ReturnValue::AllNew).send().await;
-        let item = match finished {
-            Ok(output) => output.attributes,
-            Err(err) => return fenced(lease, Err(err)),
+        let submission = match fenced(lease, finished.map(|output| output.attributes)) {
+            Ok(item) => item.as_ref().map(read_item),
+            Err(LedgerError::LeaseLost { .. }) => {
+                // Refused: either the SDK retried a write whose first attempt was
+                // applied but timed out (the record shows this outcome, without a
+                // lease), or another delivery holds the channel now. Either way
+                // the roll-up is judged from what is stored.
+                let Some(submission) = self.load(&lease.submission_id).await? else { return Ok(()) };
+                let landed = submission.channel_status(&lease.channel) == Some(status)
+                    && !submission.fulfillment.get(&lease.channel).is_some_and(|r| r.contains_key("lease"));
+                self.roll_up(&submission).await?;
+                return if landed { Ok(()) } else { Err(lease_lost(lease)) };
+            }
+            Err(err) => return Err(err),
         };
-        match item.as_ref() {
-            Some(item) => Ok(self.roll_up(&read_item(item)).await?),
+        match submission {
+            Some(submission) => Ok(self.roll_up(&submission).await?),
             None => Ok(()),
         }
     }
 }
 
 /// A write conditional on the lease: a failed condition means another delivery holds it now.
-fn fenced<E>(
+fn fenced<T, E>(
     lease: &Lease,
-    written: Result<(), SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> Result<(), LedgerError>
+    written: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> Result<T, LedgerError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match written {
-        Ok(()) => Ok(()),
+        Ok(value) => Ok(value),
         Err(SdkError::ServiceError(e)) if e.err().code() == Some("ConditionalCheckFailedException") => {
-            Err(LedgerError::LeaseLost {
-                submission_id: lease.submission_id.clone(),
-                channel: lease.channel.clone(),
-            })
+            Err(lease_lost(lease))
         }
         Err(err) => Err(LedgerError::Store(error("UpdateItem")(err))),
     }
+}
+
+fn lease_lost(lease: &Lease) -> LedgerError {
+    LedgerError::LeaseLost { submission_id: lease.submission_id.clone(), channel: lease.channel.clone() }
 }
 
 #[cfg(test)]

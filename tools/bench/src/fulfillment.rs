@@ -54,7 +54,7 @@ async fn fulfilled(stack: &LocalStack, expected: usize, deadline: Duration) -> R
 
 pub async fn run(submissions: usize) -> Result<(), Error> {
     let options = StackOptions {
-        consumers: Some(Polling { visibility: None, pollers: 2 }),
+        consumers: Some(Polling { retry_delay: None, pollers: 2 }),
         ..StackOptions::for_tests()
     };
     let stack = LocalStack::start(options).await?;

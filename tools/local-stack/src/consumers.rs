@@ -2,7 +2,8 @@
 //! feeds them in AWS: each queue is long-polled for batches of up to 10, the
 //! batch goes to the same `Consumer` the Lambda binary runs, and only the
 //! records it did not report as failed are deleted. A failed record becomes
-//! visible again after the visibility timeout, and after five receives the
+//! visible again after the visibility timeout (or the polling's shorter retry
+//! delay, in tests), and after five receives the
 //! emulator's redrive policy moves it to the queue's DLQ. Each batch runs
 //! under its function's `Timeout` from the template, as an invocation does:
 //! the consumer sees that deadline, and a batch still running at it is cut
@@ -17,7 +18,10 @@ use tracing::Instrument;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use shared::{
     Settings,
     consumer::{Channel, Consumer},
@@ -31,10 +35,13 @@ use crate::{Identities, StackError, provision::Created, template::Template};
 /// How the host polls the consumer queues.
 #[derive(Debug, Clone, Copy)]
 pub struct Polling {
-    /// How long a received record stays hidden; a failed one comes back after
-    /// it. `None`: the queue's own, from the template (180 s), as Lambda does;
-    /// tests that wait for redeliveries use a second.
-    pub visibility: Option<Duration>,
+    /// When a failed record comes back. `None`: after the queue's visibility
+    /// timeout (180 s, from the template), as with Lambda; tests that wait for
+    /// redeliveries use a second. A record being handled stays hidden for the
+    /// queue's visibility timeout either way, so no second poller receives it
+    /// while its invocation runs (in AWS the visibility outlasts the function's
+    /// timeout).
+    pub retry_delay: Option<Duration>,
     /// Pollers per queue: Lambda runs several batches of one queue at once.
     pub pollers: usize,
 }
@@ -126,13 +133,11 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
     polling: Polling,
     timeout: Duration,
 ) -> Result<usize, PollError> {
-    let visibility = polling.visibility.map(|v| i32::try_from(v.as_secs()).unwrap_or(i32::MAX).max(1));
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(10)
         .wait_time_seconds(1)
-        .set_visibility_timeout(visibility)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await?;
@@ -164,13 +169,16 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
             timeout_s = timeout.as_secs(),
             "invocation timed out; batch left in the queue"
         );
+        retry_after(sqs, queue_url, messages.iter(), polling).await?;
         return Ok(messages.len());
     };
     let failed: HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let is_failed = |m: &&Message| m.message_id.as_deref().is_some_and(|id| failed.contains(id));
+    retry_after(sqs, queue_url, messages.iter().filter(is_failed), polling).await?;
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
-        .filter(|m| !m.message_id.as_deref().is_some_and(|id| failed.contains(id)))
+        .filter(|m| !is_failed(m))
         .enumerate()
         .filter_map(|(n, m)| {
             DeleteMessageBatchRequestEntry::builder()
@@ -184,4 +192,31 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
         sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(done)).send().await?;
     }
     Ok(messages.len())
+}
+
+/// Makes the failed records visible again after the polling's retry delay
+/// (when it has one; otherwise they come back after the queue's own timeout).
+async fn retry_after(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    failed: impl Iterator<Item = &Message>,
+    polling: Polling,
+) -> Result<(), PollError> {
+    let Some(delay) = polling.retry_delay else { return Ok(()) };
+    let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX).max(1);
+    let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = failed
+        .enumerate()
+        .filter_map(|(n, m)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(n.to_string())
+                .receipt_handle(m.receipt_handle.clone()?)
+                .visibility_timeout(seconds)
+                .build()
+                .ok()
+        })
+        .collect();
+    if !entries.is_empty() {
+        sqs.change_message_visibility_batch().queue_url(queue_url).set_entries(Some(entries)).send().await?;
+    }
+    Ok(())
 }

@@ -144,7 +144,7 @@ impl Default for StackOptions {
                 every: std::time::Duration::from_secs(60),
                 grace: outbox_sweeper::DEFAULT_GRACE,
             }),
-            consumers: Some(consumers::Polling { visibility: None, pollers: 2 }),
+            consumers: Some(consumers::Polling { retry_delay: None, pollers: 2 }),
             env: Vec::new(),
             iam: true,
             profile_dir: Some(repo_root().join(".local/aws")),
