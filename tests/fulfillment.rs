@@ -670,6 +670,16 @@ fn ledger(stack: &LocalStack) -> shared::submissions::DynamoSubmissionStore {
     )
 }
 
+/// A demo submission, the ledger over its table, and the event it was published as.
+async fn submitted(
+    stack: &LocalStack,
+) -> (String, shared::submissions::DynamoSubmissionStore, shared::events::FormSubmitted) {
+    let id = submit(stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let ledger = ledger(stack);
+    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    (id, ledger, event)
+}
+
 /// A ledger whose first `UpdateItem` is applied by DynamoDB but whose answer
 /// never arrives, as when a response is lost or comes after the attempt
 /// timeout: the SDK (3 s per attempt, standard retries) sends the call again.
@@ -726,8 +736,7 @@ async fn ledger_losing_one_answer(
 async fn a_claim_whose_answer_was_lost_is_still_this_deliverys_when_the_sdk_sends_it_again() {
     use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
-    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
-    let event = ledger(&stack).load(&id).await.unwrap().unwrap().event();
+    let (id, _, event) = submitted(&stack).await;
     let (lossy, server) = ledger_losing_one_answer(&stack).await;
 
     let claimed = lossy.claim(&event, "email", shared::telemetry::now_epoch_millis(), 120_000).await;
@@ -744,9 +753,7 @@ async fn a_claim_whose_answer_was_lost_is_still_this_deliverys_when_the_sdk_send
 async fn an_outcome_whose_answer_was_lost_is_recorded_and_rolls_the_submission_up() {
     use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
-    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
-    let ledger = ledger(&stack);
-    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let (id, ledger, event) = submitted(&stack).await;
     let now = shared::telemetry::now_epoch_millis();
     let mut leases = Vec::new();
     for channel in &event.channels {
@@ -820,9 +827,7 @@ async fn a_redelivery_completes_a_roll_up_lost_after_the_last_channel_was_record
 async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
     use shared::fulfillment::{Claim, FulfillmentLedger, LedgerError, Outcome};
     let stack = spawn_stack().await;
-    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
-    let ledger = ledger(&stack);
-    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let (id, ledger, event) = submitted(&stack).await;
     let now = shared::telemetry::now_epoch_millis();
     let Ok(Claim::Acquired(_, stale)) = ledger.claim(&event, "email", now, 1_000).await else {
         panic!("first claim")
@@ -847,9 +852,7 @@ async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
 async fn a_success_after_a_failure_clears_last_error_and_the_status_only_moves_forward() {
     use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
-    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
-    let ledger = ledger(&stack);
-    let event = ledger.load(&id).await.unwrap().unwrap().event();
+    let (id, ledger, event) = submitted(&stack).await;
     let run = |channel: &'static str, outcome: Outcome| {
         let (ledger, event) = (&ledger, &event);
         async move {
