@@ -175,7 +175,6 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
     let failed: HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let is_failed = |m: &&Message| m.message_id.as_deref().is_some_and(|id| failed.contains(id));
-    retry_after(sqs, queue_url, messages.iter().filter(is_failed), polling).await?;
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
         .filter(|m| !is_failed(m))
@@ -191,6 +190,8 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
     if !done.is_empty() {
         sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(done)).send().await?;
     }
+    // After the deletes, so a refused visibility change never keeps a success in the queue.
+    retry_after(sqs, queue_url, messages.iter().filter(is_failed), polling).await?;
     Ok(messages.len())
 }
 
