@@ -10,6 +10,7 @@ pub mod events;
 pub mod fill;
 pub mod forms;
 pub mod fulfillment;
+pub mod function_url;
 pub mod intake;
 pub mod knowledge;
 pub mod limits;

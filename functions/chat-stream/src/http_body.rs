@@ -1,6 +1,7 @@
 //! The chat response as an HTTP response whose body yields one chunk per
 //! frame, as soon as it is written: the same type serves Lambda response
-//! streaming and the local host. A JSON answer (widget analytics) is one chunk.
+//! streaming ([`to_stream_response`]) and the local host. A JSON answer
+//! (widget analytics) is one chunk.
 
 use std::{
     convert::Infallible,
@@ -10,7 +11,9 @@ use std::{
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use lambda_runtime::{MetadataPrelude, StreamResponse};
 use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 
 use shared::edge::JsonResponse;
 
@@ -55,4 +58,15 @@ pub fn to_json_response(response: JsonResponse) -> Response<FrameBody> {
         }
     }
     http
+}
+
+/// The response as Lambda response streaming sends it: its status and
+/// headers in the prelude, then each frame as a chunk as soon as it is written.
+pub fn to_stream_response(
+    response: Response<FrameBody>,
+) -> StreamResponse<impl Stream<Item = Result<Bytes, Infallible>> + Unpin + Send + 'static> {
+    let (parts, FrameBody(frames)) = response.into_parts();
+    let metadata_prelude =
+        MetadataPrelude { status_code: parts.status, headers: parts.headers, cookies: Vec::new() };
+    StreamResponse { metadata_prelude, stream: ReceiverStream::new(frames).map(Ok) }
 }

@@ -16,7 +16,7 @@ use shared::{
 };
 
 pub use crate::{
-    http_body::{FrameBody, to_http_response, to_json_response},
+    http_body::{FrameBody, to_http_response, to_json_response, to_stream_response},
     service::{ChatOptions, ChatResponse, ChatService, RetryPolicy},
 };
 

@@ -1,5 +1,5 @@
 //! The chat-stream binary itself (main.rs, settings from the template's
-//! environment, the lambda_http streaming adapter) under a Lambda Runtime
+//! environment, the response-streaming adapter) under a Lambda Runtime
 //! API emulator, against a local stack that enforces IAM.
 
 use std::{path::Path, time::Duration};

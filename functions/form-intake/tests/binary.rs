@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
+
 use local_stack::{
     LocalStack, StackOptions,
     runtime_api::{FunctionUnderTest, sample_event},
@@ -104,6 +106,33 @@ async fn aws_lambda_log_level_sets_the_level_when_rust_log_is_unset() {
     let info: Vec<_> =
         function.log_lines().into_iter().filter(|line| line.contains("\"level\":\"INFO\"")).collect();
     assert!(info.is_empty(), "INFO lines under WARN: {info:?}");
+    function.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_binary_reads_a_base64_body_and_echoes_an_allowed_origin_and_refuses_another() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_form-intake"));
+    let function = FunctionUnderTest::start(&stack, "FormIntakeFunction", binary, &[]).await.unwrap();
+    let mut event: serde_json::Value =
+        serde_json::from_str(&sample_event("form-intake/validate-field-valid.json")).unwrap();
+    // The Function URL base64-encodes a body whose content type is not text.
+    let body = event["body"].as_str().unwrap().to_owned();
+    event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
+    event["isBase64Encoded"] = true.into();
+    event["headers"]["content-type"] = "application/octet-stream".into();
+
+    let allowed = function.invoke(event.to_string()).await.unwrap().json().unwrap();
+    event["headers"]["origin"] = "https://elsewhere.example".into();
+    let other = function.invoke(event.to_string()).await.unwrap().json().unwrap();
+
+    assert_eq!(allowed["statusCode"], 200, "{allowed}");
+    assert!(allowed["body"].as_str().unwrap().contains("validation_success"), "{allowed}");
+    assert_eq!(allowed["headers"]["access-control-allow-origin"], "https://www.riverbendliteracy.org");
+    assert_eq!(other["statusCode"], 403, "{other}");
+    assert!(other["body"].as_str().unwrap().contains("origin_not_allowed"), "{other}");
+    assert!(other["headers"].get("access-control-allow-origin").is_none(), "{other}");
     function.stop().await;
     stack.stop().await;
 }

@@ -6,7 +6,9 @@
 //!     Function URL relay (the streamed body relayed as Lambda does);
 //!   - local host: the same service in process behind `/chat`.
 //!
-//! The added latency of a path is its p50 minus the floor's p50.
+//! The added latency of a path is its p50 minus the floor's p50. The Lambda
+//! path is also split where the Runtime API reads the frame: the function's
+//! part (over the floor, since both cross one socket) and the relay's.
 
 use std::{
     path::Path,
@@ -17,6 +19,7 @@ use local_stack::{LocalStack, runtime_api::RuntimeApi};
 
 use crate::{Error, QUESTIONS, chat_body, quiet_stack, report};
 
+const TEXT: &[u8] = b"\"type\":\"text\"";
 const FIRST_TOKEN_DELAY: Duration = Duration::from_millis(100);
 
 pub async fn run(binary: &Path, requests: usize) -> Result<(), Error> {
@@ -29,11 +32,15 @@ pub async fn run(binary: &Path, requests: usize) -> Result<(), Error> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let host = format!("{}/chat", stack.host_url());
     let (mut floor, mut lambda, mut local, mut lambda_total) = (vec![], vec![], vec![], vec![]);
+    let (mut in_function, mut in_relay) = (vec![], vec![]);
     for n in 0..requests {
         floor.push(direct(&client, &stack, n).await?);
         let (added, total) = through(&client, &function.url, &stack, n).await?;
         lambda.push(added);
         lambda_total.push(total);
+        let (function_part, relay_part) = lambda_split(&function.api, &stack, added)?;
+        in_function.push(function_part);
+        in_relay.push(relay_part);
         local.push(through(&client, &host, &stack, n).await?.0);
         if stack.bedrock.streams().len() > 500 {
             stack.bedrock.reset();
@@ -52,12 +59,24 @@ pub async fn run(binary: &Path, requests: usize) -> Result<(), Error> {
         "Lambda path: release binary, Runtime API emulator relaying the stream, first delta -> first text frame",
         &mut lambda,
     );
+    let function_p50 = report(
+        "  of which the function: first delta handed over -> its first text frame read by the Runtime API",
+        &mut in_function,
+    );
+    let relay_p50 = report("  of which the relay: Runtime API read -> the client read", &mut in_relay);
     let local_p50 = report("local host: the service in process, first delta -> first text frame", &mut local);
     println!("  added over the floor (p50 - floor p50)");
     println!(
         "    Lambda path {:.3} ms, local host {:.3} ms",
         ms(lambda_p50 - floor_p50),
         ms(local_p50 - floor_p50)
+    );
+    // The function's part crosses one socket, as the floor does; the relay
+    // adds a second socket that the floor does not have.
+    println!(
+        "    Lambda path split: the function {:.3} ms (its part - floor p50), the relay {:.3} ms (one more socket)",
+        ms(function_p50 - floor_p50),
+        ms(relay_p50)
     );
     report(
         "Lambda path, request sent -> first text frame (config and KB cached; limits and budget in DynamoDB; minus the stand-in's 100 ms)",
@@ -110,9 +129,27 @@ async fn through(
 ) -> Result<(Duration, Duration), Error> {
     let sent = Instant::now();
     let mut response = client.post(url).body(chat_body(QUESTIONS[n % QUESTIONS.len()])).send().await?;
-    let arrived = read_until(&mut response, b"\"type\":\"text\"").await?;
+    let arrived = read_until(&mut response, TEXT).await?;
     let handed_over = first_delta(stack)?;
     Ok((arrived.saturating_duration_since(handed_over), (arrived - sent).saturating_sub(FIRST_TOKEN_DELAY)))
+}
+
+/// The Lambda path's first-token time split at the Runtime API: (in the
+/// function, up to the Runtime API reading the frame; in the relay, from there
+/// to the client reading it).
+fn lambda_split(
+    api: &RuntimeApi,
+    stack: &LocalStack,
+    added: Duration,
+) -> Result<(Duration, Duration), Error> {
+    let invocation = api.last_invocation().ok_or("the Runtime API recorded no invocation")?;
+    let (read, _) = invocation
+        .chunks
+        .iter()
+        .find(|(_, chunk)| chunk.windows(TEXT.len()).any(|w| w == TEXT))
+        .ok_or("the function sent no text frame")?;
+    let in_function = read.saturating_duration_since(first_delta(stack)?);
+    Ok((in_function, added.saturating_sub(in_function)))
 }
 
 /// The floor: ConverseStream straight from the stand-in, read by the same client.

@@ -184,6 +184,12 @@ impl RuntimeApi {
         self.shared.invocations.lock().ok()?.get(request_id).cloned()
     }
 
+    /// The invocation queued last (a Function URL request's, say).
+    pub fn last_invocation(&self) -> Option<Invocation> {
+        let id = request_id(*self.shared.next_id.lock().ok()?);
+        self.invocation(&id)
+    }
+
     /// When the binary first asked for an event: it is ready.
     pub fn first_next(&self) -> Option<Instant> {
         *self.shared.first_next.lock().ok()?
@@ -203,7 +209,7 @@ impl Shared {
         let id = {
             let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
             *next += 1;
-            format!("req-{:04}", *next)
+            request_id(*next)
         };
         if let Some(relay) = relay {
             self.relays.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), relay);
@@ -226,6 +232,10 @@ impl Shared {
             relays.remove(id);
         }
     }
+}
+
+fn request_id(n: u64) -> String {
+    format!("req-{n:04}")
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
