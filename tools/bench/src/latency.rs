@@ -35,13 +35,13 @@ pub async fn run(binary: &Path, requests: usize) -> Result<(), Error> {
     let (mut in_function, mut in_relay) = (vec![], vec![]);
     for n in 0..requests {
         floor.push(direct(&client, &stack, n).await?);
-        let (added, total) = through(&client, &function.url, &stack, n).await?;
-        lambda.push(added);
-        lambda_total.push(total);
-        let (function_part, relay_part) = lambda_split(&function.api, &stack, added)?;
+        let chat = through(&client, &function.url, &stack, n).await?;
+        lambda.push(chat.added);
+        lambda_total.push(chat.total);
+        let (function_part, relay_part) = lambda_split(&function.api, &chat)?;
         in_function.push(function_part);
         in_relay.push(relay_part);
-        local.push(through(&client, &host, &stack, n).await?.0);
+        local.push(through(&client, &host, &stack, n).await?.added);
         if stack.bedrock.streams().len() > 500 {
             stack.bedrock.reset();
         }
@@ -119,37 +119,41 @@ impl Function {
     }
 }
 
-/// A chat through `url`: (first delta handed over -> first text frame read,
-/// request sent -> first text frame read).
-async fn through(
-    client: &reqwest::Client,
-    url: &str,
-    stack: &LocalStack,
-    n: usize,
-) -> Result<(Duration, Duration), Error> {
+/// One chat's first-token times.
+struct Chat {
+    /// When the stand-in handed its first delta to its socket.
+    handed_over: Instant,
+    /// First delta handed over -> first text frame read.
+    added: Duration,
+    /// Request sent -> first text frame read, without the stand-in's delay.
+    total: Duration,
+}
+
+/// A chat through `url`.
+async fn through(client: &reqwest::Client, url: &str, stack: &LocalStack, n: usize) -> Result<Chat, Error> {
     let sent = Instant::now();
     let mut response = client.post(url).body(chat_body(QUESTIONS[n % QUESTIONS.len()])).send().await?;
     let arrived = read_until(&mut response, TEXT).await?;
     let handed_over = first_delta(stack)?;
-    Ok((arrived.saturating_duration_since(handed_over), (arrived - sent).saturating_sub(FIRST_TOKEN_DELAY)))
+    Ok(Chat {
+        handed_over,
+        added: arrived.saturating_duration_since(handed_over),
+        total: (arrived - sent).saturating_sub(FIRST_TOKEN_DELAY),
+    })
 }
 
 /// The Lambda path's first-token time split at the Runtime API: (in the
 /// function, up to the Runtime API reading the frame; in the relay, from there
 /// to the client reading it).
-fn lambda_split(
-    api: &RuntimeApi,
-    stack: &LocalStack,
-    added: Duration,
-) -> Result<(Duration, Duration), Error> {
+fn lambda_split(api: &RuntimeApi, chat: &Chat) -> Result<(Duration, Duration), Error> {
     let invocation = api.last_invocation().ok_or("the Runtime API recorded no invocation")?;
     let (read, _) = invocation
         .chunks
         .iter()
-        .find(|(_, chunk)| chunk.windows(TEXT.len()).any(|w| w == TEXT))
+        .find(|(_, chunk)| contains(chunk, TEXT))
         .ok_or("the function sent no text frame")?;
-    let in_function = read.saturating_duration_since(first_delta(stack)?);
-    Ok((in_function, added.saturating_sub(in_function)))
+    let in_function = read.saturating_duration_since(chat.handed_over);
+    Ok((in_function, chat.added.saturating_sub(in_function)))
 }
 
 /// The floor: ConverseStream straight from the stand-in, read by the same client.
@@ -171,12 +175,16 @@ async fn read_until(response: &mut reqwest::Response, marker: &[u8]) -> Result<I
         let chunk = response.chunk().await?.ok_or("the stream ended before its first text")?;
         let now = Instant::now();
         seen.extend_from_slice(&chunk);
-        if seen.windows(marker.len()).any(|w| w == marker) {
+        if contains(&seen, marker) {
             break now;
         }
     };
     while response.chunk().await?.is_some() {}
     Ok(arrived)
+}
+
+fn contains(bytes: &[u8], marker: &[u8]) -> bool {
+    bytes.windows(marker.len()).any(|w| w == marker)
 }
 
 /// When the stand-in handed the latest stream's first delta to its socket.
