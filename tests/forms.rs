@@ -548,6 +548,67 @@ async fn a_submit_while_the_database_does_not_answer_gets_503_and_its_retry_is_s
     stack.stop().await;
 }
 
+/// Denies (or, with `None`, allows again) the form-intake role its writes to
+/// the submissions table, as an operator's mistaken policy or an outage would.
+async fn deny_table_writes(stack: &e2e::LocalStack, deny: bool) {
+    let iam = aws_sdk_iam::Client::new(&stack.sdk_config);
+    if deny {
+        let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": ["dynamodb:PutItem", "dynamodb:TransactWriteItems"], "Resource": "*"}]});
+        iam.put_user_policy()
+            .user_name("form-intake")
+            .policy_name("outage")
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+    } else {
+        iam.delete_user_policy().user_name("form-intake").policy_name("outage").send().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_submit_the_table_refuses_is_parked_and_the_sweeper_stores_it_exactly_once() {
+    let stack = spawn_stack().await;
+    let mut body = submit("reading_buddy_application", reading_data());
+    body["client_submission_id"] = json!("widget-parked-submission-0001");
+
+    deny_table_writes(&stack, true).await;
+    let parked = result(&post_forms(&stack, &body).await);
+    assert_eq!(parked["status"], "success", "parked, so the visitor is told it is received: {parked}");
+    let stored =
+        || async { submissions(&stack).await.into_iter().filter(|i| !i.contains_key("kind")).count() };
+    assert_eq!(stored().await, 0, "the table refused it");
+    deny_table_writes(&stack, false).await;
+
+    let store = shared::submissions::DynamoSubmissionStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk_config),
+        &stack.settings.form_submissions_table,
+    );
+    let queue = stack.settings.parked_submissions_queue_url.clone().expect("the stack parks");
+    let parking = shared::parking::SqsParking::new(aws_sdk_sqs::Client::new(&stack.sdk_config), queue);
+    let publisher = shared::events::EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(&stack.sdk_config),
+        &stack.settings.event_bus_name,
+    );
+    let report = outbox_sweeper::drain_parked(&store, &parking, &publisher, 5).await;
+    assert_eq!((report.stored, report.left), (1, 0), "{report:?}");
+    assert_eq!(stored().await, 1);
+    let item = submissions(&stack).await.into_iter().find(|i| !i.contains_key("kind")).unwrap();
+    assert_eq!(s(&item, "submission_id"), parked["submissionId"].as_str().unwrap());
+    assert_eq!(drain_queue(&stack, "EmailQueue").await.len(), 1, "its event was published once");
+
+    let again = outbox_sweeper::drain_parked(&store, &parking, &publisher, 5).await;
+    assert_eq!(again, outbox_sweeper::DrainReport::default(), "nothing left parked");
+    let retried = result(&post_forms(&stack, &body).await);
+    assert_eq!(
+        (retried["duplicate"].as_bool(), &retried["submissionId"]),
+        (Some(true), &parked["submissionId"])
+    );
+    assert_eq!(stored().await, 1, "stored exactly once");
+    stack.stop().await;
+}
+
 fn config_path(hash: &str) -> String {
     format!("/forms?action=get_config&t={hash}")
 }

@@ -73,16 +73,7 @@ async fn sms(stack: &LocalStack) -> Vec<Value> {
 
 /// The submission item as stored.
 async fn item(stack: &LocalStack, submission_id: &str) -> HashMap<String, AttributeValue> {
-    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
-        .get_item()
-        .table_name(&stack.settings.form_submissions_table)
-        .key("submission_id", AttributeValue::S(submission_id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default()
+    e2e::submission_item(stack, submission_id).await
 }
 
 /// A submission's status, and its channels' records as plain strings.
@@ -961,8 +952,13 @@ async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes()
     // One submission nobody consumed (its rule was missing), one fulfilled, both 20 minutes old.
     let (stuck, done) = (made("stuck_1", 20), made("done_1", 30));
     for event in [&stuck, &done] {
-        let submission =
-            NewSubmission { event: event.clone(), form_data: Default::default(), client_submission_id: None };
+        let submission = NewSubmission {
+            event: event.clone(),
+            form_data: Default::default(),
+            contact: Default::default(),
+            client_submission_id: None,
+            held: None,
+        };
         store.create(&submission, "{}").await.unwrap();
         store.mark_published(&event.submission_id).await.unwrap();
     }

@@ -212,6 +212,23 @@ pub async fn post_json(stack: &LocalStack, path: &str, body: String) -> reqwest:
         .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
+/// One item of the submissions table, read consistently (empty when absent).
+pub async fn submission_item(
+    stack: &LocalStack,
+    submission_id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", aws_sdk_dynamodb::types::AttributeValue::S(submission_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {submission_id}: {e}"))
+        .item
+        .unwrap_or_default()
+}
+
 /// Every item of the submissions table.
 pub async fn submissions(
     stack: &LocalStack,

@@ -121,7 +121,7 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
     }
     assert_eq!(checked["AWS::Logs::LogGroup"], 6, "one per function");
 
-    assert_eq!(checked["AWS::SQS::Queue"], 6, "three consumer queues and their DLQs");
+    assert_eq!(checked["AWS::SQS::Queue"], 7, "three consumer queues, their DLQs and the parking queue");
     assert_eq!(checked["AWS::Events::Rule"], 3, "one rule per consumer");
     assert_eq!(checked["AWS::DynamoDB::Table"], 3, "submissions, SMS usage and rate-limit counters");
     assert_eq!(checked["AWS::Events::Archive"], 2, "FormSubmitted and WidgetAnalytics");

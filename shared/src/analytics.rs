@@ -207,7 +207,8 @@ impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsIntake<C, P> {
         for event in &events {
             // The loader caches, so a batch of one tenant reads its config once.
             match self.tenants.load(event.tenant_hash.as_str()).await {
-                Ok(tenant) => match edge::check_origin(&tenant.config, caller) {
+                // The host page (the tenant's site) sends analytics: its `allowed_origins` only.
+                Ok(tenant) => match edge::check_origin(&tenant.config, caller, &[]) {
                     Ok(origin) => {
                         allowed_origin = origin;
                         details.push(event.detail(&tenant.id).to_string());

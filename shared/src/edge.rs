@@ -54,6 +54,43 @@ pub fn tenant_hash(value: Option<&Value>) -> Result<TenantHash, RequestError> {
     }
 }
 
+/// The one sentence a refused visitor reads in the widget, by refusal code.
+/// The code stays in the error frame, the log line and the metric, for operators.
+pub fn visitor_sentence(code: &str) -> &'static str {
+    match code {
+        "rate_limited" => {
+            "You're sending messages faster than I can answer. Please wait a moment and try again."
+        }
+        "budget_exhausted" => "I've answered all the questions I can for today. Please come back tomorrow.",
+        "origin_not_allowed" => "This chat isn't available on this website.",
+        "tenant_not_found" | "invalid_tenant_hash" | "missing_tenant_hash" | "tenant_config_invalid" => {
+            "This chat isn't set up correctly yet. Please let the website's owner know."
+        }
+        "payload_too_large" => "That message is too long for me to read. Please send a shorter one.",
+        "missing_user_input" => "Please type a question and send it again.",
+        "invalid_json" => "I couldn't read that message. Please try sending it again.",
+        _ => "The assistant is unavailable right now. Please try again in a minute.",
+    }
+}
+
+/// A refusal as a CloudWatch metric (Embedded Metric Format): `Refusals`,
+/// by code, in the function's namespace.
+pub fn refusal_metric_line(namespace: &str, code: &str) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": crate::telemetry::now_epoch_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Code"]],
+                "Metrics": [{"Name": "Refusals", "Unit": "Count"}],
+            }],
+        },
+        "Code": code,
+        "Refusals": 1,
+    })
+    .to_string()
+}
+
 /// Who sent a request, as the front door saw it: the browser's `Origin`
 /// header and the connection's source IP (the Function URL's
 /// `requestContext.http.sourceIp`; the peer address in the local host).
@@ -63,18 +100,58 @@ pub struct Caller {
     pub source_ip: Option<String>,
 }
 
+/// The header CloudFront adds to every request it forwards, holding a secret
+/// only it and the functions know (`TRUSTED_PROXY_SECRET`).
+pub const PROXY_SECRET_HEADER: &str = "x-origin-verify";
+/// The viewer's address as CloudFront forwards it (`203.0.113.9:46532`,
+/// `2001:db8::1:46532`), when its origin request policy includes it.
+pub const VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address";
+
 impl Caller {
     pub fn new(origin: Option<&str>, source_ip: Option<String>) -> Self {
         let origin = origin.map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned);
         Self { origin, source_ip: source_ip.filter(|ip| !ip.is_empty()) }
     }
+
+    /// Behind a trusted proxy the connection comes from the proxy, so every
+    /// visitor would share its per-visitor limits: when the request carries
+    /// the proxy's secret (compared in constant time), the visitor is the
+    /// viewer the proxy names. Without a configured secret, or a request that
+    /// does not carry it (one that went around the proxy), the connection's
+    /// address stands, so a client cannot pick its own address.
+    pub fn through_proxy<'a>(
+        mut self,
+        header: impl Fn(&str) -> Option<&'a str>,
+        secret: Option<&str>,
+    ) -> Self {
+        use subtle::ConstantTimeEq as _;
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else { return self };
+        let verified = header(PROXY_SECRET_HEADER)
+            .is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(secret.as_bytes())));
+        if let Some(viewer) = header(VIEWER_ADDRESS_HEADER).filter(|_| verified).and_then(viewer_ip) {
+            self.source_ip = Some(viewer);
+        }
+        self
+    }
+}
+
+/// The IP of `ip:port` (an IPv6 address unbracketed, as CloudFront writes it).
+fn viewer_ip(address: &str) -> Option<String> {
+    let (ip, port) = address.trim().rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
 
 /// The tenant's `allowed_origins` applied to a caller: the origin to echo in
 /// `Access-Control-Allow-Origin` (none for a request without one), or a 403
-/// `origin_not_allowed`. Without `allowed_origins` every origin is echoed;
-/// without an `Origin` header, `rate_limits.allow_no_origin` decides.
-pub fn check_origin(config: &TenantConfig, caller: &Caller) -> Result<Option<String>, RequestError> {
+/// `origin_not_allowed`. `widget_origins` (the widget's own iframe, for chat
+/// and forms) are always answered; without `allowed_origins` every origin is
+/// echoed; without an `Origin` header, `rate_limits.allow_no_origin` decides.
+pub fn check_origin(
+    config: &TenantConfig,
+    caller: &Caller,
+    widget_origins: &[String],
+) -> Result<Option<String>, RequestError> {
     let refused =
         |message: &str| RequestError { status: 403, code: "origin_not_allowed", message: message.into() };
     let Some(origin) = caller.origin.as_deref() else {
@@ -85,7 +162,10 @@ pub fn check_origin(config: &TenantConfig, caller: &Caller) -> Result<Option<Str
         };
     };
     let allowed = &config.allowed_origins;
-    if allowed.is_empty() || allowed.iter().any(|entry| entry.trim() == "*" || same_origin(entry, origin)) {
+    if allowed.is_empty()
+        || allowed.iter().any(|entry| entry.trim() == "*" || same_origin(entry, origin))
+        || widget_origins.iter().any(|widget| same_origin(widget, origin))
+    {
         Ok(Some(origin.to_owned()))
     } else {
         Err(refused("This website may not use this assistant"))
@@ -193,10 +273,10 @@ mod tests {
     fn without_allowed_origins_every_origin_is_echoed_as_before() {
         let open = config(serde_json::json!({}));
         assert_eq!(
-            check_origin(&open, &from(Some("https://any.example"))),
+            check_origin(&open, &from(Some("https://any.example")), &[]),
             Ok(Some("https://any.example".into()))
         );
-        assert_eq!(check_origin(&open, &from(None)), Ok(None));
+        assert_eq!(check_origin(&open, &from(None), &[]), Ok(None));
     }
 
     #[test]
@@ -205,11 +285,11 @@ mod tests {
             serde_json::json!({"allowed_origins": ["https://www.riverbend.org/", "http://127.0.0.1:3000"]}),
         );
         assert_eq!(
-            check_origin(&listed, &from(Some("https://WWW.riverbend.org"))),
+            check_origin(&listed, &from(Some("https://WWW.riverbend.org")), &[]),
             Ok(Some("https://WWW.riverbend.org".into()))
         );
         assert_eq!(
-            check_origin(&listed, &from(Some("http://127.0.0.1:3000"))).unwrap().as_deref(),
+            check_origin(&listed, &from(Some("http://127.0.0.1:3000")), &[]).unwrap().as_deref(),
             Some("http://127.0.0.1:3000")
         );
         for stranger in [
@@ -218,19 +298,53 @@ mod tests {
             "https://www.riverbend.org.evil.example",
             "http://127.0.0.1:3001",
         ] {
-            let err = check_origin(&listed, &from(Some(stranger))).unwrap_err();
+            let err = check_origin(&listed, &from(Some(stranger)), &[]).unwrap_err();
             assert_eq!((err.status, err.code), (403, "origin_not_allowed"), "{stranger}");
         }
     }
 
     #[test]
+    fn the_widgets_own_origin_is_answered_when_the_tenant_lists_only_its_site() {
+        let listed = config(serde_json::json!({"allowed_origins": ["https://www.riverbend.org"]}));
+        let widget = crate::settings::default_widget_origins();
+        assert_eq!(
+            check_origin(&listed, &from(Some("https://chat.myrecruiter.ai")), &widget),
+            Ok(Some("https://chat.myrecruiter.ai".into()))
+        );
+        let err = check_origin(&listed, &from(Some("https://chat.myrecruiter.ai")), &[]).unwrap_err();
+        assert_eq!(err.code, "origin_not_allowed", "config and analytics calls come from the tenant's site");
+        let err = check_origin(&listed, &from(Some("https://evil.example")), &widget).unwrap_err();
+        assert_eq!(err.code, "origin_not_allowed");
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_viewer_address_counts_only_with_the_secret() {
+        let headers = |secret: &'static str| {
+            move |name: &str| match name {
+                PROXY_SECRET_HEADER => Some(secret),
+                VIEWER_ADDRESS_HEADER => Some("2001:db8::7:46532"),
+                _ => None,
+            }
+        };
+        let proxy = || Caller::new(None, Some("130.176.1.1".into()));
+        let trusted = proxy().through_proxy(headers("s3cret"), Some("s3cret"));
+        assert_eq!(trusted.source_ip.as_deref(), Some("2001:db8::7"));
+        let forged = proxy().through_proxy(headers("guess"), Some("s3cret"));
+        assert_eq!(forged.source_ip.as_deref(), Some("130.176.1.1"));
+        let no_proxy = proxy().through_proxy(headers("s3cret"), None);
+        assert_eq!(no_proxy.source_ip.as_deref(), Some("130.176.1.1"));
+        assert_eq!(viewer_ip("203.0.113.9:443").as_deref(), Some("203.0.113.9"));
+        assert_eq!(viewer_ip("not an address"), None);
+    }
+
+    #[test]
     fn a_request_without_origin_follows_allow_no_origin() {
         let listed = config(serde_json::json!({"allowed_origins": ["https://a.example"]}));
-        assert_eq!(check_origin(&listed, &from(None)), Ok(None));
+        assert_eq!(check_origin(&listed, &from(None), &[]), Ok(None));
         let strict = config(serde_json::json!({"rate_limits": {"allow_no_origin": false}}));
-        assert_eq!(check_origin(&strict, &from(None)).unwrap_err().code, "origin_not_allowed");
+        assert_eq!(check_origin(&strict, &from(None), &[]).unwrap_err().code, "origin_not_allowed");
         assert_eq!(
-            check_origin(&strict, &from(Some("https://b.example"))),
+            check_origin(&strict, &from(Some("https://b.example")), &[]),
             Ok(Some("https://b.example".into()))
         );
     }

@@ -28,6 +28,8 @@ pub struct StoredSubmission {
     /// `pending_fulfillment` until the roll-up moves it on.
     pub status: String,
     pub form_data: BTreeMap<String, String>,
+    /// The applicant's contact as found at intake (empty on submissions made before it was kept).
+    pub contact: crate::forms::Contact,
     pub channels: Vec<String>,
     /// Channel → its record's attributes (status, parts already done, ...).
     pub fulfillment: BTreeMap<String, BTreeMap<String, String>>,
@@ -205,6 +207,7 @@ pub fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> St
         submitted_at: s("submitted_at"),
         status: s("status"),
         form_data: map(item.get("form_data")),
+        contact: crate::forms::Contact::from_map(&map(item.get("contact"))),
         channels: match item.get("channels") {
             Some(AttributeValue::L(list)) => list.iter().filter_map(text).collect(),
             _ => Vec::new(),
@@ -255,6 +258,8 @@ impl ChannelStatus {
 
 /// A submission's `status`, from creation to the roll-up.
 pub const PENDING_FULFILLMENT: &str = "pending_fulfillment";
+/// A submission stored but held back by a limit: no event, no fulfillment.
+pub const HELD: &str = "held";
 pub const FULFILLED: &str = "fulfilled";
 pub const PARTIALLY_FULFILLED: &str = "partially_fulfilled";
 

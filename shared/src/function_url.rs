@@ -70,9 +70,11 @@ impl UrlRequest {
         Cow::Owned(base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default())
     }
 
-    /// The browser's `Origin` and the caller's address.
-    pub fn caller(&self) -> Caller {
+    /// The browser's `Origin` and the visitor's address: the connection's, or
+    /// behind a trusted proxy (`TRUSTED_PROXY_SECRET`), the viewer's it names.
+    pub fn caller(&self, proxy_secret: Option<&str>) -> Caller {
         Caller::new(self.header("origin"), self.request_context.http.source_ip.clone())
+            .through_proxy(|name| self.header(name), proxy_secret)
     }
 }
 
@@ -116,7 +118,7 @@ mod tests {
         assert_eq!(request.query(), Some("action=get_config&t=abc"));
         assert_eq!(request.header("If-None-Match"), Some("\"v1\""));
         assert_eq!(&*request.body(), b"{\"a\":1}");
-        let caller = request.caller();
+        let caller = request.caller(None);
         assert_eq!(caller.origin.as_deref(), Some("https://example.org"));
         assert_eq!(caller.source_ip.as_deref(), Some("203.0.113.9"));
     }
@@ -135,7 +137,7 @@ mod tests {
         assert_eq!(request.query(), None);
         assert_eq!(request.header("origin"), None);
         assert!(request.body().is_empty());
-        assert_eq!(request.caller().source_ip, None);
+        assert_eq!(request.caller(None).source_ip, None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod mail;
 pub mod mask;
 pub mod model;
+pub mod parking;
 pub mod s3;
 pub mod settings;
 pub mod sse;

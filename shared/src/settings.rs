@@ -20,6 +20,10 @@ pub const DEFAULT_SUBMISSIONS_BUCKET: &str = "tenant-form-submissions";
 pub const DEFAULT_MODEL_FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MODEL_EVENT_GAP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where the widget's iframe is served from: its chat and form requests carry
+/// one of these `Origin`s, never the tenant's site.
+pub const DEFAULT_WIDGET_ORIGINS: [&str; 2] =
+    ["https://chat.myrecruiter.ai", "https://staging.chat.myrecruiter.ai"];
 
 /// Variables that name stage-specific resources; required when running in AWS.
 const REQUIRED_IN_AWS: [&str; 4] =
@@ -57,6 +61,20 @@ pub struct Settings {
     pub model_event_gap_timeout: Duration,
     /// `RETRIEVE_TIMEOUT_MS`: knowledge-base Retrieve; later, the answer goes without context.
     pub retrieve_timeout: Duration,
+    /// `WIDGET_ORIGINS` (comma-separated): the widget's own origins, always
+    /// answered for chat and forms whatever a tenant's `allowed_origins` says.
+    pub widget_origins: Vec<String>,
+    /// `TRUSTED_PROXY_SECRET`: set when CloudFront fronts the URLs and adds it as
+    /// `x-origin-verify`; the per-visitor limits then count the viewer's address.
+    pub trusted_proxy_secret: Option<String>,
+    /// `PARKED_SUBMISSIONS_QUEUE_URL`: where a submission goes when the table
+    /// cannot take it in time (form-intake, chat-stream); the sweeper drains it.
+    pub parked_submissions_queue_url: Option<String>,
+}
+
+/// The default widget origins, owned.
+pub fn default_widget_origins() -> Vec<String> {
+    DEFAULT_WIDGET_ORIGINS.map(str::to_owned).to_vec()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -127,8 +145,33 @@ impl Settings {
             )?,
             model_event_gap_timeout: millis("MODEL_EVENT_GAP_TIMEOUT_MS", DEFAULT_MODEL_EVENT_GAP_TIMEOUT)?,
             retrieve_timeout: millis("RETRIEVE_TIMEOUT_MS", DEFAULT_RETRIEVE_TIMEOUT)?,
+            widget_origins: match get("WIDGET_ORIGINS") {
+                None => default_widget_origins(),
+                Some(raw) => parse_origins(raw)?,
+            },
+            trusted_proxy_secret: get("TRUSTED_PROXY_SECRET").map(str::to_owned),
+            parked_submissions_queue_url: get("PARKED_SUBMISSIONS_QUEUE_URL").map(str::to_owned),
         })
     }
+}
+
+/// `https://a.example, http://127.0.0.1:3000`: each a scheme and host, no path.
+fn parse_origins(raw: &str) -> Result<Vec<String>, SettingsError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let origin = origin.trim_end_matches('/');
+            let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            match host {
+                Some(host) if !host.is_empty() && !host.contains('/') => Ok(origin.to_owned()),
+                _ => Err(SettingsError::Invalid {
+                    name: "WIDGET_ORIGINS",
+                    reason: format!("expected origins like https://chat.example.org, got {origin:?}"),
+                }),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,6 +199,20 @@ mod tests {
         assert_eq!(settings.model_first_event_timeout, Duration::from_secs(10));
         assert_eq!(settings.model_event_gap_timeout, Duration::from_secs(10));
         assert_eq!(settings.retrieve_timeout, Duration::from_secs(3));
+        assert_eq!(
+            settings.widget_origins,
+            ["https://chat.myrecruiter.ai", "https://staging.chat.myrecruiter.ai"]
+        );
+    }
+
+    #[test]
+    fn widget_origins_are_read_as_a_list_and_a_path_is_refused() {
+        let settings =
+            Settings::from_vars(vars(&[("WIDGET_ORIGINS", "https://w.example/, http://127.0.0.1:3000")]))
+                .unwrap();
+        assert_eq!(settings.widget_origins, ["https://w.example", "http://127.0.0.1:3000"]);
+        let err = Settings::from_vars(vars(&[("WIDGET_ORIGINS", "https://w.example/app")])).unwrap_err();
+        assert!(err.to_string().contains("WIDGET_ORIGINS"), "{err}");
     }
 
     #[test]

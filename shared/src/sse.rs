@@ -98,6 +98,9 @@ pub enum FormFrame {
         /// Set when this answers a repeated `client_submission_id`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         duplicate: bool,
+        /// Set when the submission was stored but held back by a limit: nobody is notified.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        held: bool,
     },
     FormError {
         status: FormStatus,
@@ -131,6 +134,7 @@ impl FormFrame {
                 .map(|channel| PlannedChannel { channel: channel.clone(), status: ChannelStatus::Queued })
                 .collect(),
             duplicate: false,
+            held: false,
         }
     }
 

@@ -22,11 +22,17 @@ const OUTBOX_PENDING: &str = "pending";
 const IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// A new submission, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewSubmission {
     pub event: FormSubmitted,
     pub form_data: Map<String, Value>,
+    /// The applicant's contact, found in the form (`crate::forms::extract_contact`).
+    pub contact: crate::forms::Contact,
     pub client_submission_id: Option<String>,
+    /// The limit that held this submission back: it is stored with status
+    /// `held` and that reason, and neither published nor fulfilled.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 /// What `create` did.
@@ -149,6 +155,17 @@ impl DynamoSubmissionStore {
             ("outbox".to_owned(), s(OUTBOX_PENDING)),
             ("unfulfilled".to_owned(), s(UNFULFILLED)),
         ]);
+        if let Some(limit) = &submission.held {
+            item.insert("status".to_owned(), s(crate::fulfillment::HELD));
+            item.insert("held_reason".to_owned(), s(limit));
+            item.remove("outbox");
+            item.remove("unfulfilled");
+        }
+        let contact = submission.contact.to_map();
+        if !contact.is_empty() {
+            let contact = contact.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect();
+            item.insert("contact".to_owned(), AttributeValue::M(contact));
+        }
         if let Some(client_id) = &submission.client_submission_id {
             item.insert("client_submission_id".to_owned(), s(client_id));
         }
@@ -195,15 +212,25 @@ impl SubmissionStore for DynamoSubmissionStore {
                 .map_err(store_error("build Put"))
         };
         let Some(client_id) = &submission.client_submission_id else {
-            self.client
+            let written = self
+                .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(Self::item(submission)))
                 .condition_expression("attribute_not_exists(submission_id)")
                 .send()
-                .await
-                .map_err(store_error("PutItem"))?;
-            return Ok(Created::New);
+                .await;
+            return match written {
+                Ok(_) => Ok(Created::New),
+                // The id is this submit's own (time and a random part), so the
+                // item exists only because an earlier try of this same write
+                // landed: an SDK retry after a lost answer, or a parked copy
+                // of a write that did land. It is this submission, stored.
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                    Ok(Created::New)
+                }
+                Err(err) => Err(store_error("PutItem")(err)),
+            };
         };
         let key = Self::idempotency_key(&submission.event.tenant_id, client_id);
         let fingerprint = fingerprint(submission);

@@ -3,9 +3,9 @@
 //! CTA definitions, conversation branches and CTA settings.
 
 use serde_json::{Map, Value, json};
-use shared::tenant::{CtaDefinition, FormConfig, Tenant, TenantConfig};
+use shared::tenant::{ConversationBranch, CtaDefinition, FormConfig, Tenant, TenantConfig};
 
-use crate::request::SessionContext;
+use crate::request::{Routing, SessionContext};
 
 /// Buttons and metadata for the `cta_buttons` frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,13 +51,26 @@ const INTENT_WORDS: [&str; 14] = [
     "help",
 ];
 
+/// The buttons that follow an answer, chosen in order: the branch a click
+/// named (`routing_metadata.target_branch`); a form switch or a form's
+/// trigger phrase in the message; the first branch whose keywords the answer
+/// holds; `cta_settings.fallback_branch`. `metadata` says which
+/// (`routing_tier`, `routing_method`, `branch`).
 pub fn enhance(
     tenant: &Tenant,
     user_input: &str,
     answer: &str,
     session: &SessionContext,
+    routing: &Routing,
 ) -> Option<CtaOutcome> {
     let config = &tenant.config;
+    if let (Some(click), Some(target)) = (routing.clicked, routing.target_branch.as_deref())
+        && let Some((name, branch)) = config.conversation_branches.get_key_value(target)
+    {
+        let buttons = branch_buttons(config, branch, session, true);
+        let metadata = json!({"routing_tier": "explicit", "routing_method": click.as_str(), "branch": name});
+        return Some(CtaOutcome { buttons, metadata });
+    }
     let message = user_input.to_lowercase();
     if let Some(outcome) = program_switch(tenant, &message, session) {
         return Some(outcome);
@@ -75,13 +88,31 @@ pub fn enhance(
         });
         return Some(CtaOutcome {
             buttons: vec![button],
-            metadata: json!({"source": "form_trigger", "form_id": form.id_or(key)}),
+            metadata: json!({
+                "source": "form_trigger",
+                "routing_tier": "form_trigger",
+                "routing_method": "trigger_phrase",
+                "form_id": form.id_or(key),
+            }),
         });
     }
-    if shows_engagement(&message) {
-        return branch_ctas(config, &message, &answer.to_lowercase(), session);
+    if shows_engagement(&message)
+        && let Some(outcome) = branch_ctas(config, &message, &answer.to_lowercase(), session)
+    {
+        return Some(outcome);
     }
-    None
+    fallback_ctas(config, session)
+}
+
+/// `cta_settings.fallback_branch`: its buttons when nothing else chose any.
+fn fallback_ctas(config: &TenantConfig, session: &SessionContext) -> Option<CtaOutcome> {
+    let name = config.cta_settings.fallback_branch.as_deref()?;
+    let (name, branch) = config.conversation_branches.get_key_value(name)?;
+    let buttons = branch_buttons(config, branch, session, true);
+    (!buttons.is_empty()).then(|| CtaOutcome {
+        buttons,
+        metadata: json!({"routing_tier": "fallback", "routing_method": "fallback_branch", "branch": name}),
+    })
 }
 
 /// A visitor part-way through one form who asks about another program.
@@ -161,19 +192,41 @@ fn branch_ctas(
     let (name, branch) = ordered.into_iter().find(|(_, branch)| {
         branch.detection_keywords.iter().any(|keyword| contains_phrase(answer, keyword))
     })?;
+    let buttons = branch_buttons(config, branch, session, message.chars().count() > 20);
+    (!buttons.is_empty()).then(|| CtaOutcome {
+        buttons,
+        metadata: json!({
+            "source": "conversation_branch",
+            "routing_tier": "keyword",
+            "routing_method": "detection_keywords",
+            "branch": name,
+        }),
+    })
+}
+
+/// A branch's primary CTA, then (with `secondary`) its secondary ones, each
+/// marked with its `_position`; CTAs of completed programs dropped, at most
+/// `max_ctas_per_response`.
+fn branch_buttons(
+    config: &TenantConfig,
+    branch: &ConversationBranch,
+    session: &SessionContext,
+    secondary: bool,
+) -> Vec<Value> {
     let ctas = &branch.available_ctas;
-    let secondary = ctas.secondary.iter().filter(|_| message.chars().count() > 20);
-    let buttons: Vec<Value> = ctas
-        .primary
-        .iter()
+    let primary = ctas.primary.iter().map(|id| (id, "primary"));
+    let secondary = ctas.secondary.iter().filter(|_| secondary).map(|id| (id, "secondary"));
+    primary
         .chain(secondary)
-        .filter_map(|id| Some((id, config.cta_definitions.get(id)?)))
-        .filter(|(_, cta)| !is_completed(session, cta_program(config, cta), cta.form_id()))
-        .map(|(id, cta)| button(id, cta))
+        .filter_map(|(id, position)| Some((id, position, config.cta_definitions.get(id)?)))
+        .filter(|(_, _, cta)| !is_completed(session, cta_program(config, cta), cta.form_id()))
+        .map(|(id, position, cta)| {
+            let mut button = button(id, cta);
+            button["_position"] = Value::from(position);
+            button
+        })
         .take(config.cta_settings.max_ctas_per_response)
-        .collect();
-    (!buttons.is_empty())
-        .then(|| CtaOutcome { buttons, metadata: json!({"source": "conversation_branch", "branch": name}) })
+        .collect()
 }
 
 /// A CTA's program: its own `program`, else that of the form it starts.
@@ -190,9 +243,10 @@ fn is_completed(session: &SessionContext, program: Option<&str>, form_id: Option
 }
 
 /// The definition's own fields plus `id`, with `label` and `action` whichever
-/// spelling the config used.
+/// spelling the config used; no `style` (the widget places buttons by `_position`).
 fn button(id: &str, cta: &CtaDefinition) -> Value {
     let mut fields: Map<String, Value> = cta.0.clone();
+    fields.remove("style");
     fields.insert("id".into(), Value::from(id));
     if let Some(label) = cta.label() {
         fields.insert("label".into(), Value::from(label));
@@ -251,7 +305,14 @@ mod tests {
 
     #[test]
     fn a_trigger_phrase_in_the_message_offers_that_form_with_its_fields() {
-        let outcome = enhance(&tenant(config()), "How do I become a tutor?", "", &session(&[], &[])).unwrap();
+        let outcome = enhance(
+            &tenant(config()),
+            "How do I become a tutor?",
+            "",
+            &session(&[], &[]),
+            &Routing::default(),
+        )
+        .unwrap();
         assert_eq!(
             outcome.buttons,
             [
@@ -263,27 +324,46 @@ mod tests {
 
     #[test]
     fn a_form_whose_program_is_completed_is_not_offered_again() {
-        let outcome =
-            enhance(&tenant(config()), "I want to become a tutor", "", &session(&["tutoring"], &[]));
+        let outcome = enhance(
+            &tenant(config()),
+            "I want to become a tutor",
+            "",
+            &session(&["tutoring"], &[]),
+            &Routing::default(),
+        );
         assert_eq!(outcome, None);
     }
 
     #[test]
     fn a_branch_gives_its_primary_cta_for_a_short_message() {
-        let outcome =
-            enhance(&tenant(config()), "how to tutor?", "Our tutors read weekly.", &session(&[], &[]))
-                .unwrap();
+        let outcome = enhance(
+            &tenant(config()),
+            "how to tutor?",
+            "Our tutors read weekly.",
+            &session(&[], &[]),
+            &Routing::default(),
+        )
+        .unwrap();
         let ids: Vec<&str> = outcome.buttons.iter().map(|b| b["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["apply_tutor"]);
-        assert_eq!(outcome.metadata, json!({"source": "conversation_branch", "branch": "tutoring"}));
+        assert_eq!(
+            outcome.metadata,
+            json!({"source": "conversation_branch", "routing_tier": "keyword",
+                   "routing_method": "detection_keywords", "branch": "tutoring"})
+        );
     }
 
     #[test]
     fn a_branch_adds_secondary_ctas_for_a_longer_message_following_branch_priority() {
         let answer = "Mentors and tutors both help.";
-        let outcome =
-            enhance(&tenant(config()), "What does volunteering involve here?", answer, &session(&[], &[]))
-                .unwrap();
+        let outcome = enhance(
+            &tenant(config()),
+            "What does volunteering involve here?",
+            answer,
+            &session(&[], &[]),
+            &Routing::default(),
+        )
+        .unwrap();
         let ids: Vec<&str> = outcome.buttons.iter().map(|b| b["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["apply_tutor", "info", "donate"], "tutoring has priority over mentoring");
     }
@@ -295,12 +375,13 @@ mod tests {
             "what about mentoring?",
             "A mentor meets monthly.",
             &session(&[], &[]),
+            &Routing::default(),
         )
         .unwrap();
         assert_eq!(
             outcome.buttons[0],
             json!({"text": "Apply to mentor", "type": "start_form", "formId": "mentor_app", "id": "apply_mentor",
-                   "label": "Apply to mentor", "action": "start_form"})
+                   "label": "Apply to mentor", "action": "start_form", "_position": "primary"})
         );
     }
 
@@ -313,15 +394,65 @@ mod tests {
             "Tell me more about tutoring please",
             "Tutors help kids.",
             &session(&["tutor_app"], &[]),
+            &Routing::default(),
         )
         .unwrap();
         let ids: Vec<&str> = outcome.buttons.iter().map(|b| b["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["info"]);
     }
 
+    fn clicked(target: &str) -> Routing {
+        Routing { clicked: Some(crate::request::Click::Cta), target_branch: Some(target.into()) }
+    }
+
+    #[test]
+    fn a_click_routes_to_its_target_branch_with_positions_and_without_completed_forms() {
+        let mut config = config();
+        config["cta_definitions"]["info"]["style"] = json!("secondary");
+        let outcome = enhance(
+            &tenant(config),
+            "ok",
+            "Nothing about tutors here.",
+            &session(&["mentoring"], &[]),
+            &clicked("mentoring"),
+        )
+        .unwrap();
+        let ids: Vec<(&str, &str)> = outcome
+            .buttons
+            .iter()
+            .map(|b| (b["id"].as_str().unwrap(), b["_position"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ids, [("info", "secondary"), ("donate", "secondary")], "the mentoring form is completed");
+        assert!(outcome.buttons.iter().all(|b| b.get("style").is_none()));
+        assert_eq!(
+            outcome.metadata,
+            json!({"routing_tier": "explicit", "routing_method": "cta", "branch": "mentoring"})
+        );
+    }
+
+    #[test]
+    fn an_unknown_target_branch_falls_through_and_the_fallback_branch_answers_last() {
+        let mut config = config();
+        config["cta_settings"]["fallback_branch"] = json!("tutoring");
+        let outcome = enhance(&tenant(config), "ok", "Hello.", &session(&[], &[]), &clicked("nope")).unwrap();
+        let ids: Vec<&str> = outcome.buttons.iter().map(|b| b["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["apply_tutor", "info", "donate"]);
+        assert_eq!(outcome.metadata["routing_tier"], "fallback");
+        assert_eq!(outcome.metadata["branch"], "tutoring");
+    }
+
     #[test]
     fn pleasantries_do_not_get_buttons() {
-        assert_eq!(enhance(&tenant(config()), "thanks!", "Tutors are great.", &session(&[], &[])), None);
+        assert_eq!(
+            enhance(
+                &tenant(config()),
+                "thanks!",
+                "Tutors are great.",
+                &session(&[], &[]),
+                &Routing::default()
+            ),
+            None
+        );
     }
 
     #[test]
@@ -331,6 +462,7 @@ mod tests {
             "actually I'd rather mentor a teen",
             "",
             &session(&[], &["tutor_app"]),
+            &Routing::default(),
         )
         .unwrap();
         assert!(outcome.buttons.is_empty());
@@ -347,9 +479,14 @@ mod tests {
 
     #[test]
     fn the_suspended_forms_own_trigger_is_not_a_switch() {
-        let outcome =
-            enhance(&tenant(config()), "I want to become a tutor", "", &session(&[], &["tutor_app"]))
-                .unwrap();
+        let outcome = enhance(
+            &tenant(config()),
+            "I want to become a tutor",
+            "",
+            &session(&[], &["tutor_app"]),
+            &Routing::default(),
+        )
+        .unwrap();
         assert_eq!(outcome.buttons[0]["formId"], "tutor_app");
         assert!(outcome.metadata.get("program_switch_detected").is_none());
     }

@@ -59,6 +59,16 @@ pub fn aws_service_with(
         .with_guard(guard)
 }
 
+/// Whether a chat is answered buffered as JSON rather than streamed: the
+/// widget's HTTP fallback (`?action=chat`), or a client that accepts JSON and
+/// not an event stream.
+pub fn wants_json(query: Option<&str>, accept: Option<&str>) -> bool {
+    edge::query_param(query, "action") == Some("chat")
+        || accept.is_some_and(|accept| {
+            accept.contains("application/json") && !accept.contains("text/event-stream")
+        })
+}
+
 /// Whether a chat URL request is widget analytics (`?action=analytics`) rather than a chat.
 pub fn is_analytics(query: Option<&str>) -> bool {
     edge::query_param(query, "action") == Some("analytics")

@@ -4,6 +4,9 @@
 use serde_json::{Value, json};
 use shared::{mask::mask_personal_data, model::Usage, telemetry};
 
+/// The chat function's CloudWatch metrics namespace (answers and refusals).
+pub const NAMESPACE: &str = "Picasso/Chat";
+
 /// Where finished-answer lines go: stdout in Lambda (CloudWatch Logs), or a
 /// test's buffer.
 pub use shared::telemetry::{LineSink, stdout_sink};
@@ -55,7 +58,7 @@ impl QaRecord<'_> {
             "_aws": {
                 "Timestamp": telemetry::now_epoch_millis(),
                 "CloudWatchMetrics": [{
-                    "Namespace": "Picasso/Chat",
+                    "Namespace": NAMESPACE,
                     "Dimensions": [["TenantId"]],
                     "Metrics": [
                         metric("TotalTimeMs", "Milliseconds"),

@@ -10,6 +10,7 @@ use shared::{
 };
 
 pub use shared::edge::{MAX_BODY_BYTES, RequestError};
+/// A longer question is cut to this many characters, as the Node handler did; never refused.
 pub const MAX_USER_INPUT_CHARS: usize = 4_000;
 /// History kept for the model: the last turns, within a size budget.
 pub const MAX_HISTORY_TURNS: usize = 20;
@@ -26,6 +27,52 @@ pub struct ChatRequest {
     /// Oldest first, bounded to the last `MAX_HISTORY_TURNS` and `MAX_HISTORY_CHARS`.
     pub history: Vec<Turn>,
     pub session: SessionContext,
+    /// What the visitor clicked to send this turn, if anything.
+    pub routing: Routing,
+}
+
+/// `routing_metadata` of a turn sent by a click: an action chip or a CTA
+/// button, and the branch of `conversation_branches` it points at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub clicked: Option<Click>,
+    pub target_branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Click {
+    ActionChip,
+    Cta,
+}
+
+impl Click {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ActionChip => "action_chip",
+            Self::Cta => "cta",
+        }
+    }
+}
+
+impl Routing {
+    fn parse(value: Option<&Value>) -> Self {
+        let Some(value) = value else { return Self::default() };
+        let flag = |name: &str| value.get(name).is_some_and(|v| v == &Value::Bool(true));
+        let clicked = if flag("action_chip_triggered") {
+            Some(Click::ActionChip)
+        } else if flag("cta_triggered") {
+            Some(Click::Cta)
+        } else {
+            None
+        };
+        let target_branch = value
+            .get("target_branch")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|b| !b.is_empty() && b.len() <= MAX_ID_CHARS)
+            .map(str::to_owned);
+        Self { clicked, target_branch: clicked.and(target_branch) }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -47,6 +94,7 @@ struct RawRequest {
     conversation_history: Option<Value>,
     conversation_context: Option<Value>,
     session_context: Option<Value>,
+    routing_metadata: Option<Value>,
 }
 
 impl ChatRequest {
@@ -57,12 +105,7 @@ impl ChatRequest {
         if user_input.is_empty() {
             return Err(RequestError::bad("missing_user_input", "user_input is required"));
         }
-        if user_input.chars().count() > MAX_USER_INPUT_CHARS {
-            return Err(RequestError::bad(
-                "user_input_too_long",
-                format!("user_input is longer than {MAX_USER_INPUT_CHARS} characters"),
-            ));
-        }
+        let user_input: String = user_input.chars().take(MAX_USER_INPUT_CHARS).collect();
         let session_id = short_id(raw.session_id.as_ref()).unwrap_or_else(|| "default".to_owned());
         let history_source = raw
             .conversation_history
@@ -75,11 +118,12 @@ impl ChatRequest {
 
         Ok(Self {
             tenant_hash,
-            user_input: user_input.to_owned(),
+            user_input: user_input.trim_end().to_owned(),
             session_id,
             conversation_id: short_id(raw.conversation_id.as_ref()),
             history: bounded_history(history_source.as_ref()),
             session,
+            routing: Routing::parse(raw.routing_metadata.as_ref()),
         })
     }
 }
@@ -158,6 +202,30 @@ mod tests {
     }
 
     #[test]
+    fn a_click_names_its_target_branch_and_a_typed_turn_names_none() {
+        let clicked = parse(json!({"tenant_hash": "abc", "user_input": "Volunteer",
+            "routing_metadata": {"action_chip_triggered": true, "action_chip_id": "chip_1", "target_branch": "volunteer"}}))
+        .unwrap();
+        assert_eq!(
+            clicked.routing,
+            Routing { clicked: Some(Click::ActionChip), target_branch: Some("volunteer".into()) }
+        );
+        let typed = parse(
+            json!({"tenant_hash": "abc", "user_input": "hi", "routing_metadata": {"target_branch": "x"}}),
+        )
+        .unwrap();
+        assert_eq!(typed.routing, Routing::default());
+    }
+
+    #[test]
+    fn a_question_longer_than_4000_characters_is_cut_not_refused() {
+        let long = format!("{}tail", "é".repeat(MAX_USER_INPUT_CHARS));
+        let request = parse(json!({"tenant_hash": "abc", "user_input": long})).unwrap();
+        assert_eq!(request.user_input.chars().count(), MAX_USER_INPUT_CHARS);
+        assert!(request.user_input.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
     fn a_minimal_request_gets_the_default_session() {
         let request = parse(json!({"tenant_hash": "abc", "user_input": " Hi there "})).unwrap();
         assert_eq!(request.user_input, "Hi there");
@@ -180,11 +248,6 @@ mod tests {
                 json!({"tenant_hash": "../x", "user_input": "hi"}).to_string().into_bytes(),
                 400,
                 "invalid_tenant_hash",
-            ),
-            (
-                json!({"tenant_hash": "abc", "user_input": "x".repeat(4_001)}).to_string().into_bytes(),
-                400,
-                "user_input_too_long",
             ),
             (vec![b' '; MAX_BODY_BYTES + 1], 413, "payload_too_large"),
         ];

@@ -18,7 +18,7 @@ use shared::{
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
     sse::{self, Frame, Source},
     telemetry::error_chain,
-    tenant::{ConfigSource, Tenant, TenantError, TenantLoader},
+    tenant::{ConfigSource, Tenant, TenantLoader},
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
@@ -103,23 +103,9 @@ impl ChatResponse {
         Self::new(status, body)
     }
 
-    /// 429 with `Retry-After`: `rate_limited`, or `budget_exhausted` for the day's tokens.
-    fn limited(refusal: &Refusal) -> Self {
-        let mut response = if refusal.limit == "tokens_per_day" {
-            Self::refused(
-                429,
-                "budget_exhausted",
-                "The assistant has answered all it can for today. Please try again tomorrow.",
-            )
-        } else {
-            Self::refused(
-                429,
-                "rate_limited",
-                "Too many questions at once. Please wait a moment and try again.",
-            )
-        };
-        response.headers.push(("retry-after", refusal.retry_after.to_string()));
-        response
+    /// The refusal code of a limit: `budget_exhausted` for the day's tokens, else `rate_limited`.
+    fn limit_code(refusal: &Refusal) -> &'static str {
+        if refusal.limit == "tokens_per_day" { "budget_exhausted" } else { "rate_limited" }
     }
 
     /// Lets the browser read the answer from this origin (`None`: no CORS header).
@@ -220,16 +206,20 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let request = match ChatRequest::parse(body) {
             Ok(request) => request,
             Err(err) => {
-                tracing::info!(code = err.code, status = err.status, "chat request refused");
-                return ChatResponse::refused(err.status, err.code, &err.message)
-                    .allowing(caller.origin.clone());
+                tracing::info!(detail = err.message, "chat request malformed");
+                return self.refuse(err.status, err.code, caller);
             }
         };
         let tenant = match self.tenants.load(request.tenant_hash.as_str()).await {
             Ok(tenant) => tenant,
-            Err(err) => return tenant_refusal(&err).allowing(caller.origin.clone()),
+            Err(err) => {
+                if err.status() >= 500 {
+                    tracing::error!(code = err.code(), error = %error_chain(&err), "tenant unavailable");
+                }
+                return self.refuse(err.status(), err.code(), caller);
+            }
         };
-        let allowed_origin = match edge::check_origin(&tenant.config, caller) {
+        let allowed_origin = match edge::check_origin(&tenant.config, caller, &self.settings.widget_origins) {
             Ok(origin) => origin,
             Err(err) => {
                 tracing::warn!(
@@ -237,11 +227,13 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                     origin = caller.origin,
                     "chat from an origin the tenant does not allow"
                 );
-                return ChatResponse::refused(err.status, err.code, &err.message);
+                return self.refuse(err.status, err.code, caller);
             }
         };
         if let Err(refusal) = self.admit(&tenant, caller).await {
-            return ChatResponse::limited(&refusal).allowing(allowed_origin);
+            let mut response = self.refuse(429, ChatResponse::limit_code(&refusal), caller);
+            response.headers.push(("retry-after", refusal.retry_after.to_string()));
+            return response;
         }
         let (tx, body) = mpsc::channel(CHANNEL_FRAMES);
         let service = Arc::clone(self);
@@ -256,6 +248,39 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             }
         });
         ChatResponse::new(200, body).allowing(allowed_origin)
+    }
+
+    /// A refusal before the stream starts: the sentence the visitor reads in
+    /// the error frame, readable by the browser whatever its origin (a refusal
+    /// says nothing a stranger may not know; without CORS the widget shows
+    /// "Failed to fetch"), and one log line and one metric by code.
+    fn refuse(&self, status: u16, code: &'static str, caller: &Caller) -> ChatResponse {
+        tracing::info!(code, status, origin = caller.origin, "chat refused");
+        (self.qa_sink)(edge::refusal_metric_line(crate::qa_log::NAMESPACE, code));
+        ChatResponse::refused(status, code, edge::visitor_sentence(code)).allowing(caller.origin.clone())
+    }
+
+    /// The widget's HTTP fallback (`?action=chat`, `Accept: application/json`):
+    /// the same turn as [`Self::handle_from`] (tenant, origin, limits, prompt,
+    /// CTAs, QA log), buffered into `{content, ctaButtons, metadata, session_id}`.
+    /// The widget shows a generic apology for any non-2xx here, so a refusal is
+    /// a 200 whose `content` is the sentence and whose `error` is the code.
+    pub async fn chat_json(self: &Arc<Self>, body: &[u8], caller: &Caller) -> JsonResponse {
+        let response = self.handle_from(body, caller).await;
+        let mut reply = BufferedReply::default();
+        let mut frames = response.body;
+        while let Some(chunk) = frames.recv().await {
+            reply.read(&chunk);
+        }
+        let session_id = reply.session_id.take().or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("session_id").and_then(serde_json::Value::as_str).map(str::to_owned))
+        });
+        let mut json = JsonResponse::new(200, reply.into_json(session_id).to_string())
+            .with_header("cache-control", "no-store");
+        json.headers.extend(response.headers);
+        json
     }
 
     /// The visitor's and the tenant's chats per minute (one after the other:
@@ -312,7 +337,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         if !sources.is_empty() {
             tail.push_str(&Frame::Sources { sources: &sources }.encode());
         }
-        if let Some(outcome) = cta::enhance(tenant, &request.user_input, &answer.text, &request.session) {
+        if let Some(outcome) =
+            cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
+        {
             let frame = Frame::CtaButtons {
                 cta_buttons: &outcome.buttons,
                 metadata: &outcome.metadata,
@@ -628,11 +655,61 @@ impl Outbound {
     }
 }
 
-fn tenant_refusal(err: &TenantError) -> ChatResponse {
-    if err.status() >= 500 {
-        tracing::error!(code = err.code(), error = %error_chain(err), "tenant unavailable");
+/// A streamed answer read back frame by frame, for the JSON fallback.
+#[derive(Default)]
+struct BufferedReply {
+    content: String,
+    cta_buttons: Option<serde_json::Value>,
+    metadata: Option<serde_json::Value>,
+    sources: Option<serde_json::Value>,
+    /// The error frame's sentence and code.
+    error: Option<(String, String)>,
+    session_id: Option<String>,
+}
+
+impl BufferedReply {
+    fn read(&mut self, chunk: &[u8]) {
+        let text = String::from_utf8_lossy(chunk);
+        for data in text.lines().filter_map(|line| line.strip_prefix("data: ")) {
+            let Ok(frame) = serde_json::from_str::<serde_json::Value>(data) else { continue };
+            let field = |name: &str| frame.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+            if self.session_id.is_none() && !field("session_id").is_empty() {
+                self.session_id = Some(field("session_id").to_owned());
+            }
+            match field("type") {
+                "text" => self.content.push_str(field("content")),
+                "cta_buttons" => {
+                    self.cta_buttons = frame.get("ctaButtons").cloned();
+                    self.metadata = frame.get("metadata").cloned();
+                }
+                "sources" => self.sources = frame.get("sources").cloned(),
+                "error" => self.error = Some((field("error").to_owned(), field("code").to_owned())),
+                _ => {}
+            }
+        }
     }
-    ChatResponse::refused(err.status(), err.code(), err.public_message())
+
+    /// The widget reads `content` (or `message`, `response`); a turn that
+    /// ended before any text reads the error's sentence.
+    fn into_json(self, session_id: Option<String>) -> serde_json::Value {
+        let content = match (&self.error, self.content.is_empty()) {
+            (Some((sentence, _)), true) => sentence.clone(),
+            _ => self.content,
+        };
+        let mut json = serde_json::json!({
+            "content": content,
+            "ctaButtons": self.cta_buttons.unwrap_or_else(|| serde_json::json!([])),
+            "metadata": self.metadata.unwrap_or_else(|| serde_json::json!({})),
+            "session_id": session_id,
+        });
+        if let Some(sources) = self.sources {
+            json["sources"] = sources;
+        }
+        if let Some((_, code)) = self.error {
+            json["error"] = serde_json::Value::String(code);
+        }
+        json
+    }
 }
 
 fn error_frame_before_text(err: &ModelError) -> String {

@@ -90,7 +90,11 @@ fn random_configs_either_parse_or_fail_cleanly_and_never_panic_the_cta_enhancer(
         let tenant = Tenant { hash: TenantHash::parse("h").unwrap(), id: "T".into(), config, raw };
         let session =
             serde_json::from_value(json!({"completed_forms": ["f"], "suspended_forms": ["f"]})).unwrap();
-        let _ = cta::enhance(&tenant, "I want to apply, go!", "go go", &session);
-        let _ = cta::enhance(&tenant, "How do I go further with this?", "go", &Default::default());
+        let _ = cta::enhance(&tenant, "I want to apply, go!", "go go", &session, &Default::default());
+        let clicked = chat_stream::request::Routing {
+            clicked: Some(chat_stream::request::Click::ActionChip),
+            target_branch: Some("go".into()),
+        };
+        let _ = cta::enhance(&tenant, "How do I go further with this?", "go", &Default::default(), &clicked);
     }
 }

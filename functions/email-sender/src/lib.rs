@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde_json::Value;
 use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
+    fill::TemplateValues,
     forms,
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
     limits::{self, DynamoCounters, Limit, Limiter, Verdict, now_seconds},
@@ -141,11 +142,13 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         let caps = &tenant.config.rate_limits;
         let monthly = limits::monthly_emails(&tenant.id, caps);
         let mut sent_any = false;
+        let values = TemplateValues::of(&tenant, form, submission);
         if !team.is_empty() {
             let email = render::team_email(
                 team,
                 form,
                 submission,
+                &values,
                 internal.and_then(|i| i.subject.as_deref()),
                 internal.and_then(|i| i.body_template.as_deref()),
             );
@@ -154,7 +157,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
             }
             sent_any = true;
         }
-        if let Some(email) = confirmation(&tenant, form, submission) {
+        if let Some(email) = confirmation(&tenant, form, submission, &values) {
             // Per recipient first: a capped address does not use up the month.
             let to = email.to.first().map(String::as_str).unwrap_or_default();
             let per_recipient = limits::confirmations_to(&tenant.id, to, caps);
@@ -182,24 +185,28 @@ fn skipped(cap: &Limit) -> Outcome {
     Outcome::skipped_with(capped_reason(cap), details)
 }
 
-/// The applicant's confirmation, when the form and the tenant want one and
-/// the applicant gave a valid email address.
+/// The applicant's confirmation, when the form (else the tenant) wants one and
+/// the applicant gave a valid email address: the contact found at intake, or,
+/// for a submission stored before contacts were kept, found in its values now.
 fn confirmation(
     tenant: &Tenant,
     form: &shared::tenant::FormConfig,
     submission: &StoredSubmission,
+    values: &TemplateValues,
 ) -> Option<Email> {
-    let settings = form.notifications.as_ref()?.applicant_confirmation.as_ref()?;
-    if !settings.enabled || !tenant.config.sends_confirmation_email() {
+    if !tenant.config.confirms_applicant(form) {
         return None;
     }
-    let address = submission.form_data.get("email")?;
+    let address = match &submission.contact.email {
+        Some(address) => address.clone(),
+        None => forms::extract_contact(form, |key| submission.form_data.get(key).map(String::as_str)).email?,
+    };
     forms::validate_field(None, "email", &Value::String(address.clone())).ok()?;
+    let settings = form.notifications.as_ref().and_then(|n| n.applicant_confirmation.as_ref());
     Some(render::confirmation_email(
-        address.clone(),
-        form,
-        submission,
-        settings.subject.as_deref(),
-        settings.body_template.as_deref(),
+        address,
+        values,
+        settings.and_then(|s| s.subject.as_deref()),
+        settings.and_then(|s| s.body_template.as_deref()),
     ))
 }

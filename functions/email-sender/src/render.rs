@@ -2,7 +2,7 @@
 //! HTML-escaped in the HTML part, subjects on one line.
 
 use shared::{
-    fill::{fill, one_line},
+    fill::{TemplateValues, fill, labelled_values, one_line},
     fulfillment::StoredSubmission,
     mail::Email,
     tenant::FormConfig,
@@ -24,29 +24,22 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// A field's label, for the value table.
-fn label_of<'a>(form: &'a FormConfig, key: &'a str) -> &'a str {
-    form.fields
-        .iter()
-        .flat_map(|f| std::iter::once(f).chain(f.subfields.iter()))
-        .find(|f| f.key() == Some(key))
-        .and_then(|f| f.label.as_deref())
-        .unwrap_or(key)
-}
-
-/// The team's notification: the priority, then every submitted value.
+/// The team's notification: the priority, then every submitted value by its label.
 pub fn team_email(
     to: Vec<String>,
     form: &FormConfig,
     submission: &StoredSubmission,
+    values: &TemplateValues,
     subject: Option<&str>,
     body: Option<&str>,
 ) -> Email {
     let title = form.title.as_deref().unwrap_or(&submission.form_id);
-    let values = &submission.form_data;
     let subject = match subject {
         Some(template) => fill(template, values, str::to_owned),
-        None => format!("New {title} ({} priority)", submission.priority),
+        None => match submission.contact.full_name.as_deref() {
+            Some(name) => format!("New {title} from {name} ({} priority)", submission.priority),
+            None => format!("New {title} ({} priority)", submission.priority),
+        },
     };
     let intro_text = body
         .map(|t| fill(t, values, str::to_owned))
@@ -57,8 +50,7 @@ pub fn team_email(
         submission.priority, submission.submission_id
     );
     let mut rows = String::new();
-    for (key, value) in values {
-        let label = label_of(form, key);
+    for (label, value) in labelled_values(form, &submission.form_data) {
         text.push_str(&format!("{label}: {value}\n"));
         rows.push_str(&format!(
             "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
@@ -75,44 +67,34 @@ pub fn team_email(
     Email { to, subject: one_line(&subject), text, html }
 }
 
-/// The applicant's confirmation.
+/// The applicant's confirmation; a missing subject or body gets a default
+/// that greets the applicant by name when the form gave one.
 pub fn confirmation_email(
     to: String,
-    form: &FormConfig,
-    submission: &StoredSubmission,
+    values: &TemplateValues,
     subject: Option<&str>,
     body: Option<&str>,
 ) -> Email {
-    let title = form.title.as_deref().unwrap_or("application");
-    let values = &submission.form_data;
-    let subject = subject
-        .map(|t| fill(t, values, str::to_owned))
-        .unwrap_or_else(|| format!("We received your {title}"));
-    let text = body
-        .map(|t| fill(t, values, str::to_owned))
-        .unwrap_or_else(|| format!("Thank you! We received your {title} and will be in touch soon."));
-    let html = format!(
-        "<p>{}</p>",
-        body.map(|t| fill(t, values, escape_html))
-            .unwrap_or_else(|| escape_html(&text))
-            .replace('\n', "<br>")
-    );
+    const SUBJECT: &str = "We received your {form_title}";
+    const BODY: &str = "Hi {first_name},\n\nThank you! {organization_name} received your {form_title} and will be in touch soon.";
+    let subject = fill(subject.filter(|s| !s.trim().is_empty()).unwrap_or(SUBJECT), values, str::to_owned);
+    let body = body.filter(|b| !b.trim().is_empty()).unwrap_or(BODY);
+    let text = fill(body, values, str::to_owned);
+    let html = format!("<p>{}</p>", fill(body, values, escape_html).replace('\n', "<br>"));
     Email { to: vec![to], subject: one_line(&subject), text, html }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
     fn values_are_escaped_in_html_and_kept_in_text() {
-        let values = BTreeMap::from([("name".to_owned(), "<script>alert(1)</script>".to_owned())]);
+        let values = TemplateValues {
+            fields: [("name".to_owned(), "<script>alert(1)</script>".to_owned())].into(),
+            ..Default::default()
+        };
         assert_eq!(fill("Hi {{name}}!", &values, escape_html), "Hi &lt;script&gt;alert(1)&lt;/script&gt;!");
-        assert_eq!(
-            fill("Hi {{ name }} {{missing}}", &values, str::to_owned),
-            "Hi <script>alert(1)</script> "
-        );
+        assert_eq!(fill("Hi {{ name }} {{missing}}", &values, str::to_owned), "Hi <script>alert(1)</script>");
     }
 }

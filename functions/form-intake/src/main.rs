@@ -14,15 +14,17 @@ async fn main() -> Result<(), Error> {
     let settings = shared::Settings::from_env()?;
     let sdk_config = shared::aws::function_sdk_config(&settings);
     let service = Arc::new(aws_service_with(&sdk_config, &settings, tenant_loader(&sdk_config, &settings)));
+    let proxy_secret: Arc<Option<String>> = Arc::new(settings.trusted_proxy_secret.clone());
     run_concurrent(service_fn(move |event: LambdaEvent<UrlRequest>| {
         let service = Arc::clone(&service);
-        async move { Ok::<_, Error>(handle(&service, &event.payload).await) }
+        let proxy_secret = Arc::clone(&proxy_secret);
+        async move { Ok::<_, Error>(handle(&service, &event.payload, proxy_secret.as_deref()).await) }
     }))
     .await
 }
 
-async fn handle(service: &AwsFormService, request: &UrlRequest) -> UrlResponse {
-    let caller = request.caller();
+async fn handle(service: &AwsFormService, request: &UrlRequest, proxy_secret: Option<&str>) -> UrlResponse {
+    let caller = request.caller(proxy_secret);
     let response = match request.method() {
         "GET" => {
             let config = service.get_config(request.query(), request.header("if-none-match"), &caller).await;

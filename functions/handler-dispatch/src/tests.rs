@@ -40,6 +40,7 @@ pub(crate) fn submission() -> StoredSubmission {
             ("email".into(), "ana@example.org".into()),
             ("first_name".into(), "Ana".into()),
         ]),
+        contact: Default::default(),
         channels: vec!["handler".into()],
         fulfillment: BTreeMap::from([(
             "handler".into(),

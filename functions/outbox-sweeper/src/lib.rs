@@ -1,14 +1,16 @@
-//! outbox-sweeper: a saved submission is never left without its event. Every
-//! run publishes the FormSubmitted of submissions still in the outbox (the
-//! intake could not publish them), each under a lease so that two runs never
-//! publish the same one.
+//! outbox-sweeper: a valid submission is never lost and never left without
+//! its event. Every run first stores the submissions the intake parked while
+//! the table could not take them (`shared::parking`), then publishes the
+//! FormSubmitted of submissions still in the outbox (the intake could not
+//! publish them), each under a lease so that two runs never publish the same one.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use shared::{
     events::{EventPublisher, FormSubmitted},
-    submissions::SubmissionStore,
+    parking::Parking,
+    submissions::{Created, SubmissionStore},
     telemetry::{error_chain, now_epoch_millis},
 };
 
@@ -160,6 +162,85 @@ pub async fn sweep(
         oldest_unfulfilled_seconds = report.oldest_unfulfilled_seconds,
         "outbox swept"
     );
+    report
+}
+
+/// What one drain of the parking queue did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct DrainReport {
+    /// Stored now (and published, or left in the outbox for the sweep).
+    pub stored: usize,
+    /// Already in the table (an earlier write landed, or a retry with the same key).
+    pub already_stored: usize,
+    /// Left in the queue for the next run: the table still refused, or the message is unreadable.
+    pub left: usize,
+}
+
+/// Stores every parked submission the queue holds (ten at a time, up to
+/// `max_batches`), each with the same conditional write as the intake, so a
+/// submission whose first write did land is stored once; then publishes its
+/// event. A message is deleted only once its submission is in the table.
+pub async fn drain_parked(
+    store: &impl SubmissionStore,
+    parking: &dyn Parking,
+    publisher: &impl EventPublisher,
+    max_batches: usize,
+) -> DrainReport {
+    let mut report = DrainReport::default();
+    for _ in 0..max_batches {
+        let batch = match parking.take().await {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::error!(error = %error_chain(&err), "parked submissions unreadable");
+                report.left += 1;
+                break;
+            }
+        };
+        if batch.is_empty() {
+            break;
+        }
+        for claimed in batch {
+            let Some(parked) = claimed.parked else {
+                tracing::error!("a parked message is not a submission; left in the queue for an operator");
+                report.left += 1;
+                continue;
+            };
+            let id = parked.submission.event.submission_id.as_str();
+            match store.create(&parked.submission, &parked.response).await {
+                Ok(Created::New) => {
+                    report.stored += 1;
+                    match publisher.publish(&parked.submission.event).await {
+                        Ok(()) => {
+                            if let Err(err) = store.mark_published(id).await {
+                                tracing::warn!(submission_id = id, error = %error_chain(&err), "published, still in the outbox");
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(submission_id = id, error = %error_chain(&err), "stored; its event is left in the outbox");
+                        }
+                    }
+                }
+                Ok(Created::Duplicate(_) | Created::KeyReused) => report.already_stored += 1,
+                Err(err) => {
+                    tracing::error!(submission_id = id, error = %error_chain(&err), "parked submission still not stored; next run retries");
+                    report.left += 1;
+                    continue;
+                }
+            }
+            if let Err(err) = parking.release(&claimed.receipt).await {
+                // Stored: a second copy is caught by the same conditional write.
+                tracing::warn!(submission_id = id, error = %error_chain(&err), "stored, but its parked copy was not deleted");
+            }
+        }
+    }
+    if report != DrainReport::default() {
+        tracing::info!(
+            stored = report.stored,
+            already_stored = report.already_stored,
+            left = report.left,
+            "parked submissions drained"
+        );
+    }
     report
 }
 

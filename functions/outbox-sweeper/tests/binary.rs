@@ -29,7 +29,13 @@ async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
         submitted_at: shared::telemetry::now_rfc3339(),
         channels: vec!["handler".into()],
     };
-    let stranded = NewSubmission { event, form_data: Default::default(), client_submission_id: None };
+    let stranded = NewSubmission {
+        event,
+        form_data: Default::default(),
+        contact: Default::default(),
+        client_submission_id: None,
+        held: None,
+    };
     store.create(&stranded, "{}").await.unwrap();
 
     let binary = Path::new(env!("CARGO_BIN_EXE_outbox-sweeper"));

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use shared::{
     consumer::{Channel, Consumer, Failure, Job, load_tenant},
-    fill::{fill, one_line},
+    fill::{TemplateValues, fill, one_line},
     forms::Priority,
     fulfillment::{FulfillmentLedger, Outcome},
     mask::mask_phone,
@@ -107,7 +107,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
         }
         let title = form.title.as_deref().unwrap_or(&submission.form_id);
         let message = match template {
-            Some(template) => fill(template, &submission.form_data, str::to_owned),
+            Some(template) => fill(template, &TemplateValues::of(&tenant, form, submission), str::to_owned),
             None => format!("New {title} ({} priority). Details in your inbox.", submission.priority),
         };
         let message = fit_one_segment(&one_line(&message));

@@ -1,11 +1,15 @@
 //! Conversational forms: field validation, priority, and the submission
 //! record and event that fulfillment is built on.
 
+mod contact;
 mod priority;
 mod validate;
 
+pub use contact::{Contact, extract as extract_contact};
 pub use priority::{Priority, priority};
-pub use validate::{FieldErrors, ValidatedForm, validate_field, validate_submission, value_text};
+pub use validate::{
+    FieldErrors, ValidatedForm, flatten_composites, validate_field, validate_submission, value_text,
+};
 
 /// A single value may be at most this many characters.
 pub const MAX_FIELD_CHARS: usize = 2_000;

@@ -110,6 +110,37 @@ pub fn validate_submission(
     if errors.is_empty() { Ok(ValidatedForm { data: clean }) } else { Err(errors) }
 }
 
+/// The widget nests a composite field's answers under the field's id
+/// (`{"field_1": {"field_1.first_name": "Ann"}}`); older clients send them flat
+/// (`{"field_1.first_name": "Ann"}`). Both become flat subfield keys, the one
+/// shape validation, storage and templates read. A nested answer may name its
+/// subfield by its full id or by its role (`first_name`); a flat answer already
+/// present is kept, and nested keys the form does not define are dropped.
+pub fn flatten_composites(form: &FormConfig, mut data: Map<String, Value>) -> Map<String, Value> {
+    for field in form.fields.iter().filter(|f| !f.subfields.is_empty()) {
+        let Some(key) = field.key() else { continue };
+        if !data.get(key).is_some_and(Value::is_object) {
+            continue;
+        }
+        let Some(Value::Object(nested)) = data.remove(key) else { continue };
+        for (inner, value) in nested {
+            let sub_key = field.subfields.iter().filter_map(FieldConfig::key).find(|sub| {
+                *sub == inner
+                    || sub.strip_prefix(key).and_then(|r| r.strip_prefix('.')) == Some(inner.as_str())
+            });
+            if let Some(sub_key) = sub_key {
+                data.entry(sub_key.to_owned()).or_insert(value);
+            }
+        }
+    }
+    data
+}
+
+/// Whether `text` reads as an email address (the widget's own rule).
+pub(super) fn is_email(text: &str) -> bool {
+    EMAIL.is_match(text)
+}
+
 fn to_result(errors: Vec<String>) -> Result<(), Vec<String>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
@@ -400,6 +431,34 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name.first", "custom"]);
         assert!(validate_submission(&form, &data(json!({"name.first": "Ana", "amount": "$25"}))).is_ok());
+    }
+
+    #[test]
+    fn composite_answers_nested_under_the_field_id_validate_like_flat_ones() {
+        let form = form(json!([
+            {"id": "field_1", "type": "name", "subfields": [
+                {"id": "field_1.first_name", "required": true}, {"id": "field_1.last_name", "required": true}]},
+            {"id": "field_2", "type": "email"}
+        ]));
+        let nested = json!({
+            "field_1": {"field_1.first_name": "Ann", "last_name": "Lee", "field_1.nickname": "x"},
+            "field_2": "ann@example.org"
+        });
+        let flat = flatten_composites(&form, nested.as_object().unwrap().clone());
+        let clean = validate_submission(&form, &flat).unwrap();
+        assert_eq!(
+            Value::Object(clean.data),
+            json!({"field_1.first_name": "Ann", "field_1.last_name": "Lee", "field_2": "ann@example.org"})
+        );
+
+        let missing_last = json!({"field_1": {"field_1.first_name": "Ann"}, "field_2": "ann@example.org"});
+        let errors =
+            validate_submission(&form, &flatten_composites(&form, missing_last.as_object().unwrap().clone()))
+                .unwrap_err();
+        assert_eq!(
+            errors,
+            [FieldErrors { field: "field_1.last_name".into(), errors: vec![REQUIRED.into()] }]
+        );
     }
 
     #[test]

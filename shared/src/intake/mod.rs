@@ -43,8 +43,16 @@ pub fn aws_service_with_metrics(
         aws_sdk_dynamodb::Client::new(sdk_config),
         &settings.form_submissions_table,
     );
-    FormService::new(tenants, store, EventBridgePublisher::for_bus_of(sdk_config, settings))
+    let service = FormService::new(tenants, store, EventBridgePublisher::for_bus_of(sdk_config, settings))
         .with_guard(crate::limits::dynamo_guard(sdk_config, settings, metrics))
+        .with_widget_origins(settings.widget_origins.clone());
+    match &settings.parked_submissions_queue_url {
+        Some(queue_url) => service.with_parking(Arc::new(crate::parking::SqsParking::new(
+            aws_sdk_sqs::Client::new(sdk_config),
+            queue_url,
+        ))),
+        None => service,
+    }
 }
 
 pub use crate::tenant::s3_tenant_loader as tenant_loader;

@@ -6,10 +6,11 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use crate::{
     edge::{self, Caller, JsonResponse, RequestError},
     events::{EventPublisher, FormSubmitted, channel},
-    forms::{self, FieldErrors, MAX_FORM_BYTES},
+    forms::{self, Contact, FieldErrors, MAX_FORM_BYTES},
     limits::{self, Guard, Refusal},
+    parking::{Parked, Parking},
     sse::{self, FormFrame, Frame},
-    submissions::{Created, NewSubmission, SubmissionStore},
+    submissions::{Created, NewSubmission, StoreError, SubmissionStore},
     telemetry::{error_chain, now_epoch_millis, now_rfc3339},
     tenant::{ConfigSource, FormConfig, FulfillmentKind, Tenant, TenantLoader},
 };
@@ -93,7 +94,16 @@ pub struct FormService<C, S, P> {
     publisher: P,
     /// The abuse limits (`rate_limits.*`); without one, nothing is counted.
     guard: Option<Guard>,
+    /// The widget's own origins (`WIDGET_ORIGINS`), answered whatever `allowed_origins` says.
+    widget_origins: Vec<String>,
+    /// Where a valid submission goes when the table cannot take it in time.
+    parking: Option<Arc<dyn Parking>>,
 }
+
+/// How long a submit waits for the table before it parks the submission: one
+/// SDK operation (its retries included), so that parking (one more) still ends
+/// well inside form-intake's 15 s.
+pub const STORE_DEADLINE: std::time::Duration = crate::aws::OPERATION_TIMEOUT;
 
 impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormEndpoint for FormService<C, S, P> {
     fn respond<'a>(
@@ -107,7 +117,26 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormEndpoint for Fo
 
 impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P> {
     pub fn new(tenants: Arc<TenantLoader<C>>, store: S, publisher: P) -> Self {
-        Self { tenants, store, publisher, guard: None }
+        Self {
+            tenants,
+            store,
+            publisher,
+            guard: None,
+            widget_origins: crate::settings::default_widget_origins(),
+            parking: None,
+        }
+    }
+
+    /// Parks submissions the table cannot take in time (`PARKED_SUBMISSIONS_QUEUE_URL`).
+    pub fn with_parking(mut self, parking: Arc<dyn Parking>) -> Self {
+        self.parking = Some(parking);
+        self
+    }
+
+    /// The widget's own origins, in place of the default ones.
+    pub fn with_widget_origins(mut self, origins: Vec<String>) -> Self {
+        self.widget_origins = origins;
+        self
     }
 
     /// Counts submits and validations against the tenant's `rate_limits`.
@@ -153,7 +182,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                     .allowing(caller.origin.clone());
             }
         };
-        let allowed_origin = match edge::check_origin(&tenant.config, caller) {
+        let allowed_origin = match edge::check_origin(&tenant.config, caller, &self.widget_origins) {
             Ok(origin) => origin,
             Err(err) => {
                 tracing::warn!(
@@ -161,7 +190,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                     origin = caller.origin,
                     "form request from an origin the tenant does not allow"
                 );
-                return FormResponse::request_refused(&err);
+                // Readable by the browser: the refusal says nothing a stranger may not know.
+                return FormResponse::request_refused(&err).allowing(caller.origin.clone());
             }
         };
         self.answer(&tenant, request, caller).await.allowing(allowed_origin)
@@ -212,34 +242,55 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             return FormResponse::refused(413, "form_too_large", "The form is larger than 32 KiB");
         }
         let form_id = form.id_or(key).to_owned();
-        let channels = planned_channels(tenant, form);
+        let data = forms::flatten_composites(form, data);
         let priority = forms::priority(form, &data);
         let submission_id = format!("{form_id}_{}_{}", now_epoch_millis(), short_random());
-        let complete = |submission_id: &str| {
+        let complete = |submission_id: &str, channels: &[String]| {
             let title = form.title.as_deref().unwrap_or("submission");
             FormFrame::complete(
                 format!("Thank you! Your {title} was received."),
                 submission_id,
                 priority,
-                &channels,
+                channels,
             )
         };
         // A bot filled the field no person sees: look successful, keep nothing.
         // Only a bot fills a field it cannot see with text; `false`, `0` or `[]` is a widget's default.
         if data.get("_hp").and_then(Value::as_str).is_some_and(|hp| !hp.trim().is_empty()) {
             tracing::info!(tenant_id = tenant.id, form_id, "honeypot submission discarded");
-            return FormResponse::result(&complete(&submission_id));
+            return FormResponse::result(&complete(
+                &submission_id,
+                &planned_channels(tenant, form, &Contact::default()),
+            ));
         }
         let validated = match forms::validate_submission(form, &data) {
             Ok(validated) => validated,
-            Err(errors) => return form_error("Please correct the highlighted fields.", errors),
+            Err(errors) => {
+                // Field ids only, never values: enough to see that a form's config and the widget disagree.
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                tracing::warn!(tenant_id = tenant.id, form_id, fields = ?fields, "submission refused as invalid");
+                return form_error("Please correct the highlighted fields.", errors);
+            }
         };
-        // Counted once the submit is valid, before anything is stored or sent.
-        if let Err(refusal) =
-            self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
-        {
-            return FormResponse::rate_limited(&refusal);
-        }
+        let contact = forms::extract_contact(form, |key| validated.data.get(key).and_then(Value::as_str));
+        // Counted once the submit is valid. The widget shows success whatever
+        // we answer, so a valid submit over a limit is kept, held: stored,
+        // never published, nobody notified.
+        let held =
+            match self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
+            {
+                Ok(()) => None,
+                Err(refusal) => {
+                    tracing::warn!(
+                        tenant_id = tenant.id,
+                        form_id,
+                        limit = refusal.limit,
+                        "submission over a limit: stored, held without fulfillment"
+                    );
+                    Some(refusal.limit.to_owned())
+                }
+            };
+        let channels = if held.is_some() { Vec::new() } else { planned_channels(tenant, form, &contact) };
 
         let event = FormSubmitted {
             schema_version: crate::events::SCHEMA_VERSION,
@@ -250,9 +301,26 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             submitted_at: now_rfc3339(),
             channels: channels.clone(),
         };
-        let response = complete(&submission_id);
-        let submission = NewSubmission { event, form_data: validated.data, client_submission_id };
-        match self.store.create(&submission, &serde_json::to_string(&response).unwrap_or_default()).await {
+        let mut response = complete(&submission_id, &channels);
+        if let FormFrame::FormComplete { held: is_held, .. } = &mut response {
+            *is_held = held.is_some();
+        }
+        let submission =
+            NewSubmission { event, form_data: validated.data, contact, client_submission_id, held };
+        let response_text = serde_json::to_string(&response).unwrap_or_default();
+        let created = match tokio::time::timeout(
+            STORE_DEADLINE,
+            self.store.create(&submission, &response_text),
+        )
+        .await
+        {
+            Ok(created) => created,
+            Err(_) => Err(StoreError {
+                operation: "create",
+                source: format!("no answer within {} s", STORE_DEADLINE.as_secs()).into(),
+            }),
+        };
+        match created {
             Ok(Created::New) => {}
             Ok(Created::KeyReused) => {
                 tracing::warn!(
@@ -276,6 +344,23 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             }
             Err(err) => {
                 tracing::error!(tenant_id = tenant.id, form_id, error = %error_chain(&err), "submission not stored");
+                if let Some(parking) = &self.parking {
+                    let parked = Parked { submission, response: response_text };
+                    match parking.park(&parked).await {
+                        Ok(()) => {
+                            tracing::warn!(
+                                tenant_id = tenant.id,
+                                form_id,
+                                submission_id,
+                                "submission parked; the sweeper stores it once the table answers"
+                            );
+                            return FormResponse::result(&response);
+                        }
+                        Err(err) => {
+                            tracing::error!(submission_id, error = %error_chain(&err), "submission not parked either");
+                        }
+                    }
+                }
                 return FormResponse::refused(
                     503,
                     "submission_not_saved",
@@ -288,8 +373,12 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             form_id,
             submission_id,
             priority = priority.as_str(),
+            held = submission.held,
             "submission stored"
         );
+        if submission.held.is_some() {
+            return FormResponse::result(&response);
+        }
         match self.publisher.publish(&submission.event).await {
             Ok(()) => {
                 if let Err(err) = self.store.mark_published(&submission_id).await {
@@ -311,14 +400,10 @@ fn form_error(message: &str, validation_errors: Vec<FieldErrors>) -> FormRespons
 /// The channels fulfillment will run for this form: email when someone is to
 /// be notified or confirmed, SMS when a number is configured, the handler
 /// when the form names a downstream fulfillment.
-fn planned_channels(tenant: &Tenant, form: &FormConfig) -> Vec<String> {
+fn planned_channels(tenant: &Tenant, form: &FormConfig, contact: &Contact) -> Vec<String> {
     let fulfillment = tenant.config.fulfillment_of(form);
     let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
-    let confirmation = form
-        .notifications
-        .as_ref()
-        .and_then(|n| n.applicant_confirmation.as_ref())
-        .is_some_and(|c| c.enabled && tenant.config.sends_confirmation_email());
+    let confirmation = contact.email.is_some() && tenant.config.confirms_applicant(form);
     let email = internal.is_some_and(|i| !i.recipients.is_empty())
         || fulfillment.is_some_and(|f| !f.email_to.0.is_empty())
         || confirmation;

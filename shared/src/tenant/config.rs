@@ -53,6 +53,16 @@ impl TenantConfig {
         self.send_confirmation_email.unwrap_or(true)
     }
 
+    /// Whether the applicant gets a confirmation of this form: the form's
+    /// `notifications.applicant_confirmation.enabled` when it has one, else the
+    /// tenant's `send_confirmation_email` (default true).
+    pub fn confirms_applicant(&self, form: &FormConfig) -> bool {
+        match form.notifications.as_ref().and_then(|n| n.applicant_confirmation.as_ref()) {
+            Some(confirmation) => confirmation.enabled,
+            None => self.sends_confirmation_email(),
+        }
+    }
+
     /// A form by its map key or its `form_id`.
     pub fn form(&self, key_or_id: &str) -> Option<&FormConfig> {
         self.form_entry(key_or_id).map(|(_, form)| form)
@@ -548,11 +558,13 @@ pub struct CtaSettings {
     pub max_ctas_per_response: usize,
     #[serde(deserialize_with = "null_as_default")]
     pub branch_priority: Vec<String>,
+    /// The branch whose CTAs follow an answer when nothing else chose any.
+    pub fallback_branch: Option<String>,
 }
 
 impl Default for CtaSettings {
     fn default() -> Self {
-        Self { max_ctas_per_response: 3, branch_priority: Vec::new() }
+        Self { max_ctas_per_response: 3, branch_priority: Vec::new(), fallback_branch: None }
     }
 }
 

@@ -9,29 +9,49 @@ use serde_json::{Map, Value};
 
 use super::TenantHash;
 
-/// The top-level keys the widget renders, as real configs spell them.
-pub const WIDGET_KEYS: [&str; 17] = [
+/// The top-level keys the widget at HEAD reads (longhornrumble/picasso
+/// `Picasso/src`, recorded in `tests/fixtures/widget/config_keys.json`), as
+/// real configs spell them.
+pub const WIDGET_KEYS: [&str; 18] = [
     "chat_title",
     "chat_subtitle",
     "welcome_message",
     "callout_text",
+    "calloutText",
     "branding",
     "features",
     "feature_flags",
     "quick_help",
     "action_chips",
     "widget_behavior",
-    "programs",
+    "privacy_notice_url",
+    "scheduling",
+    "showcase_items",
+    "content_showcase",
     "conversational_forms",
-    "form_settings",
     "cta_definitions",
     "conversation_branches",
-    "cta_settings",
-    "card_inventory",
 ];
 
-/// Form keys that say who is told and what runs after a submit: for the team, not the visitor.
-const PRIVATE_FORM_KEYS: [&str; 2] = ["notifications", "fulfillment"];
+/// Keys that are for the team or the platform, never the visitor, removed at
+/// any depth of what is served: who is told and what runs after a submit, how
+/// submissions are triaged, and what the assistant is told.
+const PRIVATE_KEYS: [&str; 14] = [
+    "notifications",
+    "fulfillment",
+    "priority_rules",
+    "default_priority",
+    "recipients",
+    "sms_recipients",
+    "email_to",
+    "sms_to",
+    "webhook_url",
+    "tenant_id",
+    "tone_prompt",
+    "model_id",
+    "knowledge_base_id",
+    "bedrock_instructions",
+];
 
 /// The public view of a raw tenant config, with the `tenant_hash` it was asked by.
 pub fn public_view(raw: &Value, hash: &TenantHash) -> Value {
@@ -39,17 +59,23 @@ pub fn public_view(raw: &Value, hash: &TenantHash) -> Value {
     view.insert("tenant_hash".to_owned(), Value::String(hash.as_str().to_owned()));
     for key in WIDGET_KEYS {
         if let Some(value) = raw.get(key).filter(|v| !v.is_null()) {
-            view.insert(key.to_owned(), value.clone());
-        }
-    }
-    if let Some(Value::Object(forms)) = view.get_mut("conversational_forms") {
-        for form in forms.values_mut().filter_map(Value::as_object_mut) {
-            for key in PRIVATE_FORM_KEYS {
-                form.remove(key);
-            }
+            let mut value = value.clone();
+            strip_private(&mut value);
+            view.insert(key.to_owned(), value);
         }
     }
     Value::Object(view)
+}
+
+fn strip_private(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| !PRIVATE_KEYS.contains(&key.as_str()));
+            map.values_mut().for_each(strip_private);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_private),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -62,23 +88,28 @@ mod tests {
     }
 
     #[test]
-    fn only_widget_keys_are_served_and_forms_lose_notifications_and_fulfillment() {
+    fn only_widget_keys_are_served_and_fulfillment_notifications_and_triage_rules_are_gone_at_any_depth() {
         let raw = json!({
             "tenant_id": "T1", "tenant_hash": "other", "tone_prompt": "You are...", "model_id": "m",
             "aws": {"knowledge_base_id": "KB1"}, "internal_notes": "do not show", "metadata": {"s3_bucket": "b"},
             "chat_title": "Hi", "welcome_message": "Welcome!", "branding": {"primary_color": "#123456"},
             "conversational_forms": {"f": {"title": "Apply", "fields": [{"id": "email", "type": "email"}],
                 "notifications": {"internal": {"recipients": ["team@x.org"]}},
-                "fulfillment": {"type": "webhook", "webhook_url": "https://hooks.x.org/secret"}}},
-            "cta_settings": {"max_ctas_per_response": 2}
+                "fulfillment": {"type": "webhook", "webhook_url": "https://hooks.x.org/secret"},
+                "priority_rules": [{"field": "urgency", "value": "now", "priority": "high"}], "default_priority": "low",
+                "post_submission": {"confirmation_message": "Thanks!", "fulfillment": {"type": "s3"}}}},
+            "cta_settings": {"max_ctas_per_response": 2}, "privacy_notice_url": "https://x.org/privacy",
+            "showcase_items": {"s1": {"name": "Gala", "tagline": "One night"}}
         });
         assert_eq!(
             public_view(&raw, &hash()),
             json!({
                 "tenant_hash": "ab12cd34ef56gh", "chat_title": "Hi", "welcome_message": "Welcome!",
                 "branding": {"primary_color": "#123456"},
-                "conversational_forms": {"f": {"title": "Apply", "fields": [{"id": "email", "type": "email"}]}},
-                "cta_settings": {"max_ctas_per_response": 2}
+                "conversational_forms": {"f": {"title": "Apply", "fields": [{"id": "email", "type": "email"}],
+                    "post_submission": {"confirmation_message": "Thanks!"}}},
+                "privacy_notice_url": "https://x.org/privacy",
+                "showcase_items": {"s1": {"name": "Gala", "tagline": "One night"}}
             })
         );
     }
@@ -158,7 +189,7 @@ mod tests {
             let private: Vec<&str> = RECIPIENT_KEYS
                 .iter()
                 .chain(&SECRET_KEYS)
-                .chain(&PRIVATE_FORM_KEYS)
+                .chain(&PRIVATE_KEYS)
                 .chain(&["aws", "default_fulfillment", "metadata"])
                 .copied()
                 .collect();

@@ -134,7 +134,9 @@ async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
 
 /// The chat Function URL: the chat-stream service, its frames streamed as
 /// written. At the function's timeout the stream is cut, as Lambda cuts it.
-/// `?action=analytics` takes a widget analytics batch instead, as JSON.
+/// `?action=analytics` takes a widget analytics batch instead, as JSON; the
+/// widget's fallback (`?action=chat`, `Accept: application/json`) gets the
+/// same turn buffered as JSON.
 async fn chat(
     State(state): State<Arc<HostState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -147,6 +149,14 @@ async fn chat(
     let span = crate::log_shipping::invocation(&state.chat_function);
     if chat_stream::is_analytics(query.as_deref()) {
         let answer = state.chat.analytics(&body, &caller).instrument(span);
+        let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
+            return timed_out();
+        };
+        return chat_stream::to_json_response(response).map(Body::new);
+    }
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+    if chat_stream::wants_json(query.as_deref(), accept) && !shared::intake::is_form_mode(&body) {
+        let answer = state.chat.chat_json(&body, &caller).instrument(span);
         let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
             return timed_out();
         };

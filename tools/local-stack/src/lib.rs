@@ -43,7 +43,8 @@ pub const REGION: &str = "us-east-1";
 
 /// Which template resource each function setting names: the template is the
 /// single source of resource names, locally as in AWS.
-const SETTING_RESOURCES: [(&str, &str); 6] = [
+const SETTING_RESOURCES: [(&str, &str); 7] = [
+    ("PARKED_SUBMISSIONS_QUEUE_URL", "ParkedSubmissionsQueue"),
     ("CONFIG_BUCKET", "ConfigBucket"),
     ("SUBMISSIONS_BUCKET", "SubmissionsBucket"),
     ("FORM_SUBMISSIONS_TABLE", "FormSubmissionsTable"),
@@ -243,11 +244,13 @@ impl LocalStack {
         }
         // Bound first so its URL can go into the settings; it serves after seeding.
         let bedrock_url = format!("http://{}", local_addr(&bedrock_listener)?);
-        let settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
+        let mut settings = settings_for(&created, &endpoint, &bedrock_url, &options.env)?;
 
-        // The demo tenant allows the page the host serves.
+        // The page the host serves is the widget here (its chats and forms are
+        // always answered) and the demo tenant's site (it also asks for the config).
         let host_addr = local_addr(&listener)?;
         let host_origins = [format!("http://{host_addr}"), format!("http://localhost:{}", host_addr.port())];
+        settings.widget_origins.extend(host_origins.iter().cloned());
 
         let s3 = s3_client(&sdk_config);
         let demo_dir = options.repo_root.join("tools/demo-tenant");
@@ -616,10 +619,17 @@ fn spawn_sweeper(sdk_config: &SdkConfig, settings: &Settings, sweep: Sweep) -> J
         aws_sdk_eventbridge::Client::new(sdk_config),
         &settings.event_bus_name,
     );
+    let parking = settings
+        .parked_submissions_queue_url
+        .as_ref()
+        .map(|url| shared::parking::SqsParking::new(aws_sdk_sqs::Client::new(sdk_config), url));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + sweep.every, sweep.every);
         loop {
             ticker.tick().await;
+            if let Some(parking) = &parking {
+                outbox_sweeper::drain_parked(&store, parking, &publisher, 20).await;
+            }
             outbox_sweeper::sweep(&store, &publisher, sweep.grace).await;
         }
     })

@@ -64,7 +64,17 @@ impl Template {
             .map(|params| {
                 params
                     .iter()
-                    .filter_map(|(name, spec)| Some((name.clone(), spec.get("Default")?.clone())))
+                    .filter_map(|(name, spec)| {
+                        let default = spec.get("Default")?.clone();
+                        // A CommaDelimitedList's `Ref` is a list, as CloudFormation makes it.
+                        let default = match (spec.get("Type").and_then(Value::as_str), default) {
+                            (Some("CommaDelimitedList"), Value::String(list)) => Value::Array(
+                                list.split(',').map(|item| Value::String(item.trim().to_owned())).collect(),
+                            ),
+                            (_, default) => default,
+                        };
+                        Some((name.clone(), default))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -183,7 +193,14 @@ impl Context<'_> {
                 match key.as_str() {
                     // A property set to AWS::NoValue is left out (see `eval_object`).
                     "Ref" if arg == "AWS::NoValue" => Ok(Value::Null),
-                    "Ref" => self.reference(arg.as_str().unwrap_or_default()).map(Value::String),
+                    "Ref" => {
+                        let name = arg.as_str().unwrap_or_default();
+                        match self.template.parameters.get(name) {
+                            // A CommaDelimitedList parameter is a list wherever it is referenced.
+                            Some(list @ Value::Array(_)) => Ok(list.clone()),
+                            _ => self.reference(name).map(Value::String),
+                        }
+                    }
                     "Fn::If" => match arg.as_array().map(Vec::as_slice) {
                         Some([Value::String(condition), then, otherwise]) => {
                             self.eval(if self.condition(condition)? { then } else { otherwise })
