@@ -168,7 +168,7 @@ pub fn check_origin(
     {
         Ok(Some(origin.to_owned()))
     } else {
-        Err(refused("This website may not use this assistant"))
+        Err(refused(visitor_sentence("origin_not_allowed")))
     }
 }
 

@@ -74,3 +74,25 @@ async fn the_binary_takes_a_widget_analytics_batch_from_the_query_string() {
     function.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_binary_answers_the_widgets_json_fallback_with_the_turn_buffered() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_chat-stream"));
+    let function = FunctionUnderTest::start(&stack, "ChatStreamFunction", binary, &[]).await.unwrap();
+
+    let invocation = function.invoke(sample_event("chat-stream/widget-fallback.json")).await.unwrap();
+
+    let (prelude, body) = invocation.http_response().unwrap();
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    assert_eq!(prelude["headers"]["content-type"], "application/json");
+    assert_eq!(
+        prelude["headers"]["access-control-allow-origin"], "https://chat.myrecruiter.ai",
+        "the widget's origin"
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(answer["content"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
+    assert_eq!(answer["session_id"], "sess-1001");
+    function.stop().await;
+    stack.stop().await;
+}
