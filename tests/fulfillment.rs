@@ -417,19 +417,24 @@ async fn the_s3_archive_object_exists_at_the_documented_key_encrypted() {
     assert_eq!(body["data"]["first_name"], "Ana");
 }
 
-/// A local webhook receiver: every body it was sent.
+/// A local webhook receiver: every body it was sent, with its `Idempotency-Key` as `_idempotency_key`.
 async fn webhook_server() -> (String, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = Arc::clone(&received);
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, axum::Json(mut body): axum::Json<Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    let key =
+                        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    body["_idempotency_key"] = json!(key);
+                    sink.lock().unwrap().push(body);
+                    "ok"
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -458,6 +463,7 @@ async fn a_webhook_reaches_a_local_server_in_local_mode_and_a_private_address_is
     assert_eq!(bodies[0]["form_id"], READING);
     assert_eq!(bodies[0]["submission_id"], id.as_str());
     assert_eq!(bodies[0]["data"]["first_name"], "Ana");
+    assert_eq!(bodies[0]["_idempotency_key"], id.as_str(), "a re-post after a lost answer can be told apart");
 
     // Outside local development the same target is refused and nothing is sent.
     let quiet = spawn_stack().await;
@@ -975,5 +981,150 @@ async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes()
     assert!((1195..1300).contains(&report.oldest_unfulfilled_seconds), "{report:?}");
     let line: Value = serde_json::from_str(&report.metrics_line("picasso-outbox-sweeper-local")).unwrap();
     assert_eq!(line["UnfulfilledOldestAgeSeconds"], report.oldest_unfulfilled_seconds);
+    stack.stop().await;
+}
+
+/// A TCP relay to the emulator whose answers come back `delay` late: the
+/// provider takes each request at once and does its work; only its answer is
+/// slow (or, past the client's attempt timeout, lost).
+async fn late_answers(upstream: &str, delay: Duration) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let relay = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut last_write: Option<Instant> = None;
+                while let Ok(read) = server_read.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    // Once per answer: the rest of an answer follows its first bytes at once.
+                    if last_write.is_none_or(|at| at.elapsed() > Duration::from_millis(500)) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    last_write = Some(Instant::now());
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, relay)
+}
+
+/// The email and SMS consumers with SES and SNS behind a relay whose answers are `delay` late.
+async fn consumers_with_late_providers(
+    stack: &LocalStack,
+    delay: Duration,
+    metrics: shared::telemetry::LineSink,
+) -> (email_sender::AwsEmailConsumer, sms_sender::AwsSmsConsumer, Vec<tokio::task::JoinHandle<()>>) {
+    let (ses_url, ses_relay) = late_answers(&stack.endpoint, delay).await;
+    let (sns_url, sns_relay) = late_answers(&stack.endpoint, delay).await;
+    let via = |url: &str| stack.sdk_config.to_builder().endpoint_url(url).build();
+    let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
+    let ledger = || {
+        shared::submissions::DynamoSubmissionStore::new(
+            dynamodb.clone(),
+            &stack.settings.form_submissions_table,
+        )
+    };
+    let caps = shared::limits::Limiter::new(Arc::new(shared::limits::DynamoCounters::new(
+        dynamodb.clone(),
+        &stack.settings.rate_limits_table,
+    )));
+    let email = shared::consumer::Consumer::new(
+        ledger(),
+        email_sender::EmailChannel::new(
+            Arc::clone(&tenants),
+            shared::mail::SesMailer::new(
+                shared::mail::ses_client(&via(&ses_url)),
+                &stack.settings.ses_from_email,
+            ),
+            caps,
+            Arc::clone(&metrics),
+        ),
+    )
+    .with_metrics(Arc::clone(&metrics));
+    let sms = shared::consumer::Consumer::new(
+        ledger(),
+        sms_sender::SmsChannel::new(
+            tenants,
+            sms_sender::text::SnsTexter::new(sms_sender::text::sns_client(&via(&sns_url))),
+            sms_sender::quota::DynamoQuota::new(dynamodb.clone(), &stack.settings.sms_usage_table),
+            100,
+        ),
+    )
+    .with_metrics(metrics);
+    (email, sms, vec![ses_relay, sns_relay])
+}
+
+#[tokio::test]
+async fn a_provider_answering_late_is_waited_for_and_each_email_and_sms_goes_out_once() {
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let email_record = drain_queue(&stack, "EmailQueue").await[0].to_string();
+    let sms_record = sms_record(&stack).await;
+    // Later than the SDK's former 3 s attempt timeout, inside the sending clients' 8 s.
+    let (email_consumer, sms_consumer, relays) =
+        consumers_with_late_providers(&stack, Duration::from_secs(5), shared::telemetry::stdout_sink()).await;
+
+    let (emailed, texted) =
+        tokio::join!(email_consumer.handle_record(&email_record), sms_consumer.handle_record(&sms_record));
+    assert_eq!((emailed, texted), (Disposition::Ack, Disposition::Ack));
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!((channels["email"]["status"].as_str(), channels["sms"]["status"].as_str()), ("sent", "sent"));
+    assert_eq!(emails(&stack).await.len(), 2, "the team email and the confirmation, once each");
+    assert_eq!(sms(&stack).await.len(), 1, "one SMS");
+    relays.into_iter().for_each(|relay| relay.abort());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_leaves_the_channel_unknown_with_its_metric_and_nothing_is_sent_twice() {
+    let stack = spawn_stack().await;
+    let id = submit(&stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
+    let sms_record = sms_record(&stack).await;
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = {
+        let lines = Arc::clone(&lines);
+        Arc::new(move |line: String| lines.lock().unwrap().push(line)) as shared::telemetry::LineSink
+    };
+    // Longer than the sending clients' attempt timeout: SNS takes the SMS, its answer never comes in time.
+    let (_, sms_consumer, relays) =
+        consumers_with_late_providers(&stack, Duration::from_secs(10), sink).await;
+
+    assert_eq!(sms_consumer.handle_record(&sms_record).await, Disposition::Ack);
+    let (_, channels) = fulfillment(&stack, &id).await;
+    assert_eq!(channels["sms"]["status"], "unknown", "{channels:?}");
+    assert_eq!(channels["sms"]["unknown_parts"], "to_15035550142");
+    let metric = lines.lock().unwrap().iter().find(|l| l.contains("UnknownOutcomes")).cloned();
+    let metric: Value = serde_json::from_str(&metric.expect("an UnknownOutcomes metric line")).unwrap();
+    assert_eq!(metric["Channel"], "sms");
+
+    // SNS did send it (the relay delivered the request); a redelivery sends nothing more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sms(&stack).await.len(), 1);
+    let up = sms_sender::aws_consumer(
+        &stack.sdk_config,
+        &stack.settings,
+        form_intake::tenant_loader(&stack.sdk_config, &stack.settings),
+    );
+    assert_eq!(up.handle_record(&sms_record).await, Disposition::Ack);
+    assert_eq!(sms(&stack).await.len(), 1, "an unknown outcome is never sent again automatically");
+    assert_eq!(
+        sms_count(&stack, demo::DEMO_TENANT_ID).await.as_deref(),
+        Some("1"),
+        "its quota unit stays taken"
+    );
+    relays.into_iter().for_each(|relay| relay.abort());
     stack.stop().await;
 }

@@ -5,9 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use e2e::{
-    ChatReply, LocalStack, demo, get_from, put_tenant, read_reply, spawn_fulfilling_stack, spawn_stack,
-};
+use e2e::{ChatReply, LocalStack, demo, put_tenant, read_reply, spawn_fulfilling_stack, spawn_stack};
 use local_stack::repo_root;
 use serde_json::{Value, json};
 
@@ -276,8 +274,15 @@ async fn the_widget_config_serves_what_the_widget_reads_and_no_triage_rules() {
     config["conversational_forms"]["volunteer_application"]["priority_rules"] =
         json!([{"field": "field_1763001000010", "value": "urgent", "priority": "high"}]);
     put_tenant(&stack, "bri0713510000", "BRI071351", &config).await;
-    let response = get_from(&stack, "/forms?action=get_config&t=bri0713510000", None).await;
+    // The widget's iframe fetches its config itself, from the widget's origin.
+    let response = reqwest::Client::new()
+        .get(format!("{}/forms?action=get_config&t=bri0713510000", stack.host_url()))
+        .header("origin", WIDGET_ORIGIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], WIDGET_ORIGIN);
     let view: Value = response.json().await.unwrap();
     assert_eq!(view["privacy_notice_url"], "https://www.brightpath.example/privacy");
     let served = view.to_string();

@@ -178,6 +178,8 @@ pub trait AnalyticsEndpoint: Send + Sync {
 pub struct AnalyticsIntake<C, P> {
     tenants: Arc<TenantLoader<C>>,
     publisher: P,
+    /// The widget's own origins (`WIDGET_ORIGINS`): its iframe may send analytics too.
+    widget_origins: Vec<String>,
 }
 
 impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsEndpoint for AnalyticsIntake<C, P> {
@@ -192,7 +194,13 @@ impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsEndpoint for AnalyticsInta
 
 impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsIntake<C, P> {
     pub fn new(tenants: Arc<TenantLoader<C>>, publisher: P) -> Self {
-        Self { tenants, publisher }
+        Self { tenants, publisher, widget_origins: crate::settings::default_widget_origins() }
+    }
+
+    /// The widget's own origins, in place of the default ones.
+    pub fn with_widget_origins(mut self, origins: Vec<String>) -> Self {
+        self.widget_origins = origins;
+        self
     }
 
     /// `200 {"accepted": N}`, or a JSON refusal (400, 403, 404, 413, 503).
@@ -207,8 +215,7 @@ impl<C: ConfigSource, P: AnalyticsPublisher> AnalyticsIntake<C, P> {
         for event in &events {
             // The loader caches, so a batch of one tenant reads its config once.
             match self.tenants.load(event.tenant_hash.as_str()).await {
-                // The host page (the tenant's site) sends analytics: its `allowed_origins` only.
-                Ok(tenant) => match edge::check_origin(&tenant.config, caller, &[]) {
+                Ok(tenant) => match edge::check_origin(&tenant.config, caller, &self.widget_origins) {
                     Ok(origin) => {
                         allowed_origin = origin;
                         details.push(event.detail(&tenant.id).to_string());

@@ -172,6 +172,73 @@ pub fn patient(config: SdkConfig) -> SdkConfig {
     config.build()
 }
 
+/// One try of a call whose side effect lands outside our tables (SES, SNS,
+/// Lambda Invoke): long enough that a provider answering late is waited for
+/// rather than asked twice, short enough that a record with two sends still
+/// ends inside its consumer's `RECORD_TIME`.
+pub const SEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Deadlines for a sending client: one attempt of [`SEND_ATTEMPT_TIMEOUT`],
+/// the operation no longer (retries that may re-send are forbidden anyway).
+pub fn send_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(SEND_ATTEMPT_TIMEOUT)
+        .operation_timeout(SEND_ATTEMPT_TIMEOUT + CONNECT_TIMEOUT)
+        .build()
+}
+
+/// What a failed send says about its side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The provider never took the request (it was never built or never
+    /// connected), or answered that it refused it: safe to send again.
+    NotSent,
+    /// The request may have reached the provider and its answer was lost or
+    /// late (an attempt timeout, an unreadable answer): sending again may
+    /// deliver twice, and SES and SNS take no idempotency key.
+    Unknown,
+}
+
+/// Classifies a failed SDK call with a side effect. A connection that failed
+/// before the request was written (refused, connect timeout) is `NotSent`;
+/// no read timeout is set on the connector, so its timeouts are connects.
+pub fn delivery_of<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Delivery {
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) | SdkError::ServiceError(_) => {
+            Delivery::NotSent
+        }
+        _ => Delivery::Unknown,
+    }
+}
+
+/// Forbids the SDK's retry of an attempt whose request may have reached the
+/// provider (an attempt timeout, an unreadable answer): the standard retry
+/// would send it again. Throttling, 5xx answers and failed connections are
+/// still retried as usual; they are answers that nothing was done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRetryAfterSending;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for NoRetryAfterSending {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        match ctx.output_or_error() {
+            Some(Err(err)) if err.is_timeout_error() || err.is_response_error() => {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "no retry after sending"
+    }
+}
+
 /// SDK configuration for an emulator that enforces IAM: the access key of one
 /// of its principals.
 pub async fn emulator_sdk_config_with(

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{
     events::{DETAIL_TYPE, FormSubmitted, SOURCE},
     fulfillment::{Claim, FulfillmentLedger, Lease, LedgerError, Outcome, StoredSubmission},
-    telemetry::{error_chain, now_epoch_millis},
+    telemetry::{LineSink, error_chain, now_epoch_millis},
     tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
 };
 
@@ -161,11 +161,54 @@ pub const CONCURRENT_RECORDS: usize = 4;
 pub struct Consumer<L, C> {
     ledger: L,
     channel: C,
+    /// Where the `UnknownOutcomes` metric lines go (stdout: CloudWatch Logs).
+    metrics: LineSink,
+}
+
+/// The metric operators act on: a send whose answer was lost (`Picasso/Fulfillment`).
+pub fn unknown_outcome_metric(channel: &str) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now_epoch_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "Picasso/Fulfillment",
+                "Dimensions": [["Channel"], []],
+                "Metrics": [{"Name": "UnknownOutcomes", "Unit": "Count"}],
+            }],
+        },
+        "Channel": channel,
+        "UnknownOutcomes": 1,
+    })
+    .to_string()
+}
+
+/// A batch in which every record failed, reported to Lambda as a failed
+/// invocation so its error metrics (and the alarms that gate a canary
+/// deploy) see a broken release; Lambda then returns the whole batch.
+#[derive(Debug, thiserror::Error)]
+#[error("every record of the batch failed ({records} records)")]
+pub struct BatchFailed {
+    pub records: usize,
+}
+
+/// `Err` when the batch had records and every one is reported for retry.
+pub fn batch_result(records: usize, response: SqsBatchResponse) -> Result<SqsBatchResponse, BatchFailed> {
+    if records > 0 && response.batch_item_failures.len() >= records {
+        Err(BatchFailed { records })
+    } else {
+        Ok(response)
+    }
 }
 
 impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
     pub fn new(ledger: L, channel: C) -> Self {
-        Self { ledger, channel }
+        Self { ledger, channel, metrics: crate::telemetry::stdout_sink() }
+    }
+
+    /// Metric lines to `metrics` instead of stdout.
+    pub fn with_metrics(mut self, metrics: LineSink) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn channel(&self) -> &C {
@@ -281,6 +324,17 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
             Outcome::Failed { error } => {
                 tracing::error!(channel, submission_id = id, replay, error, retry = ?disposition, "channel failed")
             }
+            Outcome::Unknown { parts, error } => {
+                tracing::error!(
+                    channel,
+                    submission_id = id,
+                    replay,
+                    ?parts,
+                    error,
+                    "outcome unknown: the provider may have sent it; not re-sent"
+                );
+                (self.metrics)(unknown_outcome_metric(channel));
+            }
             outcome => tracing::info!(channel, submission_id = id, replay, ?outcome, "channel finished"),
         }
         disposition
@@ -323,7 +377,9 @@ pub async fn serve<L: FulfillmentLedger, C: Channel>(
             let consumer = Arc::clone(&consumer);
             async move {
                 let deadline = invocation_deadline(event.context.deadline, now_epoch_millis());
-                Ok::<_, lambda_runtime::Error>(consumer.handle_batch(event.payload, deadline).await)
+                let records = event.payload.records.len();
+                let response = consumer.handle_batch(event.payload, deadline).await;
+                batch_result(records, response).map_err(lambda_runtime::Error::from)
             }
         },
     ))
@@ -339,6 +395,22 @@ pub fn invocation_deadline(deadline_epoch_ms: u64, now_epoch_ms: u128) -> Instan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_whose_every_record_failed_is_a_failed_invocation() {
+        let failed = |ids: &[&str]| {
+            let mut response = SqsBatchResponse::default();
+            for id in ids {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = (*id).to_owned();
+                response.batch_item_failures.push(failure);
+            }
+            response
+        };
+        assert!(batch_result(2, failed(&["a", "b"])).is_err());
+        assert!(batch_result(2, failed(&["a"])).is_ok(), "one bad record never fails its batch");
+        assert!(batch_result(0, failed(&[])).is_ok());
+    }
 
     #[test]
     fn a_deadline_in_the_past_leaves_no_time() {

@@ -312,7 +312,7 @@ mod tests {
             Ok(Some("https://chat.myrecruiter.ai".into()))
         );
         let err = check_origin(&listed, &from(Some("https://chat.myrecruiter.ai")), &[]).unwrap_err();
-        assert_eq!(err.code, "origin_not_allowed", "config and analytics calls come from the tenant's site");
+        assert_eq!(err.code, "origin_not_allowed", "without the widget's origins, only the tenant's sites");
         let err = check_origin(&listed, &from(Some("https://evil.example")), &widget).unwrap_err();
         assert_eq!(err.code, "origin_not_allowed");
     }

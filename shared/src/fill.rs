@@ -69,7 +69,8 @@ impl TemplateValues {
 }
 
 /// Each submitted value with its field's label (the key when the form has no
-/// label for it), in the form's field order, then any other stored key.
+/// label for it), a chosen option shown by its label, in the form's field
+/// order, then any other stored key.
 pub fn labelled_values<'a>(
     form: &'a FormConfig,
     values: &'a BTreeMap<String, String>,
@@ -79,7 +80,13 @@ pub fn labelled_values<'a>(
     let in_form = fields.clone().into_iter().filter_map(|field| {
         let key = field.key()?;
         let value = values.get(key)?;
-        Some((field.label.as_deref().unwrap_or(key), value.as_str()))
+        let shown = field
+            .options
+            .iter()
+            .find(|option| option.value == *value)
+            .and_then(|option| option.label.as_deref())
+            .unwrap_or(value);
+        Some((field.label.as_deref().unwrap_or(key), shown))
     });
     let others = values
         .iter()
@@ -198,6 +205,19 @@ mod tests {
         assert_eq!(fill("Dear {first_name} {last_name},"), "Dear Lee,");
         assert_eq!(fill("{first_name}, welcome.\n{first_name}: hello"), "welcome.\nhello");
         assert_eq!(fill("Hi {{missing}}."), "Hi.");
+    }
+
+    #[test]
+    fn a_chosen_option_is_shown_by_its_label() {
+        let form: FormConfig = serde_json::from_value(serde_json::json!({"fields": [
+            {"id": "field_4", "label": "Language", "type": "select",
+             "options": [{"value": "spanish", "label": "Spanish"}, "English"]}
+        ]}))
+        .unwrap();
+        let values = BTreeMap::from([("field_4".to_owned(), "spanish".to_owned())]);
+        assert_eq!(labelled_values(&form, &values).collect::<Vec<_>>(), [("Language", "Spanish")]);
+        let plain = BTreeMap::from([("field_4".to_owned(), "English".to_owned())]);
+        assert_eq!(labelled_values(&form, &plain).collect::<Vec<_>>(), [("Language", "English")]);
     }
 
     #[test]

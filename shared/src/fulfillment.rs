@@ -129,6 +129,14 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// A part (`team`, `to_15035550142`) may have been sent: the provider's
+    /// answer was lost. Recorded as `unknown` with `unknown_parts` and never
+    /// sent again automatically (SES and SNS take no idempotency key); an
+    /// operator checks the provider and sets it back to `failed` to re-send.
+    Unknown {
+        parts: Vec<String>,
+        error: String,
+    },
 }
 
 impl Outcome {
@@ -225,6 +233,8 @@ pub enum ChannelStatus {
     Sent,
     Skipped,
     Failed,
+    /// A send whose outcome is not known (the answer was lost): not re-sent.
+    Unknown,
 }
 
 impl ChannelStatus {
@@ -235,24 +245,25 @@ impl ChannelStatus {
             Self::Sent => "sent",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
+            Self::Unknown => "unknown",
         }
     }
 
     /// As stored; an unknown value reads as `None`.
     pub fn parse(stored: &str) -> Option<Self> {
-        [Self::Queued, Self::InProgress, Self::Sent, Self::Skipped, Self::Failed]
+        [Self::Queued, Self::InProgress, Self::Sent, Self::Skipped, Self::Failed, Self::Unknown]
             .into_iter()
             .find(|status| status.as_str() == stored)
     }
 
-    /// Sent or skipped: never done again.
+    /// Sent, skipped or maybe sent (unknown): never done again automatically.
     pub fn is_done(self) -> bool {
-        matches!(self, Self::Sent | Self::Skipped)
+        matches!(self, Self::Sent | Self::Skipped | Self::Unknown)
     }
 
     /// Ended, for the roll-up (a failed channel has ended until it is retried).
     pub fn has_ended(self) -> bool {
-        matches!(self, Self::Sent | Self::Skipped | Self::Failed)
+        matches!(self, Self::Sent | Self::Skipped | Self::Failed | Self::Unknown)
     }
 }
 
@@ -291,7 +302,8 @@ impl DynamoSubmissionStore {
         if !statuses.iter().all(|s| s.has_ended()) {
             return Ok(());
         }
-        let status = if statuses.contains(&ChannelStatus::Failed) { PARTIALLY_FULFILLED } else { FULFILLED };
+        let incomplete = statuses.iter().any(|s| matches!(s, ChannelStatus::Failed | ChannelStatus::Unknown));
+        let status = if incomplete { PARTIALLY_FULFILLED } else { FULFILLED };
         if submission.status == status {
             return Ok(());
         }
@@ -354,7 +366,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             )
             .condition_expression(
                 "tenant_id = :tenant AND form_id = :form AND attribute_exists(fulfillment.#c) \
-                 AND fulfillment.#c.#s <> :sent AND fulfillment.#c.#s <> :skipped \
+                 AND fulfillment.#c.#s <> :sent AND fulfillment.#c.#s <> :skipped AND fulfillment.#c.#s <> :unknown \
                  AND (fulfillment.#c.#s <> :in_progress OR fulfillment.#c.lease_until < :now)",
             )
             .expression_attribute_names("#c", channel)
@@ -365,6 +377,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             .expression_attribute_values(":in_progress", s(ChannelStatus::InProgress.as_str()))
             .expression_attribute_values(":sent", s(ChannelStatus::Sent.as_str()))
             .expression_attribute_values(":skipped", s(ChannelStatus::Skipped.as_str()))
+            .expression_attribute_values(":unknown", s(ChannelStatus::Unknown.as_str()))
             .expression_attribute_values(":until", n(now_ms + lease_ms))
             .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":now", n(now_ms))
@@ -441,6 +454,13 @@ impl FulfillmentLedger for DynamoSubmissionStore {
             Outcome::Failed { error } => {
                 (ChannelStatus::Failed, BTreeMap::from([("last_error".to_owned(), error.clone())]))
             }
+            Outcome::Unknown { parts, error } => (
+                ChannelStatus::Unknown,
+                BTreeMap::from([
+                    ("unknown_parts".to_owned(), parts.join(",")),
+                    ("last_error".to_owned(), error.clone()),
+                ]),
+            ),
         };
         let mut expression = String::from("SET fulfillment.#c.#s = :status, fulfillment.#c.#at = :at");
         let mut request = self
@@ -462,7 +482,7 @@ impl FulfillmentLedger for DynamoSubmissionStore {
                 .expression_attribute_values(format!(":d{n}"), s(value));
         }
         expression.push_str(" REMOVE fulfillment.#c.lease_until, fulfillment.#c.lease");
-        if !matches!(outcome, Outcome::Failed { .. }) {
+        if !matches!(outcome, Outcome::Failed { .. } | Outcome::Unknown { .. }) {
             // A success after failed attempts leaves no stale error behind.
             expression.push_str(", fulfillment.#c.last_error");
         }
@@ -522,6 +542,7 @@ mod tests {
             ChannelStatus::Sent,
             ChannelStatus::Skipped,
             ChannelStatus::Failed,
+            ChannelStatus::Unknown,
         ] {
             assert_eq!(ChannelStatus::parse(status.as_str()), Some(status));
         }

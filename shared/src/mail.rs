@@ -4,6 +4,8 @@ use std::future::Future;
 
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
+pub use crate::aws::Delivery;
+
 /// One email with a text and an HTML part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
@@ -14,10 +16,16 @@ pub struct Email {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("email not sent{}", if *.permanent { " (permanent)" } else { "" })]
+#[error("email {}", match (.delivery, .permanent) {
+    (Delivery::Unknown, _) => "may have been sent: the answer was lost",
+    (_, true) => "not sent (permanent)",
+    _ => "not sent",
+})]
 pub struct MailError {
     /// Retrying the same message will not help (e.g. the sender is not verified).
     pub permanent: bool,
+    /// Whether SES may have taken it: an email that may be out is never sent again.
+    pub delivery: Delivery,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -44,14 +52,25 @@ impl SesMailer {
     }
 }
 
+/// The SES client for sending: a late answer is waited for, and an attempt
+/// that may have reached SES is never retried by the SDK (SES takes no
+/// idempotency key, so a retry would be a second email).
+pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::config::Builder::from(config)
+        .timeout_config(crate::aws::send_timeouts())
+        .retry_classifier(crate::aws::NoRetryAfterSending)
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
 impl Mailer for SesMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
         let content = |data: &str| {
-            Content::builder()
-                .data(data)
-                .charset("UTF-8")
-                .build()
-                .map_err(|e| MailError { permanent: true, source: e.into() })
+            Content::builder().data(data).charset("UTF-8").build().map_err(|e| MailError {
+                permanent: true,
+                delivery: Delivery::NotSent,
+                source: e.into(),
+            })
         };
         let message = Message::builder()
             .subject(content(&email.subject)?)
@@ -71,7 +90,7 @@ impl Mailer for SesMailer {
                     || e.is_mail_from_domain_not_verified_exception()
                     || e.is_bad_request_exception()
             });
-            MailError { permanent, source: Box::new(err) }
+            MailError { permanent, delivery: crate::aws::delivery_of(&err), source: Box::new(err) }
         })
     }
 }

@@ -234,7 +234,19 @@ impl SubmissionStore for DynamoSubmissionStore {
         };
         let key = Self::idempotency_key(&submission.event.tenant_id, client_id);
         let fingerprint = fingerprint(submission);
-        let expires = crate::telemetry::now_epoch_millis() / 1000 + u128::from(IDEMPOTENCY_TTL_SECS);
+        let now_secs = crate::telemetry::now_epoch_millis() / 1000;
+        let expires = now_secs + u128::from(IDEMPOTENCY_TTL_SECS);
+        // DynamoDB's TTL deletes within days, not at once: an expired record
+        // still in the table is free for reuse, as Powertools' idempotency does.
+        let record_put = |item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(submission_id) OR expires_at < :now")
+                .expression_attribute_values(":now", AttributeValue::N(now_secs.to_string()))
+                .build()
+                .map_err(store_error("build Put"))
+        };
         let record = HashMap::from([
             ("submission_id".to_owned(), AttributeValue::S(key.clone())),
             ("kind".to_owned(), AttributeValue::S("idempotency".to_owned())),
@@ -248,7 +260,7 @@ impl SubmissionStore for DynamoSubmissionStore {
             let written = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put(record.clone())?).build())
+                .transact_items(TransactWriteItem::builder().put(record_put(record.clone())?).build())
                 .transact_items(TransactWriteItem::builder().put(put(Self::item(submission))?).build())
                 .send()
                 .await;

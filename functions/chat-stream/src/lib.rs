@@ -52,7 +52,8 @@ pub fn aws_service_with(
         BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
     let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
     let analytics =
-        AnalyticsIntake::new(Arc::clone(&tenants), EventBridgePublisher::for_bus_of(sdk_config, &settings));
+        AnalyticsIntake::new(Arc::clone(&tenants), EventBridgePublisher::for_bus_of(sdk_config, &settings))
+            .with_widget_origins(settings.widget_origins.clone());
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
         .with_analytics(Arc::new(analytics))

@@ -30,7 +30,7 @@ pub fn aws_consumer(
 ) -> AwsEmailConsumer {
     let ledger =
         DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(config), &settings.form_submissions_table);
-    let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(config), &settings.ses_from_email);
+    let mailer = SesMailer::new(shared::mail::ses_client(config), &settings.ses_from_email);
     let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(config), &settings.rate_limits_table);
     let caps = Limiter::new(Arc::new(counters));
     Consumer::new(ledger, EmailChannel::new(tenants, mailer, caps, stdout_sink()))
@@ -51,6 +51,8 @@ enum Sent {
     Yes,
     /// Held back by this cap; nothing was sent.
     Capped(Limit),
+    /// SES may have taken it (its answer was lost): not sent again.
+    Unknown(String),
 }
 
 impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
@@ -98,6 +100,10 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
             }
         }
         if let Err(err) = self.mailer.send(email).await {
+            if err.delivery == shared::mail::Delivery::Unknown {
+                // It may be out: its units stay taken, and it is not sent again.
+                return Ok(Sent::Unknown(error_chain(&err)));
+            }
             self.give_back(caps, now).await;
             return Err(Failure::from_error(&err));
         }
@@ -125,6 +131,9 @@ fn capped_reason(cap: &Limit) -> &'static str {
 
 impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
     const NAME: &'static str = shared::events::channel::EMAIL;
+    /// Two sends that may each wait out SES's late answer
+    /// (`shared::aws::SEND_ATTEMPT_TIMEOUT`), with the claim and the caps around them.
+    const RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;
@@ -142,6 +151,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         let caps = &tenant.config.rate_limits;
         let monthly = limits::monthly_emails(&tenant.id, caps);
         let mut sent_any = false;
+        let mut unknown: Vec<(&str, String)> = Vec::new();
         let values = TemplateValues::of(&tenant, form, submission);
         if !team.is_empty() {
             let email = render::team_email(
@@ -152,10 +162,11 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
                 internal.and_then(|i| i.subject.as_deref()),
                 internal.and_then(|i| i.body_template.as_deref()),
             );
-            if let Sent::Capped(cap) = self.send(job, "team", &email, std::slice::from_ref(&monthly)).await? {
-                return Ok(skipped(&cap));
+            match self.send(job, "team", &email, std::slice::from_ref(&monthly)).await? {
+                Sent::Capped(cap) => return Ok(skipped(&cap)),
+                Sent::Unknown(error) => unknown.push(("team", error)),
+                Sent::Yes => sent_any = true,
             }
-            sent_any = true;
         }
         if let Some(email) = confirmation(&tenant, form, submission, &values) {
             // Per recipient first: a capped address does not use up the month.
@@ -163,6 +174,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
             let per_recipient = limits::confirmations_to(&tenant.id, to, caps);
             match self.send(job, "confirmation", &email, &[per_recipient, monthly]).await? {
                 Sent::Yes => sent_any = true,
+                Sent::Unknown(error) => unknown.push(("confirmation", error)),
                 Sent::Capped(cap) if sent_any => {
                     return Ok(Outcome::SentWithout {
                         part: "confirmation".into(),
@@ -171,6 +183,11 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
                 }
                 Sent::Capped(cap) => return Ok(skipped(&cap)),
             }
+        }
+        if !unknown.is_empty() {
+            let parts = unknown.iter().map(|(part, _)| (*part).to_owned()).collect();
+            let error = unknown.into_iter().map(|(_, error)| error).collect::<Vec<_>>().join("; ");
+            return Ok(Outcome::Unknown { parts, error });
         }
         Ok(if sent_any { Outcome::Sent } else { Outcome::skipped("no_recipients") })
     }

@@ -49,3 +49,27 @@ async fn the_binary_emails_a_real_submission_and_reports_only_the_poison_record(
     function.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_whose_every_record_fails_is_a_failed_invocation_lambda_counts() {
+    let stack = LocalStack::start(StackOptions::for_tests()).await.unwrap();
+    let record = |id: &str| {
+        json!({"messageId": id, "receiptHandle": "r", "body": "not an event", "attributes": {"ApproximateReceiveCount": "1"},
+               "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+               "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:picasso-email-local"})
+    };
+    let batch = json!({"Records": [record("first"), record("second")]});
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_email-sender"));
+    let function = FunctionUnderTest::start(&stack, "EmailSenderFunction", binary, &[]).await.unwrap();
+    let invocation = function.invoke(batch.to_string()).await.unwrap();
+
+    // Lambda's Errors metric (and the canary's alarms) see it; the whole batch comes back.
+    assert!(
+        matches!(&invocation.ending, Some(local_stack::runtime_api::Ending::Error(error)) if error.contains("every record")),
+        "{:?}",
+        invocation.ending
+    );
+    function.stop().await;
+    stack.stop().await;
+}

@@ -54,7 +54,12 @@ pub trait Invoker: Send + Sync + 'static {
 /// The Lambda client, pointed at `AWS_ENDPOINT_URL_LAMBDA` when set (locally
 /// a stand-in, since the emulator's Lambda needs Docker).
 pub fn lambda_client(config: &aws_config::SdkConfig, settings: &shared::Settings) -> aws_sdk_lambda::Client {
-    let mut builder = aws_sdk_lambda::config::Builder::from(config);
+    // An asynchronous Invoke that may have reached Lambda is not retried by the
+    // SDK; the consumer's own retry re-invokes, and the handler de-duplicates
+    // by the `submission_id` in its payload.
+    let mut builder = aws_sdk_lambda::config::Builder::from(config)
+        .timeout_config(shared::aws::send_timeouts())
+        .retry_classifier(shared::aws::NoRetryAfterSending);
     if let Some(endpoint) = &settings.lambda_endpoint_url {
         builder = builder.endpoint_url(endpoint);
     }

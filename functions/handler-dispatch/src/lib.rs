@@ -123,8 +123,11 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
         };
         let body = webhook_body(submission).to_string();
         job.once("webhook", async {
-            let delivered =
-                self.webhook.post(url, body.into_bytes()).await.map_err(|err| Failure::from_error(&err))?;
+            let delivered = self
+                .webhook
+                .post(url, &submission.submission_id, body.into_bytes())
+                .await
+                .map_err(|err| Failure::from_error(&err))?;
             tracing::info!(
                 submission_id = submission.submission_id,
                 host = delivered.host,

@@ -112,6 +112,10 @@ impl FulfillmentLedger for Ledger {
                 record.insert("last_error".into(), error.clone());
                 "failed".to_owned()
             }
+            Outcome::Unknown { error, .. } => {
+                record.insert("last_error".into(), error.clone());
+                "unknown".to_owned()
+            }
         };
         record.insert("status".into(), status);
         Ok(())
@@ -181,7 +185,12 @@ impl Archive for Handlers {
 }
 
 impl Webhook for Handlers {
-    async fn post(&self, url: &str, document: Vec<u8>) -> Result<Delivered, WebhookError> {
+    async fn post(
+        &self,
+        url: &str,
+        _idempotency_key: &str,
+        document: Vec<u8>,
+    ) -> Result<Delivered, WebhookError> {
         self.record("webhook", url, &document);
         match self.fail {
             None => Ok(Delivered { host: "hooks.example.org".into(), status: 200 }),

@@ -34,7 +34,7 @@ pub fn aws_consumer(
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let ledger = DynamoSubmissionStore::new(dynamodb.clone(), &settings.form_submissions_table);
     let quota = DynamoQuota::new(dynamodb, &settings.sms_usage_table);
-    let texter = SnsTexter::new(aws_sdk_sns::Client::new(config));
+    let texter = SnsTexter::new(text::sns_client(config));
     Consumer::new(ledger, SmsChannel::new(tenants, texter, quota, settings.sms_monthly_limit))
 }
 
@@ -53,19 +53,34 @@ impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
     }
 
     /// Takes a unit of quota and sends; a failed send gives the unit back.
-    async fn send_within_quota(&self, to: &str, message: &str, usage: &Usage<'_>) -> Result<Taken, Failure> {
+    async fn send_within_quota(&self, to: &str, message: &str, usage: &Usage<'_>) -> Result<Texted, Failure> {
         let taken = self.quota.take(usage.tenant_id, usage.month, usage.limit).await.map_err(transient)?;
-        if let Taken::Exhausted { .. } = taken {
-            return Ok(taken);
+        if let Taken::Exhausted { usage } = taken {
+            return Ok(Texted::Exhausted { usage });
         }
         if let Err(err) = self.texter.send(to, message).await {
+            if err.delivery == crate::text::Delivery::Unknown {
+                // It may be out: its unit stays taken, and it is not sent again.
+                return Ok(Texted::Unknown(error_chain(&err)));
+            }
             if let Err(undo) = self.quota.give_back(usage.tenant_id, usage.month).await {
                 tracing::error!(error = %error_chain(&undo), "a unit of SMS quota was not given back");
             }
             return Err(Failure::from_error(&err));
         }
-        Ok(taken)
+        Ok(Texted::Sent)
     }
+}
+
+/// What became of one SMS.
+enum Texted {
+    Sent,
+    /// The month's limit is reached; nothing was sent.
+    Exhausted {
+        usage: u32,
+    },
+    /// SNS may have taken it (its answer was lost): not sent again.
+    Unknown(String),
 }
 
 struct Usage<'a> {
@@ -117,6 +132,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             month: &month,
             limit: tenant.config.sms_monthly_limit.unwrap_or(self.default_limit),
         };
+        let mut unknown: Vec<(String, String)> = Vec::new();
         for to in &valid {
             // Keyed by the number, not its place in the list: if the list
             // changes between deliveries, nobody is skipped or texted twice.
@@ -124,7 +140,15 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             if job.done(&part) {
                 continue;
             }
-            if let Taken::Exhausted { usage: used } = self.send_within_quota(to, &message, &usage).await? {
+            let used = match self.send_within_quota(to, &message, &usage).await? {
+                Texted::Sent => None,
+                Texted::Exhausted { usage } => Some(usage),
+                Texted::Unknown(error) => {
+                    unknown.push((part, error));
+                    continue;
+                }
+            };
+            if let Some(used) = used {
                 tracing::warn!(
                     tenant_id = usage.tenant_id,
                     used,
@@ -140,6 +164,10 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             }
             tracing::info!(to = mask_phone(to), "SMS sent");
             job.record(&part).await?;
+        }
+        if !unknown.is_empty() {
+            let (parts, errors): (Vec<String>, Vec<String>) = unknown.into_iter().unzip();
+            return Ok(Outcome::Unknown { parts, error: errors.join("; ") });
         }
         Ok(Outcome::Sent)
     }

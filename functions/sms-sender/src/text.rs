@@ -4,6 +4,7 @@ use std::{future::Future, sync::LazyLock};
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use regex::Regex;
+pub use shared::aws::Delivery;
 
 /// `+`, a country code that does not start with 0, at most 15 digits in all.
 /// A number as configured (`+1 (503) 555-0142`, `+1.503.555.0142`) without
@@ -48,9 +49,15 @@ pub fn fit_one_segment(message: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("SMS not sent{}", if *.permanent { " (permanent)" } else { "" })]
+#[error("SMS {}", match (.delivery, .permanent) {
+    (Delivery::Unknown, _) => "may have been sent: the answer was lost",
+    (_, true) => "not sent (permanent)",
+    _ => "not sent",
+})]
 pub struct TextError {
     pub permanent: bool,
+    /// Whether SNS may have taken it: an SMS that may be out is never sent again.
+    pub delivery: Delivery,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -76,13 +83,24 @@ impl SnsTexter {
     }
 }
 
+/// The SNS client for sending: a late answer is waited for, and an attempt
+/// that may have reached SNS is never retried by the SDK (a retry would be a
+/// second SMS).
+pub fn sns_client(config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    let config = aws_sdk_sns::config::Builder::from(config)
+        .timeout_config(shared::aws::send_timeouts())
+        .retry_classifier(shared::aws::NoRetryAfterSending)
+        .build();
+    aws_sdk_sns::Client::from_conf(config)
+}
+
 impl Texter for SnsTexter {
     async fn send(&self, to: &str, message: &str) -> Result<(), TextError> {
         let transactional = MessageAttributeValue::builder()
             .data_type("String")
             .string_value("Transactional")
             .build()
-            .map_err(|e| TextError { permanent: true, source: e.into() })?;
+            .map_err(|e| TextError { permanent: true, delivery: Delivery::NotSent, source: e.into() })?;
         self.client
             .publish()
             .phone_number(to)
@@ -97,7 +115,7 @@ impl Texter for SnsTexter {
                         || e.is_invalid_parameter_value_exception()
                         || e.is_authorization_error_exception()
                 });
-                TextError { permanent, source: err.into() }
+                TextError { permanent, delivery: shared::aws::delivery_of(&err), source: err.into() }
             })
     }
 }

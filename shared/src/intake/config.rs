@@ -16,6 +16,7 @@ pub async fn get_config<C: ConfigSource>(
     query: Option<&str>,
     if_none_match: Option<&str>,
     caller: &Caller,
+    widget_origins: &[String],
 ) -> JsonResponse {
     let hash = match config_request(query) {
         Ok(hash) => hash,
@@ -25,8 +26,8 @@ pub async fn get_config<C: ConfigSource>(
         Ok(tenant) => tenant,
         Err(err) => return edge::tenant_refused(&err).allowing(caller.origin.clone()),
     };
-    // The host page (the tenant's site) asks for the widget config: its `allowed_origins` only.
-    let allowed_origin = match edge::check_origin(&tenant.config, caller, &[]) {
+    // The widget's iframe asks for its config itself (from the widget's origin); host pages may too.
+    let allowed_origin = match edge::check_origin(&tenant.config, caller, widget_origins) {
         Ok(origin) => origin,
         Err(err) => return JsonResponse::from(&err),
     };

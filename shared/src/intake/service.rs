@@ -152,7 +152,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         if_none_match: Option<&str>,
         caller: &Caller,
     ) -> JsonResponse {
-        super::config::get_config(&self.tenants, query, if_none_match, caller).await
+        super::config::get_config(&self.tenants, query, if_none_match, caller, &self.widget_origins).await
     }
 
     /// A request with no caller details (no `Origin`, no source IP), as a

@@ -172,6 +172,14 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
         retry_after(sqs, queue_url, messages.iter(), polling).await?;
         return Ok(messages.len());
     };
+    if response.batch_item_failures.len() >= messages.len() {
+        // As Lambda counts it: an invocation error (shared::consumer::batch_result).
+        tracing::error!(
+            queue = queue_url,
+            records = messages.len(),
+            "invocation failed: every record of the batch failed"
+        );
+    }
     let failed: HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let is_failed = |m: &&Message| m.message_id.as_deref().is_some_and(|id| failed.contains(id));

@@ -155,11 +155,14 @@ pub struct Delivered {
     pub status: u16,
 }
 
-/// One HTTP POST of a JSON document.
+/// One HTTP POST of a JSON document, with an `Idempotency-Key` header (the
+/// submission id): a delivery whose answer was lost is posted again, and the
+/// receiver can tell it is the same one.
 pub trait Webhook: Send + Sync + 'static {
     fn post(
         &self,
         url: &str,
+        idempotency_key: &str,
         document: Vec<u8>,
     ) -> impl Future<Output = Result<Delivered, WebhookError>> + Send;
 }
@@ -177,12 +180,18 @@ impl HttpsWebhook {
         Self { tls: OnceLock::new(), allow_private }
     }
 
-    async fn exchange(&self, url: &WebhookUrl, document: Vec<u8>) -> Result<u16, WebhookError> {
+    async fn exchange(
+        &self,
+        url: &WebhookUrl,
+        idempotency_key: &str,
+        document: Vec<u8>,
+    ) -> Result<u16, WebhookError> {
         let host = &url.host;
         let request = Request::post(url.path_and_query())
             .header(header::HOST, url.authority())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::USER_AGENT, USER_AGENT)
+            .header("idempotency-key", idempotency_key)
             .body(Full::new(Bytes::from(document)))
             .map_err(|source| WebhookError::Build { host: host.clone(), source })?;
         if !url.https {
@@ -207,9 +216,14 @@ impl HttpsWebhook {
 }
 
 impl Webhook for HttpsWebhook {
-    async fn post(&self, url: &str, document: Vec<u8>) -> Result<Delivered, WebhookError> {
+    async fn post(
+        &self,
+        url: &str,
+        idempotency_key: &str,
+        document: Vec<u8>,
+    ) -> Result<Delivered, WebhookError> {
         let url = WebhookUrl::parse(url, self.allow_private)?;
-        let status = tokio::time::timeout(TOTAL_TIMEOUT, self.exchange(&url, document))
+        let status = tokio::time::timeout(TOTAL_TIMEOUT, self.exchange(&url, idempotency_key, document))
             .await
             .map_err(|_| WebhookError::Timeout { host: url.host.clone() })??;
         match verdict(status) {
@@ -353,11 +367,13 @@ mod tests {
     async fn a_receivers_status_decides_between_delivered_rejected_and_retry() {
         let (base, hits) = receiver().await;
         let webhook = HttpsWebhook::new(true);
-        let delivered = webhook.post(&format!("{base}/status/201?token=t"), b"{}".to_vec()).await.unwrap();
+        let delivered =
+            webhook.post(&format!("{base}/status/201?token=t"), "sub_1", b"{}".to_vec()).await.unwrap();
         assert_eq!(delivered, Delivered { host: "127.0.0.1".into(), status: 201 });
-        let rejected = webhook.post(&format!("{base}/status/404"), b"{}".to_vec()).await.unwrap_err();
+        let rejected =
+            webhook.post(&format!("{base}/status/404"), "sub_1", b"{}".to_vec()).await.unwrap_err();
         assert!(rejected.is_permanent(), "{rejected}");
-        let busy = webhook.post(&format!("{base}/status/503"), b"{}".to_vec()).await.unwrap_err();
+        let busy = webhook.post(&format!("{base}/status/503"), "sub_1", b"{}".to_vec()).await.unwrap_err();
         assert!(!busy.is_permanent(), "{busy}");
         assert_eq!(hits.load(Ordering::SeqCst), 3);
     }
@@ -365,7 +381,10 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_is_not_followed() {
         let (base, hits) = receiver().await;
-        let err = HttpsWebhook::new(true).post(&format!("{base}/moved"), b"{}".to_vec()).await.unwrap_err();
+        let err = HttpsWebhook::new(true)
+            .post(&format!("{base}/moved"), "sub_1", b"{}".to_vec())
+            .await
+            .unwrap_err();
         assert!(matches!(err, WebhookError::Status { status: 307, .. }), "{err}");
         assert!(err.is_permanent());
         assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect target was never called");
@@ -376,9 +395,10 @@ mod tests {
         let (base, hits) = receiver().await;
         let https = base.replace("http://", "https://");
         let webhook = HttpsWebhook::new(false);
-        let plain = webhook.post(&format!("{base}/status/200"), b"{}".to_vec()).await.unwrap_err();
+        let plain = webhook.post(&format!("{base}/status/200"), "sub_1", b"{}".to_vec()).await.unwrap_err();
         assert!(matches!(plain, WebhookError::NotHttps), "{plain}");
-        let loopback = webhook.post(&format!("{https}/status/200"), b"{}".to_vec()).await.unwrap_err();
+        let loopback =
+            webhook.post(&format!("{https}/status/200"), "sub_1", b"{}".to_vec()).await.unwrap_err();
         assert!(matches!(loopback, WebhookError::Refused { .. }), "{loopback}");
         assert!(plain.is_permanent() && loopback.is_permanent());
         assert_eq!(hits.load(Ordering::SeqCst), 0);
@@ -387,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn an_error_message_names_the_host_but_not_the_path_or_query() {
         let err = HttpsWebhook::new(false)
-            .post("https://10.9.8.7/hooks/secret-path?email=ana@example.org", b"{}".to_vec())
+            .post("https://10.9.8.7/hooks/secret-path?email=ana@example.org", "sub_1", b"{}".to_vec())
             .await
             .unwrap_err();
         let message = shared::telemetry::error_chain(&err);
