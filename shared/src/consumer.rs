@@ -386,10 +386,23 @@ pub async fn serve<L: FulfillmentLedger, C: Channel>(
     .await
 }
 
-/// Lambda's deadline (epoch milliseconds) as an `Instant` on this process's clock.
+/// The consumers' `Timeout` in `template.yaml`: the time an invocation has
+/// when its runtime gives no usable deadline.
+pub const CONSUMER_TIMEOUT: Duration = Duration::from_secs(30);
+/// No Lambda invocation lasts longer: a deadline further away is not one.
+const LONGEST_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
+/// Lambda's deadline (epoch milliseconds) as an `Instant` on this process's
+/// clock. A deadline that is missing (0), already past when the invocation
+/// arrives, or beyond Lambda's 15 minutes is not a real one (emulators such
+/// as cargo lambda send such values): the invocation then gets
+/// [`CONSUMER_TIMEOUT`] rather than refusing every record.
 pub fn invocation_deadline(deadline_epoch_ms: u64, now_epoch_ms: u128) -> Instant {
-    let left = u128::from(deadline_epoch_ms).saturating_sub(now_epoch_ms);
-    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+    let left = Duration::from_millis(
+        u64::try_from(u128::from(deadline_epoch_ms).saturating_sub(now_epoch_ms)).unwrap_or(u64::MAX),
+    );
+    let left = if left.is_zero() || left > LONGEST_INVOCATION { CONSUMER_TIMEOUT } else { left };
+    Instant::now() + left
 }
 
 #[cfg(test)]
@@ -413,11 +426,14 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_in_the_past_leaves_no_time() {
-        let deadline = invocation_deadline(1_000, 5_000);
-        assert!(deadline.saturating_duration_since(Instant::now()).is_zero());
-        let later = invocation_deadline(65_000, 5_000);
-        assert!(later.saturating_duration_since(Instant::now()) > Duration::from_secs(59));
+    fn a_real_deadline_is_honoured_and_a_missing_or_absurd_one_gives_the_configured_timeout() {
+        let left = |deadline| invocation_deadline(deadline, 5_000).saturating_duration_since(Instant::now());
+        assert!(left(65_000) > Duration::from_secs(59) && left(65_000) <= Duration::from_secs(60));
+        assert!(left(8_000) <= Duration::from_secs(3), "a real, short deadline is kept");
+        for unusable in [0, 1_000, 5_000, 5_000 + 16 * 60 * 1000] {
+            let given = left(unusable);
+            assert!(given > Duration::from_secs(29) && given <= CONSUMER_TIMEOUT, "{unusable}: {given:?}");
+        }
     }
 
     #[test]

@@ -13,35 +13,46 @@ use serde::{Deserialize, Serialize};
 use crate::edge::Caller;
 
 /// What a Function URL invocation carries. Header names arrive lower-cased;
-/// a header sent more than once arrives as one comma-joined value.
+/// a header sent more than once arrives as one comma-joined value. A field
+/// that is absent or `null` (cargo lambda sends `"rawQueryString": null`)
+/// reads as empty.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UrlRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub raw_query_string: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub headers: HashMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub body: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_base64_encoded: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub request_context: RequestContext,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RequestContext {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub http: HttpContext,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpContext {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub method: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source_ip: Option<String>,
+}
+
+/// `null` as the type's default, as an absent field is.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl UrlRequest {
@@ -138,6 +149,15 @@ mod tests {
         assert_eq!(request.header("origin"), None);
         assert!(request.body().is_empty());
         assert_eq!(request.caller(None).source_ip, None);
+    }
+
+    #[test]
+    fn null_fields_as_cargo_lambda_sends_them_read_as_empty() {
+        let request = event(serde_json::json!({"rawQueryString": null, "headers": null, "body": null,
+            "isBase64Encoded": null, "requestContext": {"http": {"method": "POST", "sourceIp": null}}}));
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.query(), None);
+        assert!(request.body().is_empty());
     }
 
     #[test]

@@ -17,8 +17,11 @@
 //!       chats under the Runtime API emulator against the local stack.
 //!   bench forms [--submissions 500] / bench fulfillment [--submissions 200]
 //!       form-intake and fulfillment latency through the local stack.
+//!   bench exactly-once [--submissions 500] [--concurrency 20]
+//!       Emails and SMS the emulator sent per submission under concurrent load.
 
 mod cpu;
+mod exactly_once;
 mod forms;
 mod fulfillment;
 mod latency;
@@ -46,7 +49,10 @@ fn main() -> Result<(), Error> {
             Some("rss") => start::rss(&path(flag("--binary"))?, count("--chats", 1_000)).await,
             Some("forms") => forms::run(count("--submissions", 500)).await,
             Some("fulfillment") => fulfillment::run(count("--submissions", 200)).await,
-            _ => Err("usage: bench first-token|cold-start|cpu|rss|forms|fulfillment [--binary PATH] [--binaries DIR] [--requests N] [--starts N] [--chats N] [--submissions N]".into()),
+            Some("exactly-once") => {
+                exactly_once::run(count("--submissions", 500), count("--concurrency", 20)).await
+            }
+            _ => Err("usage: bench first-token|cold-start|cpu|rss|forms|fulfillment|exactly-once [--binary PATH] [--binaries DIR] [--requests N] [--starts N] [--chats N] [--submissions N] [--concurrency N]".into()),
         }
     })
 }
