@@ -11,7 +11,8 @@
 #   - CPU per chat and per form submit, in process with in-memory ports (the
 #     bench is built with the same release profile: LTO, one codegen unit);
 #   - peak RSS and process CPU of the chat binary over 1,000 chats;
-#   - form-intake and fulfillment latency through the local stack.
+#   - form-intake and fulfillment latency through the local stack;
+#   - emails and SMS sent per submission, 500 submissions at concurrency 20.
 # BENCH_TARGET picks the target triple (default x86_64-unknown-linux-gnu;
 # aarch64-unknown-linux-gnu needs that standard library installed).
 set -euo pipefail
@@ -59,5 +60,6 @@ echo
 "$bench" rss --binary "$release/chat-stream" --chats "${BENCH_CHATS:-1000}"
 "$bench" forms --submissions "${BENCH_SUBMISSIONS:-500}"
 "$bench" fulfillment --submissions "${BENCH_FULFILLMENTS:-200}"
+"$bench" exactly-once --submissions "${BENCH_EXACTLY_ONCE:-500}" --concurrency 20
 echo
 echo "== measured commit $commit"

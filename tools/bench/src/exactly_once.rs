@@ -15,7 +15,8 @@ use crate::{Error, forms::submit_through_host};
 /// The applicant of every benchmark submission (`forms::submission`).
 const APPLICANT: &str = "ana.lopez@example.org";
 
-/// Every submission's status, once none is still pending (or at `deadline`).
+/// Every stored submission's status, once at least `expected` are stored and
+/// none is still pending (or at `deadline`).
 async fn settled(stack: &LocalStack, expected: usize, deadline: Duration) -> Result<Vec<String>, Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
     let started = Instant::now();
@@ -41,7 +42,11 @@ async fn settled(stack: &LocalStack, expected: usize, deadline: Duration) -> Res
             return Ok(statuses);
         }
         if started.elapsed() > deadline {
-            return Err(format!("{ended} of {expected} submissions settled after {deadline:?}").into());
+            return Err(format!(
+                "{ended} of {} stored submissions settled after {deadline:?} ({expected} answered success)",
+                statuses.len()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -67,12 +72,16 @@ pub async fn run(submissions: usize, concurrency: usize) -> Result<(), Error> {
         .await?;
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let failed = stream::iter(0..submissions)
+    let refusals: Vec<String> = stream::iter(0..submissions)
         .map(|n| submit_through_host(&client, &stack, n))
         .buffer_unordered(concurrency.max(1))
-        .filter(|result| std::future::ready(result.is_err()))
-        .count()
+        .filter_map(|result| std::future::ready(result.err().map(|err| err.to_string())))
+        .collect()
         .await;
+    let failed = refusals.len();
+    if let Some(first) = refusals.first() {
+        println!("  {failed} submits were not answered form_complete, e.g. {first:.200}");
+    }
     let statuses = settled(&stack, submissions - failed, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
     let data: Value = reqwest::get(format!("{}/moto-api/data.json", stack.endpoint)).await?.json().await?;
