@@ -361,10 +361,13 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                         }
                     }
                 }
+                // The write may still land (a lost answer, a stalled table): say
+                // what is known. A retry with the same client_submission_id
+                // returns the stored submission, or stores it once.
                 return FormResponse::refused(
                     503,
-                    "submission_not_saved",
-                    "We could not save your submission. Please try again.",
+                    "submission_unconfirmed",
+                    "We could not confirm that your submission was saved. Please send it again; it will not be saved twice.",
                 );
             }
         }
