@@ -216,15 +216,17 @@ until grep -q "Picasso local stack is up" "$work/stack.log" 2>/dev/null; do
   [ "$(date +%s)" -lt "$ready_by" ] || { tail -15 "$work/stack.log"; die "the local stack was not up within $stack_timeout s (--stack-timeout)"; }
   sleep 1
 done
-# The administrator's credentials, copied at once: another stack in this
-# checkout rewrites .local/aws/*. They are ours if they name our emulator and work.
+# The administrator's credentials: a stack on ports of its own keeps them in
+# .local/stack-<moto port>/aws (the default stack in .local/aws).
+profiles="$root/.local/aws"
+[ "$moto_port" = 4566 ] || profiles="$root/.local/stack-$moto_port/aws"
 aws_dir="$work/aws"
 mkdir -p "$aws_dir"
-cp "$root/.local/aws/config" "$root/.local/aws/credentials" "$aws_dir/"
+cp "$profiles/config" "$profiles/credentials" "$aws_dir/"
 export AWS_CONFIG_FILE="$aws_dir/config" AWS_SHARED_CREDENTIALS_FILE="$aws_dir/credentials" AWS_PROFILE=picasso-local
 aws_cli="$root/.venv/bin/aws"
 grep -q "endpoint_url = http://127.0.0.1:$moto_port\$" "$aws_dir/config" \
-  || die "$root/.local/aws was rewritten by another local stack before it could be read; run again"
+  || die "$profiles names another emulator than 127.0.0.1:$moto_port"
 health=$(curl -sf --max-time 10 "$host_url/healthz") || die "GET $host_url/healthz failed"
 read -r bucket table < <(python3 -c 'import json,sys; r=json.loads(sys.argv[1])["resources"]; print(r["config_bucket"], r["form_submissions_table"])' "$health")
 "$aws_cli" s3 ls "s3://$bucket/mappings/" > /dev/null 2>&1 \

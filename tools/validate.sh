@@ -33,6 +33,10 @@ while (($#)); do
   esac
   shift
 done
+# A stack on ports of its own keeps its profiles in .local/stack-<moto port>/aws.
+if [[ "$profiles" == "$root/.local/aws" && "$moto_port" != 4566 ]]; then
+  profiles="$root/.local/stack-$moto_port/aws"
+fi
 [[ -n "$mode" ]] || { echo "give --local or --stack <name> (see the top of $0)" >&2; exit 2; }
 
 aws_cli="aws"

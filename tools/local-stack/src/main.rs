@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
     // --quiet: warnings, errors and QA_COMPLETE lines only (RUST_LOG still wins).
     let (shipping, log_lines) = local_stack::log_shipping::layer();
     shared::telemetry::init_with(if quiet { "warn" } else { "info" }, Some(Box::new(shipping)));
+    let profiles = options.profile_dir.clone().unwrap_or_default();
     let moto_log = match &options.emulator_log {
         EmulatorLog::File(path) => path.display().to_string(),
         EmulatorLog::Inherit | EmulatorLog::Discard => "not kept".to_owned(),
@@ -31,7 +32,7 @@ async fn main() -> ExitCode {
     };
     // As Lambda does: each function's lines also reach its log group.
     local_stack::log_shipping::ship(log_lines, aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config));
-    print_banner(&stack, &moto_log);
+    print_banner(&stack, &moto_log, &profiles);
     wait_for_stop_signal().await;
     eprintln!("\nstopping the local stack...");
     stack.stop().await;
@@ -55,10 +56,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(StackOptions, b
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    // A second stack (on other ports) keeps its credentials and its log apart,
+    // so it never overwrites the first one's profiles: `.local/stack-<moto port>/`.
+    if options.moto_port != local_stack::DEFAULT_MOTO_PORT {
+        let dir = local_stack::repo_root().join(format!(".local/stack-{}", options.moto_port));
+        options.profile_dir = Some(dir.join("aws"));
+        options.emulator_log = EmulatorLog::File(dir.join("moto.log"));
+    }
     Ok((options, quiet))
 }
 
-fn print_banner(stack: &LocalStack, moto_log: &str) {
+fn print_banner(stack: &LocalStack, moto_log: &str, profiles: &std::path::Path) {
     let s = &stack.settings;
     println!(
         "\nPicasso local stack is up.\n\
@@ -94,7 +102,7 @@ fn print_banner(stack: &LocalStack, moto_log: &str) {
         } else {
             "not enforced (--no-iam)"
         },
-        profiles = local_stack::repo_root().join(".local/aws").display(),
+        profiles = profiles.display(),
         moto_log = moto_log,
     );
 }
