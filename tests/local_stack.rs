@@ -399,3 +399,46 @@ async fn a_functions_log_lines_reach_its_log_group_as_lambda_ships_them() {
     assert!(line["level"].is_string() && line["message"].is_string(), "{line}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_chat_answers_lines_written_while_it_streams_reach_the_chat_log_group() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let stack = spawn_stack().await;
+    let (layer, queue) = local_stack::log_shipping::layer();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config);
+    local_stack::log_shipping::ship(queue, logs.clone());
+    // The model is throttled on every try: the answer task logs the error after the stream started.
+    reqwest::Client::new()
+        .post(format!("{}/_standin/faults", stack.bedrock_url))
+        .body(r#"{"throttle_next":20}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let body =
+        json!({"tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "user_input": "What is Reading Buddies?"});
+    let answer =
+        reqwest::Client::new().post(format!("{}/chat", stack.host_url())).json(&body).send().await.unwrap();
+    let frames = answer.text().await.unwrap();
+    assert!(frames.contains("model_throttled"), "{frames}");
+
+    let group = format!("/aws/lambda/{}", stack.created["ChatStreamFunction"].reference);
+    let mut errors = Vec::new();
+    for _ in 0..50 {
+        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
+        errors = found
+            .events()
+            .iter()
+            .filter_map(|e| e.message())
+            .filter(|m| m.contains("\"level\":\"ERROR\""))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        if !errors.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!errors.is_empty(), "the model error reached the chat-stream group");
+    stack.stop().await;
+}

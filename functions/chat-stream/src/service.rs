@@ -237,7 +237,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         }
         let (tx, body) = mpsc::channel(CHANNEL_FRAMES);
         let service = Arc::clone(self);
-        tokio::spawn(async move {
+        // In the caller's span: the answer's lines (model errors, warnings) are
+        // this invocation's, and the local host ships them to its log group.
+        let answering = async move {
             let mut out = Outbound::new(tx, service.options.heartbeat);
             if service.answer(&tenant, &request, &mut out, started).await.is_err() {
                 tracing::info!(
@@ -246,7 +248,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                     "client went away; stream stopped"
                 );
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(answering, tracing::Span::current()));
         ChatResponse::new(200, body).allowing(allowed_origin)
     }
 
