@@ -45,6 +45,10 @@ impl EmulatorLog {
     }
 }
 
+/// The emulator's liveness route (`moto_server.py`): it answers without
+/// touching any state, unlike the state dump, which grows with the state.
+pub const HEALTH_PATH: &str = "/_picasso/health";
+
 /// A running moto server. Dropping it stops the process.
 pub struct Emulator {
     pub endpoint: String,
@@ -86,7 +90,7 @@ impl Emulator {
     async fn wait_ready(&self, timeout: Duration) -> Result<(), EmulatorError> {
         let client = reqwest::Client::new();
         let started = Instant::now();
-        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let url = format!("{}{HEALTH_PATH}", self.endpoint);
         while started.elapsed() < timeout {
             if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());

@@ -12,8 +12,8 @@ use tracing::Instrument;
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, RawQuery, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, Query, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
@@ -187,29 +187,30 @@ async fn chat(
     chat_stream::to_http_response(response).map(Body::new)
 }
 
-/// Reports the AWS endpoint and whether the emulator, the config bucket and the
-/// demo tenant answer. 200 when all are up, 503 otherwise.
+/// How long each health probe may take: an answer slower than this is "down".
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reports the AWS endpoint and whether the emulator, the config bucket, the
+/// demo tenant and the Bedrock stand-in answer: one small call each, at once,
+/// each within `PROBE_TIMEOUT` (never the emulator's state dump). 200 when all
+/// are up, 503 otherwise.
 async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
-    let emulator =
-        state.http.get(moto_data_url(&state.endpoint)).send().await.is_ok_and(|r| r.status().is_success());
-    let bucket = state.s3.head_bucket().bucket(&state.settings.config_bucket).send().await.is_ok();
+    let bucket = &state.settings.config_bucket;
     let mapping_key = format!("mappings/{}.json", state.demo_tenant_hash);
-    let demo_tenant =
-        state.s3.head_object().bucket(&state.settings.config_bucket).key(&mapping_key).send().await.is_ok();
-    let bedrock = state
-        .http
-        .get(format!("{}/_standin/faults", state.bedrock_url))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
+    let (emulator, config_bucket, demo_tenant, bedrock) = tokio::join!(
+        probe(answers(&state.http, format!("{}{}", state.endpoint, crate::emulator::HEALTH_PATH))),
+        probe(state.s3.head_bucket().bucket(bucket).send()),
+        probe(state.s3.head_object().bucket(bucket).key(&mapping_key).send()),
+        probe(answers(&state.http, format!("{}/_standin/faults", state.bedrock_url))),
+    );
     let up = |ok: bool| if ok { "up" } else { "down" };
-    let healthy = emulator && bucket && demo_tenant && bedrock;
+    let healthy = emulator && config_bucket && demo_tenant && bedrock;
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "aws_endpoint": state.endpoint,
         "checks": {
             "emulator": up(emulator),
-            "config_bucket": up(bucket),
+            "config_bucket": up(config_bucket),
             "demo_tenant": up(demo_tenant),
             "bedrock_standin": up(bedrock),
         },
@@ -227,53 +228,81 @@ async fn healthz(State(state): State<Arc<HostState>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// The emails and SMS the emulator captured, newest last.
-async fn outbox(State(state): State<Arc<HostState>>) -> impl IntoResponse {
-    let data = async {
-        let response = state.http.get(moto_data_url(&state.endpoint)).send().await?.error_for_status()?;
-        response.json::<Value>().await
+/// Whether a call succeeds within `PROBE_TIMEOUT`.
+async fn probe<T, E>(call: impl Future<Output = Result<T, E>>) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, call).await, Ok(Ok(_)))
+}
+
+/// A GET that answers 2xx.
+async fn answers(http: &reqwest::Client, url: String) -> Result<(), reqwest::Error> {
+    http.get(url).send().await?.error_for_status().map(drop)
+}
+
+/// The most entries of each kind one `/outbox` page holds (also the emulator's bound).
+pub const MAX_PAGE: usize = 1000;
+/// How long the emulator may take to answer one page of the outbox.
+const OUTBOX_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /outbox?limit=&offset=`: `limit` (1 to `MAX_PAGE`, default 50) of each
+/// kind, newest first, skipping the `offset` newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct Page {
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    #[serde(default)]
+    pub offset: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("limit must be between 1 and {MAX_PAGE}, offset a whole number")]
+    BadPage,
+    #[error("the AWS emulator did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the AWS emulator's outbox could not be read")]
+    Emulator(#[from] reqwest::Error),
+}
+
+impl Page {
+    /// The page a request's query asks for, or `BadPage`.
+    pub fn from_uri(uri: &Uri) -> Result<Self, OutboxError> {
+        let Query(page) = Query::<Self>::try_from_uri(uri).map_err(|_| OutboxError::BadPage)?;
+        if (1..=MAX_PAGE).contains(&page.limit) { Ok(page) } else { Err(OutboxError::BadPage) }
+    }
+}
+
+/// The emails and SMS the emulator captured, newest first, one page of each:
+/// read from the emulator's outbox route (`moto_server.py`), which keeps the
+/// newest 1,000 of each and says how many older ones it dropped.
+async fn outbox(State(state): State<Arc<HostState>>, uri: Uri) -> Response {
+    let page = async {
+        let page = Page::from_uri(&uri)?;
+        let url = format!("{}/_picasso/outbox?limit={}&offset={}", state.endpoint, page.limit, page.offset);
+        let read = async { state.http.get(url).send().await?.error_for_status()?.json::<Value>().await };
+        tokio::time::timeout(OUTBOX_TIMEOUT, read)
+            .await
+            .map_err(|_| OutboxError::Timeout(OUTBOX_TIMEOUT))?
+            .map_err(OutboxError::from)
     };
-    match data.await {
-        Ok(data) => (StatusCode::OK, Json(outbox_from_moto(&data))),
+    match page.await {
+        Ok(page) => Json(page).into_response(),
+        Err(err @ OutboxError::BadPage) => {
+            (StatusCode::BAD_REQUEST, Json(json!({"error": err.to_string(), "code": "bad_page"})))
+                .into_response()
+        }
         Err(err) => {
             tracing::warn!(error = %err, "emulator unreachable for /outbox");
             (
                 StatusCode::BAD_GATEWAY,
                 Json(json!({"error": "the AWS emulator did not answer", "code": "emulator_unavailable"})),
             )
+                .into_response()
         }
     }
-}
-
-fn moto_data_url(endpoint: &str) -> String {
-    format!("{endpoint}/moto-api/data.json")
-}
-
-/// Picks the sent messages out of moto's state dump.
-pub fn outbox_from_moto(data: &Value) -> Value {
-    let items = |service: &str, kind: &str| {
-        data.pointer(&format!("/{service}/{kind}")).and_then(Value::as_array).cloned().unwrap_or_default()
-    };
-    let emails: Vec<Value> = items("ses", "Message")
-        .into_iter()
-        .map(|m| {
-            json!({
-                "id": m.get("id"),
-                "from": m.get("source"),
-                "to": m.pointer("/destinations/ToAddresses"),
-                "subject": m.get("subject"),
-                "body": m.get("body"),
-            })
-        })
-        .chain(items("ses", "RawMessage").into_iter().map(|m| {
-            json!({"id": m.get("id"), "from": m.get("source"), "to": m.get("destinations"), "raw": m.get("raw_data")})
-        }))
-        .collect();
-    let sms: Vec<Value> = items("sns", "SMS")
-        .into_iter()
-        .map(|m| json!({"id": m.get("message_id"), "to": m.get("phone_number"), "message": m.get("message")}))
-        .collect();
-    json!({ "emails": emails, "sms": sms })
 }
 
 #[cfg(test)]
@@ -281,22 +310,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_outbox_lists_sent_emails_and_sms_from_the_emulator_state() {
-        let data = json!({
-            "ses": {"Message": [{"id": "m1", "source": "noreply@picasso.ai", "destinations": {"ToAddresses": ["a@b.org"]}, "subject": "Hi", "body": "<b>x</b>"}]},
-            "sns": {"SMS": [{"message_id": "s1", "phone_number": "+15035550142", "message": "hello"}]}
-        });
-        assert_eq!(
-            outbox_from_moto(&data),
-            json!({
-                "emails": [{"id": "m1", "from": "noreply@picasso.ai", "to": ["a@b.org"], "subject": "Hi", "body": "<b>x</b>"}],
-                "sms": [{"id": "s1", "to": "+15035550142", "message": "hello"}]
-            })
-        );
+    fn an_outbox_page_is_the_newest_fifty_unless_asked() {
+        let page = |uri: &str| Page::from_uri(&uri.parse().unwrap());
+        assert_eq!(page("/outbox").unwrap(), Page { limit: 50, offset: 0 });
+        assert_eq!(page("/outbox?limit=2&offset=4").unwrap(), Page { limit: 2, offset: 4 });
+        assert_eq!(page("/outbox?limit=1000").unwrap(), Page { limit: 1000, offset: 0 });
     }
 
     #[test]
-    fn an_empty_emulator_has_an_empty_outbox() {
-        assert_eq!(outbox_from_moto(&json!({})), json!({"emails": [], "sms": []}));
+    fn an_outbox_page_out_of_bounds_is_refused() {
+        for query in ["limit=0", "limit=1001", "limit=ten", "offset=-1"] {
+            let uri = format!("/outbox?{query}").parse().unwrap();
+            assert!(matches!(Page::from_uri(&uri), Err(OutboxError::BadPage)), "{query}");
+        }
     }
 }
