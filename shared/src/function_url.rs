@@ -97,12 +97,15 @@ pub struct UrlResponse {
     pub headers: HashMap<String, String>,
     pub body: String,
     pub is_base64_encoded: bool,
+    /// Always sent, if empty: cargo lambda's Function URL emulation (the
+    /// `aws_lambda_events` response type) refuses an answer without it (500).
+    pub cookies: Vec<String>,
 }
 
 impl UrlResponse {
     pub fn new<'a>(status: u16, headers: impl IntoIterator<Item = (&'a str, &'a str)>, body: String) -> Self {
         let headers = headers.into_iter().map(|(name, value)| (name.to_owned(), value.to_owned())).collect();
-        Self { status_code: status, headers, body, is_base64_encoded: false }
+        Self { status_code: status, headers, body, is_base64_encoded: false, cookies: Vec::new() }
     }
 }
 
@@ -169,7 +172,8 @@ mod tests {
                 "statusCode": 201,
                 "headers": {"content-type": "text/event-stream"},
                 "body": "data: x\n\n",
-                "isBase64Encoded": false
+                "isBase64Encoded": false,
+                "cookies": []
             })
         );
     }
