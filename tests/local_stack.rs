@@ -442,3 +442,38 @@ async fn a_chat_answers_lines_written_while_it_streams_reach_the_chat_log_group(
     assert!(!errors.is_empty(), "the model error reached the chat-stream group");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_chats_qa_complete_and_metric_lines_reach_the_chat_log_group_as_printed() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let stack = spawn_stack().await;
+    let (layer, queue) = local_stack::log_shipping::layer();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config);
+    local_stack::log_shipping::ship(queue, logs.clone());
+
+    let body =
+        json!({"tenant_hash": local_stack::demo::DEMO_TENANT_HASH, "user_input": "What is Reading Buddies?"});
+    let answer =
+        reqwest::Client::new().post(format!("{}/chat", stack.host_url())).json(&body).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains("[DONE]"));
+
+    let group = format!("/aws/lambda/{}", stack.created["ChatStreamFunction"].reference);
+    let mut printed = Vec::new();
+    for _ in 0..50 {
+        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
+        printed = found.events().iter().filter_map(|e| e.message()).map(str::to_owned).collect::<Vec<_>>();
+        if printed.iter().any(|m| m.contains("\"QA_COMPLETE\""))
+            && printed.iter().any(|m| m.contains("\"_aws\""))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let qa =
+        printed.iter().find(|m| m.contains("\"QA_COMPLETE\"")).expect("the QA_COMPLETE line in the group");
+    let qa: Value = serde_json::from_str(qa).unwrap();
+    assert_eq!(qa["type"], "QA_COMPLETE", "shipped as printed, not wrapped: {qa}");
+    assert!(printed.iter().any(|m| m.contains("\"_aws\"")), "the metric line too: {printed:?}");
+    stack.stop().await;
+}

@@ -39,7 +39,8 @@ pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// As [`init_with_default`], with `extra` seeing every event (before the level filter).
 pub fn init_with(level: &str, extra: Option<ExtraLayer>) {
-    let filter = log_filter(level);
+    // `lambda_stdout`: lines the local host already printed and hands `extra` to ship as stdout.
+    let filter = log_filter(level).with_target("lambda_stdout", tracing::level_filters::LevelFilter::OFF);
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let lines = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())

@@ -641,6 +641,8 @@ fn qa_sink(lines: Arc<Mutex<Vec<String>>>, print: bool) -> chat_stream::qa_log::
         if print {
             println!("{line}");
         }
+        // What the function prints goes to its log group, as Lambda ships stdout.
+        crate::log_shipping::stdout_line(&line);
         if let Ok(mut lines) = lines.lock() {
             lines.push(line);
         }

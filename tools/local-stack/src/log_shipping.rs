@@ -12,6 +12,15 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{Event, Level, Subscriber, span};
 use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
 
+/// The target of a line the function printed to stdout (`QA_COMPLETE`, the
+/// metric lines): shipped as printed, not wrapped as a log event.
+const STDOUT: &str = "lambda_stdout";
+
+/// Ships `line` as the current invocation's stdout (outside one, nowhere).
+pub fn stdout_line(line: &str) {
+    tracing::info!(target: STDOUT, line);
+}
+
 /// The span the host runs one invocation of `function` (its deployed name) in.
 pub fn invocation(function: &str) -> tracing::Span {
     tracing::info_span!("invocation", function = function)
@@ -76,6 +85,13 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ShippingLayer {
             return;
         };
         let timestamp_ms = i64::try_from(shared::telemetry::now_epoch_millis()).unwrap_or(i64::MAX);
+        if event.metadata().target() == STDOUT {
+            let printed = shared::telemetry::event_fields(event).remove("line");
+            if let Some(Value::String(message)) = printed {
+                let _ = self.sender.send(Line { function, timestamp_ms, message });
+            }
+            return;
+        }
         let mut line = serde_json::Map::new();
         line.insert("timestamp".into(), Value::String(shared::telemetry::now_rfc3339()));
         line.insert("level".into(), Value::String(event.metadata().level().as_str().to_owned()));
