@@ -13,7 +13,12 @@ if [[ "${1:-}" == "--x86-64" ]]; then arch=(--x86-64); target=x86_64-unknown-lin
 
 tools/bootstrap.sh                          # cargo-lambda (and zig) into .venv
 export PATH="$root/.venv/bin:$PATH"
-rustup target add "$target" >/dev/null 2>&1 || rustup target list --installed | grep -qx "$target"
+if ! rustup target add "$target" >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$target"; then
+  echo "package.sh: the Rust standard library for $target is not installed, and rustup could not fetch it." >&2
+  echo "  Install it where you have the network: rustup target add $target" >&2
+  [[ "$target" == aarch64-unknown-linux-gnu ]] && echo "  Or build for this machine: tools/package.sh --x86-64" >&2
+  exit 1
+fi
 
 packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
 start=$(date +%s)
