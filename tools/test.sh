@@ -35,3 +35,6 @@ cargo test --workspace --quiet
 
 step "run-local, picasso-ops and cargo lambda reuse the test build (one feature set)"
 tools/check-features.sh
+
+step "every sample event through the real cargo lambda (watch and invoke; about 10 s)"
+tools/cargo-lambda-check.sh
