@@ -477,3 +477,30 @@ async fn a_chats_qa_complete_and_metric_lines_reach_the_chat_log_group_as_printe
     assert!(printed.iter().any(|m| m.contains("\"_aws\"")), "the metric line too: {printed:?}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn each_sweeper_run_reports_its_summary_in_the_sweepers_log_group() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (layer, queue) = local_stack::log_shipping::layer();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let sweep = local_stack::Sweep {
+        every: std::time::Duration::from_millis(300),
+        grace: std::time::Duration::from_secs(60),
+    };
+    let stack = e2e::spawn_stack_with(Some(sweep)).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config);
+    local_stack::log_shipping::ship(queue, logs.clone());
+
+    let group = format!("/aws/lambda/{}", stack.created["OutboxSweeperFunction"].reference);
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
+        messages = found.events().iter().filter_map(|e| e.message()).map(str::to_owned).collect::<Vec<_>>();
+        if messages.iter().any(|m| m.contains("outbox swept")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(messages.iter().any(|m| m.contains("outbox swept")), "{messages:?}");
+    stack.stop().await;
+}

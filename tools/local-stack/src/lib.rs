@@ -300,9 +300,10 @@ impl LocalStack {
             chat_function: function_name(&created, "ChatStreamFunction")?,
             forms_function: function_name(&created, "FormIntakeFunction")?,
         });
-        let sweeper = options
-            .sweep
-            .map(|sweep| spawn_sweeper(identities.function("OutboxSweeperFunction"), &settings, sweep));
+        let sweeper_function = function_name(&created, "OutboxSweeperFunction")?;
+        let sweeper = options.sweep.map(|sweep| {
+            spawn_sweeper(identities.function("OutboxSweeperFunction"), &settings, sweep, sweeper_function)
+        });
         let pollers = match options.consumers {
             Some(polling) => consumers::spawn_all(&identities, &settings, &created, &template, polling)?,
             None => Vec::new(),
@@ -610,7 +611,14 @@ fn free_port() -> Result<u16, StackError> {
 }
 
 /// The outbox sweeper on a timer, as the scheduled Lambda runs in AWS, as its own principal.
-fn spawn_sweeper(sdk_config: &SdkConfig, settings: &Settings, sweep: Sweep) -> JoinHandle<()> {
+/// The outbox sweeper on a timer, each run an invocation of `function` (its
+/// lines, the run's summary included, reach its log group).
+fn spawn_sweeper(
+    sdk_config: &SdkConfig,
+    settings: &Settings,
+    sweep: Sweep,
+    function: String,
+) -> JoinHandle<()> {
     let store = shared::submissions::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(sdk_config),
         &settings.form_submissions_table,
@@ -627,10 +635,13 @@ fn spawn_sweeper(sdk_config: &SdkConfig, settings: &Settings, sweep: Sweep) -> J
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + sweep.every, sweep.every);
         loop {
             ticker.tick().await;
-            if let Some(parking) = &parking {
-                outbox_sweeper::drain_parked(&store, parking, &publisher, 20).await;
-            }
-            outbox_sweeper::sweep(&store, &publisher, sweep.grace).await;
+            let run = async {
+                if let Some(parking) = &parking {
+                    outbox_sweeper::drain_parked(&store, parking, &publisher, 20).await;
+                }
+                outbox_sweeper::sweep(&store, &publisher, sweep.grace).await;
+            };
+            tracing::Instrument::instrument(run, crate::log_shipping::invocation(&function)).await;
         }
     })
 }
