@@ -424,21 +424,9 @@ async fn a_chat_answers_lines_written_while_it_streams_reach_the_chat_log_group(
     assert!(frames.contains("model_throttled"), "{frames}");
 
     let group = format!("/aws/lambda/{}", stack.created["ChatStreamFunction"].reference);
-    let mut errors = Vec::new();
-    for _ in 0..50 {
-        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
-        errors = found
-            .events()
-            .iter()
-            .filter_map(|e| e.message())
-            .filter(|m| m.contains("\"level\":\"ERROR\""))
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        if !errors.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let is_error = |m: &String| m.contains("\"level\":\"ERROR\"");
+    let messages = log_messages(&logs, &group, |messages| messages.iter().any(is_error)).await;
+    let errors: Vec<&String> = messages.iter().filter(|m| is_error(m)).collect();
     assert!(!errors.is_empty(), "the model error reached the chat-stream group");
     stack.stop().await;
 }
@@ -459,17 +447,11 @@ async fn a_chats_qa_complete_and_metric_lines_reach_the_chat_log_group_as_printe
     assert!(answer.text().await.unwrap().contains("[DONE]"));
 
     let group = format!("/aws/lambda/{}", stack.created["ChatStreamFunction"].reference);
-    let mut printed = Vec::new();
-    for _ in 0..50 {
-        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
-        printed = found.events().iter().filter_map(|e| e.message()).map(str::to_owned).collect::<Vec<_>>();
-        if printed.iter().any(|m| m.contains("\"QA_COMPLETE\""))
+    let printed = log_messages(&logs, &group, |printed| {
+        printed.iter().any(|m| m.contains("\"QA_COMPLETE\""))
             && printed.iter().any(|m| m.contains("\"_aws\""))
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let qa =
         printed.iter().find(|m| m.contains("\"QA_COMPLETE\"")).expect("the QA_COMPLETE line in the group");
     let qa: Value = serde_json::from_str(qa).unwrap();
@@ -492,15 +474,26 @@ async fn each_sweeper_run_reports_its_summary_in_the_sweepers_log_group() {
     local_stack::log_shipping::ship(queue, logs.clone());
 
     let group = format!("/aws/lambda/{}", stack.created["OutboxSweeperFunction"].reference);
+    let swept = |messages: &[String]| messages.iter().any(|m| m.contains("outbox swept"));
+    let messages = log_messages(&logs, &group, swept).await;
+    assert!(messages.iter().any(|m| m.contains("outbox swept")), "{messages:?}");
+    stack.stop().await;
+}
+
+/// A log group's messages, once `enough` holds for them (checked every 100 ms, at most 5 s).
+async fn log_messages(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let mut messages = Vec::new();
     for _ in 0..50 {
-        let found = logs.filter_log_events().log_group_name(&group).send().await.unwrap();
+        let found = logs.filter_log_events().log_group_name(group).send().await.unwrap();
         messages = found.events().iter().filter_map(|e| e.message()).map(str::to_owned).collect::<Vec<_>>();
-        if messages.iter().any(|m| m.contains("outbox swept")) {
+        if enough(&messages) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(messages.iter().any(|m| m.contains("outbox swept")), "{messages:?}");
-    stack.stop().await;
+    messages
 }
