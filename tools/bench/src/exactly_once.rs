@@ -10,7 +10,7 @@ use futures_util::{StreamExt, stream};
 use local_stack::{LocalStack, StackOptions, consumers::Polling};
 use serde_json::Value;
 
-use crate::{Error, forms::submit_through_host};
+use crate::{Error, forms::submit_through_host, fulfillment::stored_items};
 
 /// The applicant of every benchmark submission (`forms::submission`).
 const APPLICANT: &str = "ana.lopez@example.org";
@@ -18,20 +18,9 @@ const APPLICANT: &str = "ana.lopez@example.org";
 /// Every stored submission's status, once at least `expected` are stored and
 /// none is still pending (or at `deadline`).
 async fn settled(stack: &LocalStack, expected: usize, deadline: Duration) -> Result<Vec<String>, Error> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
     let started = Instant::now();
     loop {
-        let items: Vec<_> = dynamodb
-            .scan()
-            .table_name(&stack.settings.form_submissions_table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let items = stored_items(stack).await?;
         let statuses: Vec<String> = items
             .iter()
             .filter(|item| item.contains_key("form_id"))

@@ -14,19 +14,29 @@ fn millis(time: &str) -> Option<i64> {
     DateTime::from_str(time, Format::DateTime).ok()?.to_millis().ok()
 }
 
+/// Every item of the submissions table (every page of a consistent scan).
+pub(crate) async fn stored_items(
+    stack: &LocalStack,
+) -> Result<Vec<std::collections::HashMap<String, AttributeValue>>, Error> {
+    let items = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .scan()
+        .table_name(&stack.settings.form_submissions_table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    Ok(items)
+}
+
 /// Submitted → fulfilled for every submission, once all are fulfilled.
 async fn fulfilled(stack: &LocalStack, expected: usize, deadline: Duration) -> Result<Vec<Duration>, Error> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
     let started = Instant::now();
     loop {
-        let items = dynamodb
-            .scan()
-            .table_name(&stack.settings.form_submissions_table)
-            .consistent_read(true)
-            .send()
-            .await?
-            .items
-            .unwrap_or_default();
+        let items = stored_items(stack).await?;
         let text = |item: &std::collections::HashMap<String, AttributeValue>, key: &str| {
             item.get(key).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
         };
