@@ -3,19 +3,22 @@
 # the local stack or a deployed one, printing each step's expected and actual
 # result. Exit status: 0 when every step that ran passed.
 #
-#   tools/validate.sh --local [--moto-port N] [--host-port N] [--profiles DIR]
+#   tools/validate.sh --local [--moto-port N]
 #   tools/validate.sh --stack <name> --tenant-hash <hash> [--stage S] [--region R]
 #
-# --local talks to tools/run-local.sh's stack as its administrator profile
-# (.local/aws) and submits the demo tenant's Reading Buddy form. --stack reads
+# --local finds the stack tools/run-local.sh is running (its stack.json, in
+# .local/ or .local/stack-<moto port>/), talks to it as its administrator
+# profile and submits the demo tenant's Reading Buddy form; with several
+# stacks running, --moto-port N picks one. (--moto-port, --host-port and
+# --profiles DIR together name a stack that wrote no stack.json, as tests do.) --stack reads
 # the Function URLs from the stack's outputs and uses your AWS credentials;
 # give the hash of a tenant whose config has the `reading_buddy_application`
 # form, or `--form-id` and `--form-data '<json>'` for one of yours.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-mode="" stack="" stage="" region="us-east-1" moto_port=4566 host_port=3000
-profiles="$root/.local/aws" tenant_hash="ri3a9f2c7d41be" form_id="reading_buddy_application"
+mode="" stack="" stage="" region="us-east-1" moto_port="" host_port="" profiles=""
+tenant_hash="ri3a9f2c7d41be" form_id="reading_buddy_application"
 form_data='{"age_18_plus":"yes","first_name":"Test","last_name":"User","email":"test@example.org","phone":"+1 (503) 555-0100","zip_code":"97412","availability":"Weekday afternoons","why_reading_buddies":"A post-deployment validation run.","urgency":"normal"}'
 while (($#)); do
   case "$1" in
@@ -33,15 +36,45 @@ while (($#)); do
   esac
   shift
 done
-# A stack on ports of its own keeps its profiles in .local/stack-<moto port>/aws.
-if [[ "$profiles" == "$root/.local/aws" && "$moto_port" != 4566 ]]; then
-  profiles="$root/.local/stack-$moto_port/aws"
-fi
 [[ -n "$mode" ]] || { echo "give --local or --stack <name> (see the top of $0)" >&2; exit 2; }
+
+# The running local stacks: each writes stack.json (its pid and addresses) while it runs.
+find_local_stack() {
+  python3 - "$root/.local" "$moto_port" <<'PY'
+import glob, json, os, sys
+local, wanted = sys.argv[1], sys.argv[2]
+running = []
+for path in sorted(glob.glob(f"{local}/stack.json") + glob.glob(f"{local}/stack-*/stack.json")):
+    try:
+        about = json.load(open(path))
+        os.kill(about["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        continue  # a stack that stopped without cleaning up
+    running.append(about)
+if wanted:
+    running = [s for s in running if s["aws_endpoint"].rsplit(":", 1)[-1] == wanted]
+if len(running) != 1:
+    if not running:
+        print("no local stack is running" + (f" with --moto-port {wanted}" if wanted else "")
+              + ": start one with tools/run-local.sh", file=sys.stderr)
+    else:
+        ports = ", ".join(s["aws_endpoint"].rsplit(":", 1)[-1] for s in running)
+        print(f"{len(running)} local stacks are running (moto ports {ports}): pick one with --moto-port N",
+              file=sys.stderr)
+    sys.exit(2)
+s = running[0]
+print(s["aws_endpoint"].rsplit(":", 1)[-1], s["host_port"], s["profiles"])
+PY
+}
 
 aws_cli="aws"
 [[ -x "$root/.venv/bin/aws" ]] && aws_cli="$root/.venv/bin/aws"
 if [[ "$mode" == local ]]; then
+  if [[ -z "$host_port" || -z "$profiles" || -z "$moto_port" ]]; then
+    found="$(find_local_stack)" || exit 2
+    read -r moto_port host_port profiles <<<"$found"
+  fi
+  echo "the local stack: AWS emulator on port $moto_port, host on port $host_port, profiles in $profiles" >&2
   stage=local
   export AWS_CONFIG_FILE="$profiles/config" AWS_SHARED_CREDENTIALS_FILE="$profiles/credentials"
   export AWS_PROFILE=picasso-local AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION="$region"

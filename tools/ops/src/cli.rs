@@ -129,12 +129,16 @@ pub async fn run(cli: Cli) -> Result<Value, OpsError> {
                 window: Window::new(args.from, args.to)?,
             };
             let started = replay::start_replay(&eventbridge, &request).await?;
-            let replay = if args.no_wait {
+            let mut replay = if args.no_wait {
                 started
             } else {
                 let timeout = Duration::from_secs(args.timeout_secs);
                 replay::wait_for_replay(&eventbridge, started, timeout, replay::POLL_EVERY).await?
             };
+            let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+            let table = &settings.form_submissions_table;
+            replay.events_in_window =
+                Some(replay::events_in_window(&dynamodb, table, &request.window).await?);
             serde_json::to_value(replay)?
         }
         Command::Redrive(args) => {

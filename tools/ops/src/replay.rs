@@ -37,6 +37,10 @@ pub struct Replay {
     pub state_reason: Option<String>,
     pub replay_start_time: Option<String>,
     pub replay_end_time: Option<String>,
+    /// FormSubmitted events the window holds: the submissions whose event was
+    /// published in it, counted in the submissions table (EventBridge reports no
+    /// count of a replay's events).
+    pub events_in_window: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +110,43 @@ pub async fn start_replay(
         state_reason: started.state_reason,
         replay_start_time: started.replay_start_time.as_ref().map(rfc3339),
         replay_end_time: None,
+        events_in_window: None,
     })
+}
+
+/// How many submissions had their FormSubmitted event published in the window
+/// (`published_at`, set once the bus took the event): what a replay of the
+/// window sends again. A paginated Scan counting matches only.
+pub async fn events_in_window(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    window: &Window,
+) -> Result<u64, AwsError> {
+    use aws_sdk_dynamodb::types::{AttributeValue, Select};
+    let bound = |time: &aws_smithy_types::DateTime| {
+        let millis = u128::try_from(time.to_millis().unwrap_or(0)).unwrap_or(0);
+        AttributeValue::S(shared::telemetry::rfc3339_at(millis))
+    };
+    let mut count = 0_u64;
+    let mut start_key = None;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(table)
+            .select(Select::Count)
+            .filter_expression("published_at BETWEEN :from AND :to")
+            .expression_attribute_values(":from", bound(&window.from))
+            .expression_attribute_values(":to", bound(&window.to))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(call_failed("Scan", table))?;
+        count += u64::try_from(page.count).unwrap_or(0);
+        start_key = page.last_evaluated_key;
+        if start_key.is_none() {
+            return Ok(count);
+        }
+    }
 }
 
 /// Polls DescribeReplay every `poll_every` until the replay completes (Ok),

@@ -251,6 +251,11 @@ async fn replay_of_a_window_redelivers_its_events_and_completes() {
 
     assert_eq!(finished.state, "COMPLETED");
     assert_eq!(finished.replay_name, request.replay_name);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.identities.ops);
+    let table = &stack.settings.form_submissions_table;
+    assert_eq!(replay::events_in_window(&dynamodb, table, &request.window).await.unwrap(), 1);
+    let earlier = Window::new(DateTime::from_secs(from.secs() - 600), from).unwrap();
+    assert_eq!(replay::events_in_window(&dynamodb, table, &earlier).await.unwrap(), 0);
     assert!(finished.replay_arn.is_some());
     let redelivered: Vec<Value> =
         drain(&sqs, &queue).await.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
