@@ -339,7 +339,8 @@ async fn every_function_is_registered_in_the_emulators_lambda_with_its_template_
 #[tokio::test]
 async fn the_guides_post_deployment_validation_passes_against_the_local_stack() {
     use local_stack::{LocalStack, StackOptions, consumers::Polling};
-    let profiles = std::env::temp_dir().join(format!("picasso-validate-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("picasso-validate-{}", std::process::id()));
+    let profiles = dir.join("aws");
     let options = StackOptions {
         profile_dir: Some(profiles.clone()),
         consumers: Some(Polling { retry_delay: None, pollers: 1 }),
@@ -359,12 +360,12 @@ async fn the_guides_post_deployment_validation_passes_against_the_local_stack() 
 
     let printed = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{printed}\n{}", String::from_utf8_lossy(&run.stderr));
-    assert!(printed.contains("6 passed, 0 failed, 1 skipped"), "{printed}"); // logs: see README
+    assert!(printed.contains("6 passed, 0 failed, 1 skipped"), "{printed}"); // logs: see docs/operations.md
     for step in 1..=7 {
         assert!(printed.contains(&format!("== Step {step}:")), "step {step} missing: {printed}");
     }
-    let _ = std::fs::remove_dir_all(&profiles);
     stack.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

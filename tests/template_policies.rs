@@ -363,3 +363,29 @@ fn no_function_crate_depends_on_another() {
         }
     }
 }
+
+#[test]
+fn the_operations_page_gives_each_function_the_memory_and_timeout_the_template_does() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    // Rows such as `| chat-stream | 256 MB / 300 s | why |` or `| email-sender, sms-sender | 128 MB / 30 s ...`.
+    let mut stated = std::collections::BTreeMap::new();
+    for row in page.lines().filter(|line| line.starts_with("| ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let Some((memory, timeout)) = cells.get(2).and_then(|cell| cell.split_once(" MB / ")) else {
+            continue;
+        };
+        let timeout = timeout.split(" s").next().unwrap_or_default();
+        for name in cells[1].split(',').map(str::trim) {
+            stated.insert(name.to_owned(), (memory.parse::<u64>().unwrap(), timeout.parse::<u64>().unwrap()));
+        }
+    }
+    for function in functions(&template) {
+        let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap();
+        let declared = (
+            function.properties["MemorySize"].as_u64().unwrap(),
+            function.properties["Timeout"].as_u64().unwrap(),
+        );
+        assert_eq!(stated.get(binary), Some(&declared), "{binary}: docs/operations.md against template.yaml");
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure of the README's "Measured" table, on the release Lambda
+# Every figure of docs/performance.md, on the release Lambda
 # packages that ship, printing the commit it measured. Nothing here asserts a
 # timing. Steps:
 #   - `cargo lambda build --release --output-format zip` of the six functions,

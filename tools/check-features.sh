@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when a command the README gives would recompile dependencies that
+# Fails when a command the docs give would recompile dependencies that
 # `cargo test --workspace` already built: the commands' feature sets must be
 # the workspace's (tools/workspace-hack). Run after the test build, so every
 # build below is fresh and this takes seconds.
@@ -27,4 +27,4 @@ for command in [["test", "--workspace", "--no-run"]] + commands:
                   "tools/workspace-hack/Cargo.toml", file=sys.stderr)
 sys.exit(1 if failed else 0)
 PY
-echo "every README build reuses the test build's dependencies" >&2
+echo "every documented build reuses the test build's dependencies" >&2

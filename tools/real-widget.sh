@@ -147,7 +147,7 @@ if [ ! -d "$src_dir/node_modules" ] || [ "$(cat "$work/widget/.lock-sum" 2>/dev/
 fi
 
 # Only the deployment constants change: the three endpoints this backend serves
-# (README, "The widget tenants run today"), the widget's own domain (where
+# (docs/widget.md), the widget's own domain (where
 # iframe.html is served), and the Master_Function base (conversation,
 # log_error, assets), which this backend does not serve, on the local host so
 # nothing leaves the machine.

@@ -38,3 +38,6 @@ tools/check-features.sh
 
 step "every sample event through the real cargo lambda (watch and invoke; about 10 s)"
 tools/cargo-lambda-check.sh
+
+step "every bash block of README.md and docs/ as written, against tools/run-local.sh on free ports (about 60 s)"
+tools/docs-walk.sh

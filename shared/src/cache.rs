@@ -5,7 +5,7 @@
 //!
 //! Hand-written rather than `moka`: these few operations are all we use,
 //! and moka with its concurrency machinery was about 160 KB of each binary
-//! (README, *Measured*).
+//! (docs/performance.md).
 
 use std::{
     collections::HashMap,

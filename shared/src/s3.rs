@@ -5,7 +5,7 @@
 //!
 //! Not `aws-sdk-s3`: for two calls it linked S3's endpoint rules and its
 //! flexible-checksum support, whose CRC tables alone (crc-fast) were about
-//! 0.7 MB of every function's zip (README, *Measured*). Tools and tests
+//! 0.7 MB of every function's zip (docs/performance.md). Tools and tests
 //! keep the SDK client (`local_stack::s3_client`).
 
 use std::{

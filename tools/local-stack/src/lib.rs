@@ -77,6 +77,12 @@ pub enum StackError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not write {path}, which tells scripts where this stack listens")]
+    StackFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not verify the SES sender {sender}")]
     VerifySender {
         sender: String,
@@ -213,6 +219,8 @@ pub struct LocalStack {
     pub qa_lines: Arc<Mutex<Vec<String>>>,
     pub template: Template,
     pub created: Created,
+    /// `stack.json` beside the profiles while the stack runs (see `write_stack_file`).
+    stack_file: Option<PathBuf>,
     emulator: Emulator,
     bedrock_server: StandInServer,
     sweeper: Option<JoinHandle<()>>,
@@ -319,7 +327,18 @@ impl LocalStack {
             }
         });
 
+        let stack_file = match options.profile_dir.as_deref().and_then(Path::parent) {
+            Some(dir) => Some(write_stack_file(
+                dir,
+                &endpoint,
+                host_addr,
+                &bedrock_url,
+                options.profile_dir.as_deref(),
+            )?),
+            None => None,
+        };
         Ok(Self {
+            stack_file,
             endpoint,
             host_addr,
             bedrock_url,
@@ -409,6 +428,9 @@ impl LocalStack {
 
     /// Stops the host, the Bedrock stand-in and the emulator, waiting for each.
     pub async fn stop(self) {
+        if let Some(path) = &self.stack_file {
+            let _ = std::fs::remove_file(path);
+        }
         for task in self.sweeper.into_iter().chain(self.pollers) {
             task.abort();
         }
@@ -603,7 +625,32 @@ fn function_name(created: &Created, logical_id: &'static str) -> Result<String, 
     created.get(logical_id).map(|f| f.reference.clone()).ok_or(StackError::MissingResource(logical_id))
 }
 
-fn free_port() -> Result<u16, StackError> {
+/// Writes `stack.json` (this process and the stack's addresses) into `dir`,
+/// beside the profiles, for scripts that talk to the running stack
+/// (`tools/validate.sh --local`); a file left by a stack that died names a
+/// process that is gone.
+fn write_stack_file(
+    dir: &Path,
+    endpoint: &str,
+    host_addr: SocketAddr,
+    bedrock_url: &str,
+    profiles: Option<&Path>,
+) -> Result<PathBuf, StackError> {
+    let about = serde_json::json!({
+        "pid": std::process::id(),
+        "host_url": format!("http://{host_addr}"),
+        "host_port": host_addr.port(),
+        "aws_endpoint": endpoint,
+        "bedrock_url": bedrock_url,
+        "profiles": profiles,
+    });
+    let path = dir.join("stack.json");
+    std::fs::write(&path, format!("{about:#}\n"))
+        .map_err(|source| StackError::StackFile { path: path.display().to_string(), source })?;
+    Ok(path)
+}
+
+pub fn free_port() -> Result<u16, StackError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

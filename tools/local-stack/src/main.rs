@@ -33,16 +33,8 @@ async fn main() -> ExitCode {
     // As Lambda does: each function's lines also reach its log group.
     local_stack::log_shipping::ship(log_lines, aws_sdk_cloudwatchlogs::Client::new(&stack.sdk_config));
     print_banner(&stack, &moto_log, &profiles);
-    // Beside the profiles: what tools/validate.sh --local reads to find this stack.
-    let stack_file = profiles.parent().map(|dir| dir.join("stack.json"));
-    if let Some(path) = &stack_file {
-        write_stack_file(path, &stack, &profiles);
-    }
     wait_for_stop_signal().await;
     eprintln!("\nstopping the local stack...");
-    if let Some(path) = &stack_file {
-        let _ = std::fs::remove_file(path);
-    }
     stack.stop().await;
     ExitCode::SUCCESS
 }
@@ -113,22 +105,6 @@ fn print_banner(stack: &LocalStack, moto_log: &str, profiles: &std::path::Path) 
         profiles = profiles.display(),
         moto_log = moto_log,
     );
-}
-
-/// `stack.json`: this process and its addresses, for scripts that talk to the
-/// running stack (a stale file names a process that is gone).
-fn write_stack_file(path: &std::path::Path, stack: &LocalStack, profiles: &std::path::Path) {
-    let about = serde_json::json!({
-        "pid": std::process::id(),
-        "host_url": stack.host_url(),
-        "host_port": stack.host_addr.port(),
-        "aws_endpoint": stack.endpoint,
-        "bedrock_url": stack.bedrock_url,
-        "profiles": profiles,
-    });
-    if let Err(err) = std::fs::write(path, format!("{about:#}\n")) {
-        eprintln!("could not write {}: {err}", path.display());
-    }
 }
 
 async fn wait_for_stop_signal() {
