@@ -56,21 +56,7 @@ fn rustls_client() -> SharedHttpClient {
     }
 }
 
-/// The same HTTPS connection pool for a request we sign ourselves
-/// ([`crate::s3`]): connect deadline included, made when first called.
-pub fn https_connector() -> aws_smithy_http_client::Connector {
-    let settings = HttpConnectorSettings::builder().connect_timeout(CONNECT_TIMEOUT).build();
-    let builder = aws_smithy_http_client::Connector::builder()
-        .connector_settings(settings)
-        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    match tls_context() {
-        Some(context) => builder.tls_context(context).build(),
-        None => builder.build(),
-    }
-}
-
-/// The trust store of both: the compiled-in roots, or the native ones when
+/// The trust store: the compiled-in roots, or the native ones when
 /// [`custom_roots`]. Only an invalid additional server name fails the
 /// context, and none is set; `None` then keeps the client's default.
 fn tls_context() -> Option<TlsContext> {

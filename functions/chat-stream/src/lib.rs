@@ -2,6 +2,7 @@
 //! with a Claude model on Bedrock, streamed as server-sent events.
 
 pub mod cta;
+pub mod handler;
 pub mod http_body;
 pub mod prompt;
 pub mod qa_log;
@@ -16,6 +17,7 @@ use shared::{
 };
 
 pub use crate::{
+    handler::handle,
     http_body::{FrameBody, to_http_response, to_json_response, to_stream_response},
     service::{ChatOptions, ChatResponse, ChatService, RetryPolicy},
 };

@@ -114,7 +114,8 @@ mod tests {
             operation: "PutObject",
             bucket: "b".into(),
             key: "k".into(),
-            failure: shared::s3::Failure::Service { status: 400, code: code.into(), message: String::new() },
+            code: Some(code.into()),
+            source: "S3 answered an error".into(),
         };
         assert!(is_permanent(&code("NoSuchBucket")));
         assert!(is_permanent(&code("AccessDenied")));

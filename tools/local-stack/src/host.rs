@@ -12,14 +12,15 @@ use tracing::Instrument;
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, Query, RawQuery, State},
+    extract::{ConnectInfo, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::{Value, json};
 
-use shared::{Settings, edge::Caller};
+use futures_util::StreamExt as _;
+use shared::{Settings, function_url::SourceIp};
 
 /// What every route can reach.
 pub struct HostState {
@@ -46,7 +47,7 @@ pub fn router(state: Arc<HostState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/chat", post(chat).options(preflight))
-        .route("/forms", post(forms).get(widget_config).options(preflight))
+        .route("/forms", post(forms).get(forms).options(preflight))
         .route("/healthz", get(healthz))
         .route("/outbox", get(outbox))
         .with_state(state)
@@ -72,55 +73,45 @@ async fn preflight(headers: HeaderMap) -> Response {
     answer
 }
 
-/// Who sent a request: its `Origin` and the peer address, as Lambda's `sourceIp`.
-fn caller(headers: &HeaderMap, peer: SocketAddr) -> Caller {
-    Caller::new(headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), Some(peer.ip().to_string()))
+/// A Function URL takes requests up to 6 MB; Lambda refuses larger ones.
+const FUNCTION_URL_MAX_BYTES: usize = 6 * 1024 * 1024;
+
+/// The request as a Function URL hands it to the function: the whole body,
+/// and the peer's address as `sourceIp`.
+async fn function_url_request(
+    request: Request,
+    peer: SocketAddr,
+) -> Result<axum::http::Request<Bytes>, Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, FUNCTION_URL_MAX_BYTES).await else {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"Message": "Request Entity Too Large"})))
+            .into_response());
+    };
+    let mut request = axum::http::Request::from_parts(parts, body);
+    request.extensions_mut().insert(SourceIp(peer.ip().to_string()));
+    Ok(request)
 }
 
-/// The form Function URL: the form-intake service, answered whole, or 502
-/// when it runs past the function's timeout (Lambda stops it there).
+/// The form Function URL: form-intake's handler (forms, and the widget
+/// config on GET), answered whole, or 502 when it runs past the function's
+/// timeout (Lambda stops it there).
 async fn forms(
     State(state): State<Arc<HostState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let caller = caller(&headers, peer);
-    let answer = state.forms.handle_from(&body, &caller);
+    let request = match function_url_request(request, peer).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let secret = state.settings.trusted_proxy_secret.as_deref();
+    let answer = form_intake::handle(&state.forms, request, secret);
     let answer = answer.instrument(crate::log_shipping::invocation(&state.forms_function));
     let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
         tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
         return timed_out();
     };
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut answer = (status, response.body()).into_response();
-    for (name, value) in shared::sse::HEADERS {
-        answer.headers_mut().insert(name, HeaderValue::from_static(value));
-    }
-    for (name, value) in &response.headers {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            answer.headers_mut().insert(*name, value);
-        }
-    }
-    answer
-}
-
-/// `GET /forms?action=get_config&t=...`: the widget config, as the form Function URL answers it.
-async fn widget_config(
-    State(state): State<Arc<HostState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    let caller = caller(&headers, peer);
-    let answer = state.forms.get_config(query.as_deref(), if_none_match, &caller);
-    let answer = answer.instrument(crate::log_shipping::invocation(&state.forms_function));
-    let Ok(response) = tokio::time::timeout(state.forms_timeout, answer).await else {
-        tracing::error!(timeout_s = state.forms_timeout.as_secs(), "form-intake invocation timed out");
-        return timed_out();
-    };
-    chat_stream::to_json_response(response).map(Body::new)
+    response.map(Body::from)
 }
 
 /// What a Function URL answers when its invocation runs past the function's timeout.
@@ -132,59 +123,34 @@ async fn page(State(state): State<Arc<HostState>>) -> Html<String> {
     Html(CHAT_PAGE.replace("{{DEMO_TENANT_HASH}}", &state.demo_tenant_hash))
 }
 
-/// The chat Function URL: the chat-stream service, its frames streamed as
+/// The chat Function URL: chat-stream's handler, its frames streamed as
 /// written. At the function's timeout the stream is cut, as Lambda cuts it.
-/// `?action=analytics` takes a widget analytics batch instead, as JSON; the
-/// widget's fallback (`?action=chat`, `Accept: application/json`) gets the
-/// same turn buffered as JSON.
 async fn chat(
     State(state): State<Arc<HostState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let deadline = tokio::time::Instant::now() + state.chat_timeout;
-    let caller = caller(&headers, peer);
-    let span = crate::log_shipping::invocation(&state.chat_function);
-    if chat_stream::is_analytics(query.as_deref()) {
-        let answer = state.chat.analytics(&body, &caller).instrument(span);
-        let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
-            return timed_out();
-        };
-        return chat_stream::to_json_response(response).map(Body::new);
-    }
-    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
-    if chat_stream::wants_json(query.as_deref(), accept) && !shared::intake::is_form_mode(&body) {
-        let answer = state.chat.chat_json(&body, &caller).instrument(span);
-        let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
-            return timed_out();
-        };
-        return chat_stream::to_json_response(response).map(Body::new);
-    }
-    let answer = state.chat.handle_from(&body, &caller).instrument(span);
-    let Ok(mut response) = tokio::time::timeout_at(deadline, answer).await else {
+    let request = match function_url_request(request, peer).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let secret = state.settings.trusted_proxy_secret.as_deref();
+    let answer = chat_stream::handle(&state.chat, request, secret);
+    let answer = answer.instrument(crate::log_shipping::invocation(&state.chat_function));
+    let Ok(response) = tokio::time::timeout_at(deadline, answer).await else {
         return timed_out();
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut frames = std::mem::replace(&mut response.body, rx);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                frame = frames.recv() => {
-                    let Some(frame) = frame else { return };
-                    if tx.send(frame).await.is_err() {
-                        return;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::error!("chat-stream invocation timed out; stream cut");
-                    return;
-                }
-            }
-        }
-    });
-    chat_stream::to_http_response(response).map(Body::new)
+    let cut = async move {
+        tokio::time::sleep_until(deadline).await;
+        tracing::error!("chat-stream invocation timed out; stream cut");
+    };
+    response.map(|body| {
+        let frames = http_body_util::BodyStream::new(body)
+            .map(|frame| frame.map(|f| f.into_data().unwrap_or_default()))
+            .take_until(cut);
+        Body::from_stream(frames)
+    })
 }
 
 /// How long each health probe may take: an answer slower than this is "down".
