@@ -347,11 +347,11 @@ async fn a_publish_failure_leaves_the_submission_in_the_outbox_and_the_sweeper_p
     assert_eq!(s(&item, "outbox"), "pending");
     assert!(drain_queue(&stack, "EmailQueue").await.is_empty());
 
-    let store = shared::submissions::DynamoSubmissionStore::new(
+    let store = aws_adapters::dynamodb::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(config),
         &stack.settings.form_submissions_table,
     );
-    let publisher = shared::events::EventBridgePublisher::new(
+    let publisher = aws_adapters::eventbridge::EventBridgePublisher::new(
         aws_sdk_eventbridge::Client::new(config),
         &stack.settings.event_bus_name,
     );
@@ -585,13 +585,13 @@ async fn a_submit_the_table_refuses_is_parked_and_the_sweeper_stores_it_exactly_
     assert_eq!(stored().await, 0, "the table refused it");
     deny_table_writes(&stack, false).await;
 
-    let store = shared::submissions::DynamoSubmissionStore::new(
+    let store = aws_adapters::dynamodb::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk_config),
         &stack.settings.form_submissions_table,
     );
     let queue = stack.settings.parked_submissions_queue_url.clone().expect("the stack parks");
-    let parking = shared::parking::SqsParking::new(aws_sdk_sqs::Client::new(&stack.sdk_config), queue);
-    let publisher = shared::events::EventBridgePublisher::new(
+    let parking = aws_adapters::sqs::SqsParking::new(aws_sdk_sqs::Client::new(&stack.sdk_config), queue);
+    let publisher = aws_adapters::eventbridge::EventBridgePublisher::new(
         aws_sdk_eventbridge::Client::new(&stack.sdk_config),
         &stack.settings.event_bus_name,
     );
@@ -634,7 +634,7 @@ async fn the_widget_config_is_the_public_view_with_an_etag_and_cache_control() {
     assert_eq!(view["welcome_message"], demo["welcome_message"]);
     assert_eq!(view["branding"], demo["branding"]);
     assert_eq!(view["cta_definitions"], demo["cta_definitions"]);
-    let allowed: Vec<&str> = shared::tenant::WIDGET_KEYS.iter().copied().chain(["tenant_hash"]).collect();
+    let allowed: Vec<&str> = domain::tenant::WIDGET_KEYS.iter().copied().chain(["tenant_hash"]).collect();
     for key in view.as_object().unwrap().keys() {
         assert!(allowed.contains(&key.as_str()), "{key} is not a widget key");
     }

@@ -16,8 +16,8 @@ use e2e::{
     FAST_POLLING, LocalStack, demo, demo_config, drain_queue, post_forms, put_tenant, spawn_fulfilling_stack,
     spawn_stack,
 };
+use lambda_edge::consumer::Disposition;
 use serde_json::{Value, json};
-use shared::consumer::Disposition;
 
 const READING: &str = "reading_buddy_application";
 const MENTOR: &str = "bridge_mentor_application";
@@ -188,7 +188,7 @@ async fn settled(stack: &LocalStack) {
 }
 
 async fn sms_count(stack: &LocalStack, tenant_id: &str) -> Option<String> {
-    let month = shared::telemetry::now_rfc3339()[..7].to_owned();
+    let month = domain::time::now_rfc3339()[..7].to_owned();
     let item = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
         .get_item()
         .table_name(&stack.settings.sms_usage_table)
@@ -331,11 +331,12 @@ async fn with_a_limit_of_five_twenty_concurrent_submissions_send_exactly_five_sm
 
 /// An SMS consumer whose SNS endpoint refuses connections, as when SNS is down.
 async fn sms_consumer_with_sns_down(stack: &LocalStack) -> sms_sender::AwsSmsConsumer {
-    let broken = shared::aws::emulator_sdk_config("http://127.0.0.1:9", &stack.settings.region).await;
+    let broken =
+        aws_adapters::config::emulator_sdk_config("http://127.0.0.1:9", &stack.settings.region).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
-    let tenants = shared::tenant::s3_tenant_loader(&stack.sdk_config, &stack.settings);
-    shared::consumer::Consumer::new(
-        shared::submissions::DynamoSubmissionStore::new(
+    let tenants = aws_adapters::s3::s3_tenant_loader(&stack.sdk_config, &stack.settings.config_bucket);
+    lambda_edge::consumer::Consumer::new(
+        aws_adapters::dynamodb::DynamoSubmissionStore::new(
             dynamodb.clone(),
             &stack.settings.form_submissions_table,
         ),
@@ -660,8 +661,8 @@ async fn envelope_of(stack: &LocalStack, queue: &str, submission_id: &str) -> Va
         .unwrap_or_else(|| panic!("no event for {submission_id} on {queue}"))
 }
 
-fn ledger(stack: &LocalStack) -> shared::submissions::DynamoSubmissionStore {
-    shared::submissions::DynamoSubmissionStore::new(
+fn ledger(stack: &LocalStack) -> aws_adapters::dynamodb::DynamoSubmissionStore {
+    aws_adapters::dynamodb::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk_config),
         &stack.settings.form_submissions_table,
     )
@@ -670,7 +671,7 @@ fn ledger(stack: &LocalStack) -> shared::submissions::DynamoSubmissionStore {
 /// A demo submission, the ledger over its table, and the event it was published as.
 async fn submitted(
     stack: &LocalStack,
-) -> (String, shared::submissions::DynamoSubmissionStore, shared::events::FormSubmitted) {
+) -> (String, aws_adapters::dynamodb::DynamoSubmissionStore, domain::events::FormSubmitted) {
     let id = submit(stack, demo::DEMO_TENANT_HASH, READING, reading_data("Ana")).await;
     let ledger = ledger(stack);
     let event = ledger.load(&id).await.unwrap().unwrap().event();
@@ -682,7 +683,7 @@ async fn submitted(
 /// timeout: the SDK (3 s per attempt, standard retries) sends the call again.
 async fn ledger_losing_one_answer(
     stack: &LocalStack,
-) -> (shared::submissions::DynamoSubmissionStore, tokio::task::JoinHandle<()>) {
+) -> (aws_adapters::dynamodb::DynamoSubmissionStore, tokio::task::JoinHandle<()>) {
     let upstream = stack.endpoint.clone();
     let lose = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let forward = move |request: axum::extract::Request| {
@@ -719,10 +720,10 @@ async fn ledger_losing_one_answer(
         .sdk_config
         .to_builder()
         .endpoint_url(endpoint)
-        .timeout_config(shared::aws::timeouts())
+        .timeout_config(aws_adapters::config::timeouts())
         .retry_config(aws_config::retry::RetryConfig::standard())
         .build();
-    let ledger = shared::submissions::DynamoSubmissionStore::new(
+    let ledger = aws_adapters::dynamodb::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         &stack.settings.form_submissions_table,
     );
@@ -731,12 +732,12 @@ async fn ledger_losing_one_answer(
 
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_still_this_deliverys_when_the_sdk_sends_it_again() {
-    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    use domain::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
     let (id, _, event) = submitted(&stack).await;
     let (lossy, server) = ledger_losing_one_answer(&stack).await;
 
-    let claimed = lossy.claim(&event, "email", shared::telemetry::now_epoch_millis(), 120_000).await;
+    let claimed = lossy.claim(&event, "email", domain::time::now_epoch_millis(), 120_000).await;
     let Ok(Claim::Acquired(_, lease)) = claimed else { panic!("not acquired: {claimed:?}") };
     lossy.finish(&lease, &Outcome::Sent).await.unwrap();
     let (_, channels) = fulfillment(&stack, &id).await;
@@ -748,10 +749,10 @@ async fn a_claim_whose_answer_was_lost_is_still_this_deliverys_when_the_sdk_send
 
 #[tokio::test]
 async fn an_outcome_whose_answer_was_lost_is_recorded_and_rolls_the_submission_up() {
-    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    use domain::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
     let (id, ledger, event) = submitted(&stack).await;
-    let now = shared::telemetry::now_epoch_millis();
+    let now = domain::time::now_epoch_millis();
     let mut leases = Vec::new();
     for channel in &event.channels {
         let Ok(Claim::Acquired(_, lease)) = ledger.claim(&event, channel, now, 120_000).await else {
@@ -822,10 +823,10 @@ async fn a_redelivery_completes_a_roll_up_lost_after_the_last_channel_was_record
 
 #[tokio::test]
 async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
-    use shared::fulfillment::{Claim, FulfillmentLedger, LedgerError, Outcome};
+    use domain::fulfillment::{Claim, FulfillmentLedger, LedgerError, Outcome};
     let stack = spawn_stack().await;
     let (id, ledger, event) = submitted(&stack).await;
-    let now = shared::telemetry::now_epoch_millis();
+    let now = domain::time::now_epoch_millis();
     let Ok(Claim::Acquired(_, stale)) = ledger.claim(&event, "email", now, 1_000).await else {
         panic!("first claim")
     };
@@ -847,13 +848,13 @@ async fn a_stale_deliverys_writes_are_refused_once_another_has_taken_over() {
 
 #[tokio::test]
 async fn a_success_after_a_failure_clears_last_error_and_the_status_only_moves_forward() {
-    use shared::fulfillment::{Claim, FulfillmentLedger, Outcome};
+    use domain::fulfillment::{Claim, FulfillmentLedger, Outcome};
     let stack = spawn_stack().await;
     let (id, ledger, event) = submitted(&stack).await;
     let run = |channel: &'static str, outcome: Outcome| {
         let (ledger, event) = (&ledger, &event);
         async move {
-            let now = shared::telemetry::now_epoch_millis();
+            let now = domain::time::now_epoch_millis();
             let Ok(Claim::Acquired(_, lease)) = ledger.claim(event, channel, now, 120_000).await else {
                 panic!("claim {channel}")
             };
@@ -916,7 +917,7 @@ async fn a_number_already_texted_is_not_texted_again_when_the_recipient_list_cha
         .expression_attribute_names("#s", "status")
         .expression_attribute_names("#done", "to_15035550142_done_at")
         .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
-        .expression_attribute_values(":at", AttributeValue::S(shared::telemetry::now_rfc3339()))
+        .expression_attribute_values(":at", AttributeValue::S(domain::time::now_rfc3339()))
         .send()
         .await
         .unwrap();
@@ -938,21 +939,22 @@ async fn a_number_already_texted_is_not_texted_again_when_the_recipient_list_cha
 
 #[tokio::test]
 async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes() {
-    use shared::{
-        events::{EventBridgePublisher, FormSubmitted},
+    use aws_adapters::eventbridge::EventBridgePublisher;
+    use domain::{
+        events::FormSubmitted,
         fulfillment::{Claim, FulfillmentLedger, Outcome},
         submissions::{NewSubmission, SubmissionStore},
     };
     let stack = spawn_stack().await;
     let store = ledger(&stack);
-    let now = shared::telemetry::now_epoch_millis();
+    let now = domain::time::now_epoch_millis();
     let made = |id: &str, minutes_ago: u128| FormSubmitted {
         schema_version: 1,
         submission_id: id.to_owned(),
         tenant_id: demo::DEMO_TENANT_ID.to_owned(),
         form_id: READING.to_owned(),
-        priority: shared::forms::Priority::Normal,
-        submitted_at: shared::telemetry::rfc3339_at(now - minutes_ago * 60_000),
+        priority: domain::forms::Priority::Normal,
+        submitted_at: domain::time::rfc3339_at(now - minutes_ago * 60_000),
         channels: vec!["email".to_owned()],
     };
     // One submission nobody consumed (its rule was missing), one fulfilled, both 20 minutes old.
@@ -1024,7 +1026,7 @@ async fn late_answers(upstream: &str, delay: Duration) -> (String, tokio::task::
 async fn consumers_with_late_providers(
     stack: &LocalStack,
     delay: Duration,
-    metrics: shared::telemetry::LineSink,
+    metrics: domain::report::LineSink,
 ) -> (email_sender::AwsEmailConsumer, sms_sender::AwsSmsConsumer, Vec<tokio::task::JoinHandle<()>>) {
     let (ses_url, ses_relay) = late_answers(&stack.endpoint, delay).await;
     let (sns_url, sns_relay) = late_answers(&stack.endpoint, delay).await;
@@ -1032,21 +1034,21 @@ async fn consumers_with_late_providers(
     let tenants = form_intake::tenant_loader(&stack.sdk_config, &stack.settings);
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
     let ledger = || {
-        shared::submissions::DynamoSubmissionStore::new(
+        aws_adapters::dynamodb::DynamoSubmissionStore::new(
             dynamodb.clone(),
             &stack.settings.form_submissions_table,
         )
     };
-    let caps = shared::limits::Limiter::new(Arc::new(shared::limits::DynamoCounters::new(
+    let caps = domain::limits::Limiter::new(Arc::new(aws_adapters::dynamodb::DynamoCounters::new(
         dynamodb.clone(),
         &stack.settings.rate_limits_table,
     )));
-    let email = shared::consumer::Consumer::new(
+    let email = lambda_edge::consumer::Consumer::new(
         ledger(),
         email_sender::EmailChannel::new(
             Arc::clone(&tenants),
-            shared::mail::SesMailer::new(
-                shared::mail::ses_client(&via(&ses_url)),
+            aws_adapters::ses::SesMailer::new(
+                aws_adapters::ses::ses_client(&via(&ses_url)),
                 &stack.settings.ses_from_email,
             ),
             caps,
@@ -1054,7 +1056,7 @@ async fn consumers_with_late_providers(
         ),
     )
     .with_metrics(Arc::clone(&metrics));
-    let sms = shared::consumer::Consumer::new(
+    let sms = lambda_edge::consumer::Consumer::new(
         ledger(),
         sms_sender::SmsChannel::new(
             tenants,
@@ -1075,7 +1077,8 @@ async fn a_provider_answering_late_is_waited_for_and_each_email_and_sms_goes_out
     let sms_record = sms_record(&stack).await;
     // Later than the SDK's former 3 s attempt timeout, inside the sending clients' 8 s.
     let (email_consumer, sms_consumer, relays) =
-        consumers_with_late_providers(&stack, Duration::from_secs(5), shared::telemetry::stdout_sink()).await;
+        consumers_with_late_providers(&stack, Duration::from_secs(5), lambda_edge::telemetry::stdout_sink())
+            .await;
 
     let (emailed, texted) =
         tokio::join!(email_consumer.handle_record(&email_record), sms_consumer.handle_record(&sms_record));
@@ -1096,7 +1099,7 @@ async fn a_lost_answer_leaves_the_channel_unknown_with_its_metric_and_nothing_is
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = {
         let lines = Arc::clone(&lines);
-        Arc::new(move |line: String| lines.lock().unwrap().push(line)) as shared::telemetry::LineSink
+        Arc::new(move |line: String| lines.lock().unwrap().push(line)) as domain::report::LineSink
     };
     // Longer than the sending clients' attempt timeout: SNS takes the SMS, its answer never comes in time.
     let (_, sms_consumer, relays) =

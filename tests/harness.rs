@@ -17,7 +17,7 @@ pub async fn spawn_stack_with_env(env: Vec<(String, String)>) -> LocalStack {
     let options = StackOptions { env, ..StackOptions::for_tests() };
     match LocalStack::start(options).await {
         Ok(stack) => stack,
-        Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),
+        Err(err) => panic!("local stack did not start: {}", domain::report::error_chain(&err)),
     }
 }
 
@@ -45,7 +45,7 @@ async fn start(
     let options = StackOptions { sweep, consumers, ..StackOptions::for_tests() };
     match LocalStack::start(options).await {
         Ok(stack) => stack,
-        Err(err) => panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)),
+        Err(err) => panic!("local stack did not start: {}", domain::report::error_chain(&err)),
     }
 }
 
@@ -71,7 +71,7 @@ pub async fn put_config_object(stack: &LocalStack, key: &str, body: impl Into<Ve
         .body(body.into().into())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("put {key}: {}", shared::telemetry::error_chain(&e)));
+        .unwrap_or_else(|e| panic!("put {key}: {}", domain::report::error_chain(&e)));
 }
 
 /// One SSE block (a data frame or a comment) as the client received it.
@@ -321,7 +321,7 @@ pub async fn rate_limit_counters(
 /// Waits, if need be, until at least `margin` is left in the current UTC
 /// minute, so a burst a test counts falls in one fixed window.
 pub async fn away_from_the_minute_edge(margin: std::time::Duration) {
-    let now = shared::limits::now_seconds();
+    let now = domain::limits::now_seconds();
     let left = 60 - now % 60;
     if left < margin.as_secs() {
         tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;

@@ -314,7 +314,7 @@ async fn counters_are_keyed_without_ips_or_addresses_and_expire_after_their_wind
     let keys: Vec<String> = counters.iter().filter_map(|i| i["counter_id"].as_s().ok().cloned()).collect();
     assert!(keys.iter().any(|k| k.starts_with("RIV204815#chat_ip:")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("RIV204815#submit#")), "{keys:?}");
-    let now = shared::limits::now_seconds();
+    let now = domain::limits::now_seconds();
     for item in &counters {
         let key = item["counter_id"].as_s().unwrap();
         assert!(!key.contains("127.0.0.1") && !key.to_lowercase().contains("example.org"), "{key}");
@@ -330,13 +330,13 @@ async fn with_the_counters_unreachable_a_submit_is_let_through_and_the_failure_i
     let mut broken = stack.settings.clone();
     broken.rate_limits_table = "no-such-table".to_owned();
     let lines: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    let sink: shared::telemetry::LineSink = {
+    let sink: domain::report::LineSink = {
         let lines = Arc::clone(&lines);
         Arc::new(move |line| lines.lock().unwrap().push(line))
     };
     let tenants = form_intake::tenant_loader(&stack.sdk_config, &broken);
     let intake = form_intake::aws_service_with_metrics(&stack.sdk_config, &broken, tenants, sink);
-    let caller = shared::edge::Caller::new(Some(SITE), Some("203.0.113.7".into()));
+    let caller = domain::edge::Caller::new(Some(SITE), Some("203.0.113.7".into()));
 
     let reply =
         intake.handle_from(submit(e2e::demo::DEMO_TENANT_HASH, "ana@example.org").as_bytes(), &caller).await;
@@ -456,7 +456,7 @@ async fn with_the_counters_unreachable_no_email_is_sent_and_the_record_comes_bac
     let consumer = email_sender::aws_consumer(&stack.sdk_config, &broken, tenants);
 
     let disposition = consumer.handle_record(&record.to_string()).await;
-    assert_eq!(disposition, shared::consumer::Disposition::Retry, "fail closed: retried later");
+    assert_eq!(disposition, lambda_edge::consumer::Disposition::Retry, "fail closed: retried later");
     assert!(sent_to(&stack).await.is_empty(), "nothing sent uncounted");
     stack.stop().await;
 }

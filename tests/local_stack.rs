@@ -278,7 +278,7 @@ async fn each_function_is_refused_what_its_role_in_the_template_does_not_grant()
 #[tokio::test]
 async fn the_emulator_refuses_credentials_it_did_not_issue() {
     let stack = spawn_stack().await;
-    let stranger = shared::aws::emulator_sdk_config(&stack.endpoint, &stack.settings.region).await;
+    let stranger = aws_adapters::config::emulator_sdk_config(&stack.endpoint, &stack.settings.region).await;
     let listed = aws_sdk_sqs::Client::new(&stranger).list_queues().send().await;
     assert_ne!(outcome(listed), "ok", "test/test is not a principal of this emulator");
     stack.stop().await;

@@ -333,7 +333,7 @@ fn every_consumers_timeout_is_shorter_than_its_lease_and_its_lease_than_its_queu
         let queue = mapping.properties["EventSourceArn"]["Fn::GetAtt"][0].as_str().unwrap();
         let timeout = template.function_timeout(function).unwrap();
         let visibility = resource(&template, queue).properties["VisibilityTimeout"].as_u64().unwrap();
-        let lease = shared::consumer::LEASE;
+        let lease = lambda_edge::consumer::LEASE;
         assert!(timeout < lease, "{function}: Timeout {timeout:?} vs lease {lease:?}");
         assert!(lease.as_secs() < visibility, "{queue}: lease {lease:?} vs VisibilityTimeout {visibility} s");
     }

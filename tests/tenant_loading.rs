@@ -1,10 +1,8 @@
 //! Tenants load through `shared`'s loader and its S3 client against the emulator.
 
+use aws_adapters::{s3::S3, s3::S3ConfigSource};
+use domain::tenant::TenantLoader;
 use e2e::{demo, put_config_object, spawn_stack, tenant_fixtures};
-use shared::{
-    s3::S3,
-    tenant::{S3ConfigSource, TenantLoader},
-};
 
 fn loader(stack: &e2e::LocalStack) -> TenantLoader<S3ConfigSource> {
     TenantLoader::new(S3ConfigSource::new(S3::new(&stack.sdk_config), &stack.settings.config_bucket))
@@ -57,7 +55,7 @@ async fn a_malformed_config_is_an_error_naming_the_key() {
 #[tokio::test]
 async fn a_path_walking_tenant_hash_is_refused_before_any_s3_call() {
     // A client pointed at a closed port: any S3 call would surface as a source error.
-    let unreachable = shared::aws::emulator_sdk_config("http://127.0.0.1:9", "us-east-1").await;
+    let unreachable = aws_adapters::config::emulator_sdk_config("http://127.0.0.1:9", "us-east-1").await;
     let loader = TenantLoader::new(S3ConfigSource::new(S3::new(&unreachable), "bucket"));
     for hash in ["../x", "..%2Fx", "a/../../b", ""] {
         let err = loader.load(hash).await.unwrap_err();

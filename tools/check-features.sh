@@ -25,6 +25,23 @@ for command in [["test", "--workspace", "--no-run"]] + commands:
             print(f"cargo {' '.join(command)} recompiled {message['package_id']} with features "
                   f"{message['features']} after the test build: add what differs to "
                   "tools/workspace-hack/Cargo.toml", file=sys.stderr)
+
+# Each function compiles only the AWS clients its role grants: the SDK crates in
+# its own dependency tree (features resolved as `cargo build -p <function>`
+# resolves them) name exactly the services of its functions/<name>/iam-actions.txt.
+SERVICE = {"s3": "s3", "dynamodb": "dynamodb", "eventbridge": "events", "sqs": "sqs", "sesv2": "ses",
+           "sns": "sns", "lambda": "lambda", "bedrockruntime": "bedrock", "bedrockagentruntime": "bedrock"}
+for function in ["chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender", "handler-dispatch"]:
+    tree = subprocess.run(["cargo", "tree", "-p", function, "-e", "normal", "--prefix", "none", "-f", "{p}"],
+                          capture_output=True, text=True, check=True).stdout
+    clients = {line.split()[0].removeprefix("aws-sdk-") for line in tree.splitlines() if line.startswith("aws-sdk-")}
+    compiled = {SERVICE.get(client, f"aws-sdk-{client}") for client in clients}
+    with open(f"functions/{function}/iam-actions.txt") as listed:
+        granted = {line.split(":")[0] for line in listed if line.strip() and not line.startswith("#")}
+    if compiled != granted:
+        failed = True
+        print(f"{function} compiles the clients of {sorted(compiled)} but its role grants {sorted(granted)} "
+              f"(functions/{function}/Cargo.toml: the aws-adapters features; iam-actions.txt)", file=sys.stderr)
 sys.exit(1 if failed else 0)
 PY
-echo "every documented build reuses the test build's dependencies" >&2
+echo "every documented build reuses the test build's dependencies, and each function compiles only the clients its role grants" >&2

@@ -2,8 +2,8 @@
 //! about a tenant comes from its config: forms and their trigger phrases,
 //! CTA definitions, conversation branches and CTA settings.
 
+use domain::tenant::{ConversationBranch, CtaDefinition, FormConfig, Tenant, TenantConfig};
 use serde_json::{Map, Value, json};
-use shared::tenant::{ConversationBranch, CtaDefinition, FormConfig, Tenant, TenantConfig};
 
 use crate::request::{Routing, SessionContext};
 
@@ -260,7 +260,7 @@ fn button(id: &str, cta: &CtaDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::tenant::TenantHash;
+    use domain::tenant::TenantHash;
 
     fn tenant(config: Value) -> Tenant {
         Tenant {

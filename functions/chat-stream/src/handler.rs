@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use domain::{knowledge::KnowledgeBase, model::ModelStream, tenant::ConfigSource};
 use http::{Method, Request, Response};
-use shared::{function_url, knowledge::KnowledgeBase, model::ModelStream, tenant::ConfigSource};
+use lambda_edge::function_url;
 
 use crate::{
     ChatResponse, ChatService, FrameBody, is_analytics, to_http_response, to_json_response, wants_json,
@@ -33,7 +34,7 @@ where
     let body = request.body();
     match *request.method() {
         Method::POST if is_analytics(query) => to_json_response(service.analytics(body, &caller).await),
-        Method::POST if wants_json(query, accept) && !shared::intake::is_form_mode(body) => {
+        Method::POST if wants_json(query, accept) && !form_service::is_form_mode(body) => {
             to_json_response(service.chat_json(body, &caller).await)
         }
         Method::POST => to_http_response(service.handle_from(body, &caller).await),

@@ -15,7 +15,7 @@ use lambda_runtime::{MetadataPrelude, StreamResponse};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 
-use shared::edge::JsonResponse;
+use domain::edge::JsonResponse;
 
 use crate::service::ChatResponse;
 
@@ -36,7 +36,7 @@ impl http_body::Body for FrameBody {
 pub fn to_http_response(response: ChatResponse) -> Response<FrameBody> {
     let mut http = Response::new(FrameBody(response.body));
     *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in shared::sse::HEADERS {
+    for (name, value) in domain::sse::HEADERS {
         http.headers_mut().insert(name, http::HeaderValue::from_static(value));
     }
     for (name, value) in response.headers {

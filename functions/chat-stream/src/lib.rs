@@ -11,10 +11,12 @@ pub mod service;
 
 use std::sync::Arc;
 
-use shared::{
-    Settings, analytics::AnalyticsIntake, edge, events::EventBridgePublisher,
-    knowledge::BedrockKnowledgeBase, model::BedrockModel, tenant::S3ConfigSource,
+use aws_adapters::{
+    bedrock::BedrockKnowledgeBase, bedrock::BedrockModel, eventbridge::EventBridgePublisher,
+    s3::S3ConfigSource,
 };
+use domain::{analytics::AnalyticsIntake, edge};
+use lambda_edge::Settings;
 
 pub use crate::{
     handler::handle,
@@ -31,7 +33,7 @@ pub async fn aws_service(
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
-    let sdk_config = shared::aws::function_sdk_config(&settings);
+    let sdk_config = lambda_edge::settings::function_sdk_config(&settings);
     aws_service_with(&sdk_config, settings, qa_sink, options)
 }
 
@@ -42,20 +44,30 @@ pub fn aws_service_with(
     qa_sink: qa_log::LineSink,
     options: ChatOptions,
 ) -> AwsChatService {
-    let tenants = shared::intake::tenant_loader(sdk_config, &settings);
-    let forms = shared::intake::aws_service_with_metrics(
+    let tenants = form_service::tenant_loader(sdk_config, &settings);
+    let forms = form_service::aws_service_with_metrics(
         sdk_config,
         &settings,
         Arc::clone(&tenants),
         Arc::clone(&qa_sink),
     );
-    let guard = shared::limits::dynamo_guard(sdk_config, &settings, Arc::clone(&qa_sink));
-    let knowledge =
-        BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(sdk_config, &settings));
-    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(sdk_config, &settings));
-    let analytics =
-        AnalyticsIntake::new(Arc::clone(&tenants), EventBridgePublisher::for_bus_of(sdk_config, &settings))
-            .with_widget_origins(settings.widget_origins.clone());
+    let guard =
+        aws_adapters::dynamodb::dynamo_guard(sdk_config, &settings.rate_limits_table, Arc::clone(&qa_sink));
+    let knowledge = BedrockKnowledgeBase::new(aws_adapters::bedrock::bedrock_agent_runtime_client(
+        sdk_config,
+        settings.bedrock_agent_runtime_endpoint_url.as_deref(),
+        settings.retrieve_timeout,
+    ));
+    let model = BedrockModel::new(aws_adapters::bedrock::bedrock_runtime_client(
+        sdk_config,
+        settings.bedrock_runtime_endpoint_url.as_deref(),
+        settings.model_first_event_timeout,
+    ));
+    let analytics = AnalyticsIntake::new(
+        Arc::clone(&tenants),
+        EventBridgePublisher::for_bus(sdk_config, &settings.event_bus_name),
+    )
+    .with_widget_origins(settings.widget_origins.clone());
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
         .with_analytics(Arc::new(analytics))

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
+use lambda_edge::function_url::{UrlEvent, into_request};
 use lambda_runtime::{Error, LambdaEvent, run_concurrent, service_fn};
-use shared::function_url::{UrlEvent, into_request};
 
 use chat_stream::{ChatOptions, aws_service, handle, qa_log, to_stream_response};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let settings = shared::Settings::from_env()?;
+    lambda_edge::telemetry::init();
+    let settings = lambda_edge::Settings::from_env()?;
     let proxy_secret: Arc<Option<String>> = Arc::new(settings.trusted_proxy_secret.clone());
     let service = Arc::new(aws_service(settings, qa_log::stdout_sink(), ChatOptions::default()).await);
     run_concurrent(service_fn(move |event: LambdaEvent<UrlEvent>| {

@@ -1,7 +1,7 @@
 //! What the model is told: the system prompt (role, tone, rules) and the
 //! conversation, with the knowledge-base context attached to the question.
 
-use shared::{
+use domain::{
     knowledge::Passage,
     model::{Role, Turn},
     tenant::TenantConfig,

@@ -1,15 +1,16 @@
 //! The per-answer record: one `QA_COMPLETE` JSON line (personal data masked)
 //! and the same figures as CloudWatch Embedded Metric Format.
 
+use domain::{mask::mask_personal_data, model::Usage, time};
 use serde_json::{Value, json};
-use shared::{mask::mask_personal_data, model::Usage, telemetry};
 
 /// The chat function's CloudWatch metrics namespace (answers and refusals).
 pub const NAMESPACE: &str = "Picasso/Chat";
 
 /// Where finished-answer lines go: stdout in Lambda (CloudWatch Logs), or a
 /// test's buffer.
-pub use shared::telemetry::{LineSink, stdout_sink};
+pub use domain::report::LineSink;
+pub use lambda_edge::telemetry::stdout_sink;
 
 #[derive(Debug, Clone, Default)]
 pub struct QaRecord<'a> {
@@ -33,7 +34,7 @@ impl QaRecord<'_> {
     pub fn qa_complete_line(&self) -> String {
         json!({
             "type": "QA_COMPLETE",
-            "timestamp": telemetry::now_rfc3339(),
+            "timestamp": time::now_rfc3339(),
             "session_id": self.session_id,
             "tenant_hash": self.tenant_hash,
             "tenant_id": self.tenant_id,
@@ -56,7 +57,7 @@ impl QaRecord<'_> {
         let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
         let mut line = json!({
             "_aws": {
-                "Timestamp": telemetry::now_epoch_millis(),
+                "Timestamp": time::now_epoch_millis(),
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
                     "Dimensions": [["TenantId"]],

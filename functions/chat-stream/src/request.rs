@@ -1,15 +1,15 @@
 //! The chat request, parsed once at the edge. Anything wrong with it is a
 //! `RequestError` answered with a 4xx before the stream starts.
 
-use serde::Deserialize;
-use serde_json::Value;
-use shared::{
+use domain::{
     edge,
     model::{Role, Turn},
     tenant::TenantHash,
 };
+use serde::Deserialize;
+use serde_json::Value;
 
-pub use shared::edge::{MAX_BODY_BYTES, RequestError};
+pub use domain::edge::{MAX_BODY_BYTES, RequestError};
 /// A longer question is cut to this many characters, as the Node handler did; never refused.
 pub const MAX_USER_INPUT_CHARS: usize = 4_000;
 /// History kept for the model: the last turns, within a size budget.

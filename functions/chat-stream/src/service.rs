@@ -9,20 +9,20 @@ use std::{
 };
 
 use bytes::Bytes;
-use shared::{
-    Settings,
+use domain::{
     analytics::AnalyticsEndpoint,
     edge::{self, Caller, JsonResponse},
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
     limits::{self, Guard, Refusal},
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
+    report::error_chain,
     sse::{self, Frame, Source},
-    telemetry::error_chain,
     tenant::{ConfigSource, Tenant, TenantLoader},
 };
+use lambda_edge::Settings;
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use shared::intake::FormEndpoint;
+use form_service::FormEndpoint;
 
 use crate::{
     cta, prompt,
@@ -110,12 +110,12 @@ impl ChatResponse {
 
     /// Lets the browser read the answer from this origin (`None`: no CORS header).
     pub fn allowing(mut self, origin: Option<String>) -> Self {
-        shared::edge::allow_origin(&mut self.headers, origin);
+        domain::edge::allow_origin(&mut self.headers, origin);
         self
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        shared::edge::find_header(&self.headers, name)
+        domain::edge::find_header(&self.headers, name)
     }
 }
 
@@ -197,7 +197,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     /// the caller sends the body.
     pub async fn handle_from(self: &Arc<Self>, body: &[u8], caller: &Caller) -> ChatResponse {
         let started = Instant::now();
-        if let Some(forms) = self.forms.as_ref().filter(|_| shared::intake::is_form_mode(body)) {
+        if let Some(forms) = self.forms.as_ref().filter(|_| form_service::is_form_mode(body)) {
             let response = forms.respond(body, caller).await;
             let mut chat = ChatResponse::complete(response.status, response.frames);
             chat.headers = response.headers;

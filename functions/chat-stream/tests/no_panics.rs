@@ -2,8 +2,8 @@
 //! parser or the CTA enhancer panic.
 
 use chat_stream::{cta, request::ChatRequest};
+use domain::tenant::{Tenant, TenantConfig, TenantHash};
 use serde_json::{Value, json};
-use shared::tenant::{Tenant, TenantConfig, TenantHash};
 
 fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
     match rng.u8(0..if depth > 2 { 4 } else { 6 }) {
@@ -46,7 +46,7 @@ fn random_analytics_batches_never_panic_the_analytics_parser() {
     let mut rng = fastrand::Rng::with_seed(11);
     for _ in 0..2_000 {
         let bytes: Vec<u8> = (0..rng.usize(0..200)).map(|_| rng.u8(..)).collect();
-        let _ = shared::analytics::parse_batch(&bytes);
+        let _ = domain::analytics::parse_batch(&bytes);
         let events: Vec<Value> = (0..rng.usize(0..5))
             .map(|_| {
                 let mut event = json!({"type": "X", "event": {"type": "Y", "payload": {}}});
@@ -59,7 +59,7 @@ fn random_analytics_batches_never_panic_the_analytics_parser() {
             })
             .collect();
         let body = json!({"tenant_hash": "h", "events": events});
-        let _ = shared::analytics::parse_batch(body.to_string().as_bytes());
+        let _ = domain::analytics::parse_batch(body.to_string().as_bytes());
     }
 }
 

@@ -7,30 +7,36 @@ pub mod render;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use serde_json::Value;
-use shared::{
-    consumer::{Channel, Consumer, Failure, Job, load_tenant},
+use aws_adapters::{
+    dynamodb::DynamoCounters, dynamodb::DynamoSubmissionStore, s3::S3ConfigSource, ses::SesMailer,
+};
+use domain::{
+    failure::Failure,
     fill::TemplateValues,
     forms,
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
-    limits::{self, DynamoCounters, Limit, Limiter, Verdict, now_seconds},
-    mail::{Email, Mailer, SesMailer},
-    submissions::DynamoSubmissionStore,
-    telemetry::{LineSink, error_chain, stdout_sink},
-    tenant::{ConfigSource, S3ConfigSource, Tenant, TenantLoader},
+    limits::{self, Limit, Limiter, Verdict, now_seconds},
+    mail::{Email, Mailer},
+    report::{LineSink, error_chain},
+    tenant::{ConfigSource, Tenant, TenantLoader},
 };
+use lambda_edge::{
+    consumer::{Channel, Consumer, Job, load_tenant},
+    telemetry::stdout_sink,
+};
+use serde_json::Value;
 
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
 
 pub fn aws_consumer(
     config: &aws_config::SdkConfig,
-    settings: &shared::Settings,
+    settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsEmailConsumer {
     let ledger =
         DynamoSubmissionStore::new(aws_sdk_dynamodb::Client::new(config), &settings.form_submissions_table);
-    let mailer = SesMailer::new(shared::mail::ses_client(config), &settings.ses_from_email);
+    let mailer = SesMailer::new(aws_adapters::ses::ses_client(config), &settings.ses_from_email);
     let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(config), &settings.rate_limits_table);
     let caps = Limiter::new(Arc::new(counters));
     Consumer::new(ledger, EmailChannel::new(tenants, mailer, caps, stdout_sink()))
@@ -100,7 +106,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
             }
         }
         if let Err(err) = self.mailer.send(email).await {
-            if err.delivery == shared::mail::Delivery::Unknown {
+            if err.delivery == domain::mail::Delivery::Unknown {
                 // It may be out: its units stay taken, and it is not sent again.
                 return Ok(Sent::Unknown(error_chain(&err)));
             }
@@ -130,9 +136,9 @@ fn capped_reason(cap: &Limit) -> &'static str {
 }
 
 impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
-    const NAME: &'static str = shared::events::channel::EMAIL;
+    const NAME: &'static str = domain::events::channel::EMAIL;
     /// Two sends that may each wait out SES's late answer
-    /// (`shared::aws::SEND_ATTEMPT_TIMEOUT`), with the claim and the caps around them.
+    /// (`aws_adapters::config::SEND_ATTEMPT_TIMEOUT`), with the claim and the caps around them.
     const RECORD_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
@@ -207,7 +213,7 @@ fn skipped(cap: &Limit) -> Outcome {
 /// for a submission stored before contacts were kept, found in its values now.
 fn confirmation(
     tenant: &Tenant,
-    form: &shared::tenant::FormConfig,
+    form: &domain::tenant::FormConfig,
     submission: &StoredSubmission,
     values: &TemplateValues,
 ) -> Option<Email> {

@@ -1,7 +1,7 @@
 //! The emails of a submission: `{{field}}` templates, every submitted value
 //! HTML-escaped in the HTML part, subjects on one line.
 
-use shared::{
+use domain::{
     fill::{TemplateValues, fill, labelled_values, one_line},
     fulfillment::StoredSubmission,
     mail::Email,

@@ -1,19 +1,16 @@
 //! form-intake: the form Function URL. The form service itself lives in
-//! `shared::intake`, below this function and chat-stream (whose URL also
+//! `form_service`, below this function and chat-stream (whose URL also
 //! answers `form_mode` requests); this crate is the URL's one handler, which
 //! the Lambda binary and the local host both call.
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use shared::{
-    edge::JsonResponse,
-    events::EventPublisher,
-    function_url::{self, set_headers},
-    submissions::SubmissionStore,
-    tenant::ConfigSource,
+use domain::{
+    edge::JsonResponse, events::EventPublisher, submissions::SubmissionStore, tenant::ConfigSource,
 };
+use http::{Method, Request, Response, StatusCode};
+use lambda_edge::function_url::{self, set_headers};
 
-pub use shared::intake::*;
+pub use form_service::*;
 
 /// GET `?action=get_config&t=<tenant_hash>` answers the widget config as
 /// JSON; POST a form request as SSE frames; OPTIONS (normally the Function
@@ -42,7 +39,7 @@ where
     let mut response = Response::new(answer.body());
     *response.status_mut() = status(answer.status);
     let extra = answer.headers.iter().map(|(name, value)| (*name, value.as_str()));
-    set_headers(response.headers_mut(), shared::sse::HEADERS.into_iter().chain(extra));
+    set_headers(response.headers_mut(), domain::sse::HEADERS.into_iter().chain(extra));
     response
 }
 

@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
+use lambda_edge::function_url::{UrlEvent, into_answer, into_request};
 use lambda_runtime::{Error, LambdaEvent, run_concurrent, service_fn};
-use shared::function_url::{UrlEvent, into_answer, into_request};
 
 use form_intake::{aws_service_with, handle, tenant_loader};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let settings = shared::Settings::from_env()?;
-    let sdk_config = shared::aws::function_sdk_config(&settings);
+    lambda_edge::telemetry::init();
+    let settings = lambda_edge::Settings::from_env()?;
+    let sdk_config = lambda_edge::settings::function_sdk_config(&settings);
     let service = Arc::new(aws_service_with(&sdk_config, &settings, tenant_loader(&sdk_config, &settings)));
     let proxy_secret: Arc<Option<String>> = Arc::new(settings.trusted_proxy_secret.clone());
     run_concurrent(service_fn(move |event: LambdaEvent<UrlEvent>| {

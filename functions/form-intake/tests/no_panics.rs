@@ -1,9 +1,9 @@
 //! No input makes the edge parsers or the validator panic: random bytes,
 //! random JSON shapes and hostile values all get an answer.
 
+use domain::{forms, tenant::FormConfig};
 use form_intake::request::FormRequest;
 use serde_json::{Map, Value, json};
-use shared::{forms, tenant::FormConfig};
 
 fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
     match rng.u8(0..if depth > 2 { 4 } else { 6 }) {

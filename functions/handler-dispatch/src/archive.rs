@@ -3,9 +3,9 @@
 
 use std::future::Future;
 
+use aws_adapters::s3::{S3, S3Error};
+use domain::fulfillment::StoredSubmission;
 use serde_json::{Value, json};
-use shared::fulfillment::StoredSubmission;
-use shared::s3::{S3, S3Error};
 
 /// `submissions/<tenant_id>/<form_id>/<submission_id>.json`
 pub fn archive_key(submission: &StoredSubmission) -> String {
@@ -35,7 +35,7 @@ pub struct ArchiveError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-impl shared::consumer::Permanence for ArchiveError {
+impl domain::failure::Permanence for ArchiveError {
     fn is_permanent(&self) -> bool {
         self.permanent
     }

@@ -7,8 +7,8 @@ use aws_sdk_lambda::{
     error::ProvideErrorMetadata, operation::invoke::InvokeError as SdkInvokeError, primitives::Blob,
     types::InvocationType,
 };
+use domain::fulfillment::StoredSubmission;
 use serde_json::{Value, json};
-use shared::fulfillment::StoredSubmission;
 
 /// The action a handler is asked for when the form names none.
 pub const DEFAULT_ACTION: &str = "process_form";
@@ -36,7 +36,7 @@ pub struct InvokeError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-impl shared::consumer::Permanence for InvokeError {
+impl domain::failure::Permanence for InvokeError {
     fn is_permanent(&self) -> bool {
         self.permanent
     }
@@ -53,13 +53,16 @@ pub trait Invoker: Send + Sync + 'static {
 
 /// The Lambda client, pointed at `AWS_ENDPOINT_URL_LAMBDA` when set (locally
 /// a stand-in, since the emulator's Lambda needs Docker).
-pub fn lambda_client(config: &aws_config::SdkConfig, settings: &shared::Settings) -> aws_sdk_lambda::Client {
+pub fn lambda_client(
+    config: &aws_config::SdkConfig,
+    settings: &lambda_edge::Settings,
+) -> aws_sdk_lambda::Client {
     // An asynchronous Invoke that may have reached Lambda is not retried by the
     // SDK; the consumer's own retry re-invokes, and the handler de-duplicates
     // by the `submission_id` in its payload.
     let mut builder = aws_sdk_lambda::config::Builder::from(config)
-        .timeout_config(shared::aws::send_timeouts())
-        .retry_classifier(shared::aws::NoRetryAfterSending);
+        .timeout_config(aws_adapters::config::send_timeouts())
+        .retry_classifier(aws_adapters::config::NoRetryAfterSending);
     if let Some(endpoint) = &settings.lambda_endpoint_url {
         builder = builder.endpoint_url(endpoint);
     }

@@ -9,12 +9,13 @@ pub mod webhook;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use shared::{
-    consumer::{Channel, Consumer, Failure, Job, load_tenant},
+use aws_adapters::{dynamodb::DynamoSubmissionStore, s3::S3ConfigSource};
+use domain::{
+    failure::Failure,
     fulfillment::{FulfillmentLedger, Outcome},
-    submissions::DynamoSubmissionStore,
-    tenant::{ConfigSource, Fulfillment, FulfillmentKind, S3ConfigSource, TenantLoader},
+    tenant::{ConfigSource, Fulfillment, FulfillmentKind, TenantLoader},
 };
+use lambda_edge::consumer::{Channel, Consumer, Job, load_tenant};
 
 use crate::{
     archive::{Archive, S3Archive, archive_document, archive_key},
@@ -28,7 +29,7 @@ pub type AwsHandlerConsumer =
 
 pub fn aws_consumer(
     config: &aws_config::SdkConfig,
-    settings: &shared::Settings,
+    settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsHandlerConsumer {
     let ledger =
@@ -36,7 +37,7 @@ pub fn aws_consumer(
     let channel = HandlerChannel::new(
         tenants,
         LambdaInvoker::new(lambda_client(config, settings)),
-        S3Archive::new(shared::s3::S3::new(config)),
+        S3Archive::new(aws_adapters::s3::S3::new(config)),
         HttpsWebhook::new(settings.webhook_allow_private),
         &settings.submissions_bucket,
     );
@@ -141,7 +142,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
 }
 
 impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerChannel<C, I, A, W> {
-    const NAME: &'static str = shared::events::channel::HANDLER;
+    const NAME: &'static str = domain::events::channel::HANDLER;
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;

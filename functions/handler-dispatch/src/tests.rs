@@ -7,15 +7,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use serde_json::{Value, json};
-use shared::{
-    consumer::{Consumer, Disposition},
+use domain::{
     events::FormSubmitted,
     events::{DETAIL_TYPE, SOURCE},
     fulfillment::{Claim, FulfillmentLedger, Lease, LedgerError, Outcome, StoredSubmission, matches_event},
     submissions::StoreError,
     tenant::{ConfigSource, SourceError, TenantLoader},
 };
+use lambda_edge::consumer::{Consumer, Disposition};
+use serde_json::{Value, json};
 
 use crate::{
     HandlerChannel,
@@ -33,9 +33,9 @@ pub(crate) fn submission() -> StoredSubmission {
         submission_id: "reading_1_abc".into(),
         tenant_id: TENANT.into(),
         form_id: FORM.into(),
-        priority: shared::forms::Priority::High,
+        priority: domain::forms::Priority::High,
         submitted_at: "2026-11-25T03:04:05.123Z".into(),
-        status: shared::fulfillment::PENDING_FULFILLMENT.into(),
+        status: Some(domain::fulfillment::SubmissionStatus::PendingFulfillment),
         form_data: BTreeMap::from([
             ("email".into(), "ana@example.org".into()),
             ("first_name".into(), "Ana".into()),

@@ -7,19 +7,19 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use aws_adapters::{dynamodb::DynamoSubmissionStore, s3::S3ConfigSource};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::types::ServerSideEncryption;
 use axum::{Json, Router, http::HeaderMap, routing::post};
-use handler_dispatch::{AwsHandlerConsumer, aws_consumer};
-use local_stack::{LocalStack, StackOptions, demo, repo_root};
-use serde_json::{Value, json};
-use shared::{
-    consumer::Disposition,
+use domain::{
     events::{DETAIL_TYPE, SOURCE},
     fulfillment::StoredSubmission,
-    submissions::DynamoSubmissionStore,
-    tenant::{S3ConfigSource, TenantLoader},
+    tenant::TenantLoader,
 };
+use handler_dispatch::{AwsHandlerConsumer, aws_consumer};
+use lambda_edge::consumer::Disposition;
+use local_stack::{LocalStack, StackOptions, demo, repo_root};
+use serde_json::{Value, json};
 
 const READING: &str = "reading_buddy_application";
 /// The demo tenant archives this form here (`fulfillment.bucket`).
@@ -29,14 +29,15 @@ async fn spawn_stack() -> LocalStack {
     // Nothing polls the queues: each test sees exactly what it put there.
     LocalStack::start(StackOptions::for_tests())
         .await
-        .unwrap_or_else(|err| panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)))
+        .unwrap_or_else(|err| panic!("local stack did not start: {}", domain::report::error_chain(&err)))
 }
 
 /// The consumer the Lambda would run, with `WEBHOOK_ALLOW_PRIVATE` as given.
 fn consumer(stack: &LocalStack, allow_private: bool) -> AwsHandlerConsumer {
     let mut settings = stack.settings.clone();
     settings.webhook_allow_private = allow_private;
-    let source = S3ConfigSource::new(shared::s3::S3::new(&stack.sdk_config), settings.config_bucket.clone());
+    let source =
+        S3ConfigSource::new(aws_adapters::s3::S3::new(&stack.sdk_config), settings.config_bucket.clone());
     aws_consumer(&stack.sdk_config, &settings, Arc::new(TenantLoader::new(source)))
 }
 
@@ -110,7 +111,7 @@ async fn create_archive_bucket(stack: &LocalStack) {
     let s3 = local_stack::s3_client(&stack.sdk_config);
     if let Err(err) = s3.create_bucket().bucket(ARCHIVE_BUCKET).send().await {
         let owned = err.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you());
-        assert!(owned, "create {ARCHIVE_BUCKET}: {}", shared::telemetry::error_chain(&err));
+        assert!(owned, "create {ARCHIVE_BUCKET}: {}", domain::report::error_chain(&err));
     }
 }
 
@@ -120,7 +121,7 @@ async fn archive_exists(stack: &LocalStack, key: &str) -> bool {
     match head {
         Ok(_) => true,
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
-        Err(err) => panic!("head {key}: {}", shared::telemetry::error_chain(&err)),
+        Err(err) => panic!("head {key}: {}", domain::report::error_chain(&err)),
     }
 }
 
@@ -140,7 +141,7 @@ async fn an_s3_handler_archives_the_submission_encrypted_at_the_documented_key()
         .key(archive_key(&id))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("get {}: {}", archive_key(&id), shared::telemetry::error_chain(&e)));
+        .unwrap_or_else(|e| panic!("get {}: {}", archive_key(&id), domain::report::error_chain(&e)));
     assert_eq!(object.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
     assert_eq!(object.content_type(), Some("application/json"));
     let document: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
@@ -241,7 +242,7 @@ async fn put_webhook_tenant(stack: &LocalStack, hash: &str, tenant_id: &str, url
             .body(body.into_bytes().into())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("put {key}: {}", shared::telemetry::error_chain(&e)));
+            .unwrap_or_else(|e| panic!("put {key}: {}", domain::report::error_chain(&e)));
     }
 }
 

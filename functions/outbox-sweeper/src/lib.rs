@@ -1,18 +1,19 @@
 //! outbox-sweeper: a valid submission is never lost and never left without
 //! its event. Every run first stores the submissions the intake parked while
-//! the table could not take them (`shared::parking`), then publishes the
+//! the table could not take them (`domain::parking`), then publishes the
 //! FormSubmitted of submissions still in the outbox (the intake could not
 //! publish them), each under a lease so that two runs never publish the same one.
 
 use std::time::Duration;
 
-use serde::Serialize;
-use shared::{
+use domain::{
     events::{EventPublisher, FormSubmitted},
     parking::Parking,
+    report::error_chain,
     submissions::{Created, SubmissionStore},
-    telemetry::{error_chain, now_epoch_millis},
+    time::now_epoch_millis,
 };
+use serde::Serialize;
 
 /// Submissions younger than this are left to the intake, which is normally
 /// publishing them at this very moment.
@@ -120,7 +121,7 @@ pub async fn sweep(
     grace: Duration,
 ) -> SweepReport {
     let now = now_epoch_millis();
-    let before = shared::telemetry::rfc3339_at(now.saturating_sub(grace.as_millis()));
+    let before = domain::time::rfc3339_at(now.saturating_sub(grace.as_millis()));
     let pending = match store.unpublished(&before).await {
         Ok(pending) => pending,
         Err(err) => {
@@ -141,7 +142,7 @@ pub async fn sweep(
             report.oldest_pending_seconds = report.oldest_pending_seconds.max(age);
         }
     }
-    let stuck_before = shared::telemetry::rfc3339_at(now.saturating_sub(UNFULFILLED_AFTER.as_millis()));
+    let stuck_before = domain::time::rfc3339_at(now.saturating_sub(UNFULFILLED_AFTER.as_millis()));
     match store.oldest_unfulfilled(&stuck_before).await {
         Ok(Some(submitted_at)) => {
             report.oldest_unfulfilled_seconds = age_seconds(&submitted_at, now);

@@ -2,18 +2,18 @@
 
 use std::{sync::Arc, time::Duration};
 
+use aws_adapters::{dynamodb::DynamoSubmissionStore, eventbridge::EventBridgePublisher, sqs::SqsParking};
 use lambda_runtime::{Error, LambdaEvent, run_concurrent, service_fn};
 use serde_json::Value;
-use shared::{events::EventBridgePublisher, parking::SqsParking, submissions::DynamoSubmissionStore};
 
 /// Parked submissions stored per run, ten per batch: well inside the 60 s timeout.
 const PARKED_BATCHES: usize = 20;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let settings = shared::Settings::from_env()?;
-    let sdk_config = shared::aws::function_sdk_config(&settings);
+    lambda_edge::telemetry::init();
+    let settings = lambda_edge::Settings::from_env()?;
+    let sdk_config = lambda_edge::settings::function_sdk_config(&settings);
     let store = DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&sdk_config),
         &settings.form_submissions_table,

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
+use aws_adapters::dynamodb::DynamoSubmissionStore;
+use domain::{
+    events::FormSubmitted,
+    submissions::{NewSubmission, SubmissionStore},
+};
 use local_stack::{
     LocalStack, StackOptions, demo,
     runtime_api::{FunctionUnderTest, sample_event},
-};
-use shared::{
-    events::FormSubmitted,
-    submissions::{DynamoSubmissionStore, NewSubmission, SubmissionStore},
 };
 
 #[tokio::test]
@@ -25,8 +26,8 @@ async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
         submission_id: "reading_buddy_application_1795575845000_strand".into(),
         tenant_id: demo::DEMO_TENANT_ID.into(),
         form_id: "reading_buddy_application".into(),
-        priority: shared::forms::Priority::Normal,
-        submitted_at: shared::telemetry::now_rfc3339(),
+        priority: domain::forms::Priority::Normal,
+        submitted_at: domain::time::now_rfc3339(),
         channels: vec!["handler".into()],
     };
     let stranded = NewSubmission {

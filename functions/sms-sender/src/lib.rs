@@ -7,16 +7,18 @@ pub mod text;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use shared::{
-    consumer::{Channel, Consumer, Failure, Job, load_tenant},
+use aws_adapters::{dynamodb::DynamoSubmissionStore, s3::S3ConfigSource};
+use domain::{
+    failure::Failure,
     fill::{TemplateValues, fill, one_line},
     forms::Priority,
     fulfillment::{FulfillmentLedger, Outcome},
     mask::mask_phone,
-    submissions::DynamoSubmissionStore,
-    telemetry::{error_chain, now_rfc3339},
-    tenant::{ConfigSource, S3ConfigSource, SmsWhen, TenantLoader},
+    report::error_chain,
+    tenant::{ConfigSource, SmsWhen, TenantLoader},
+    time::now_rfc3339,
 };
+use lambda_edge::consumer::{Channel, Consumer, Job, load_tenant};
 
 use crate::{
     quota::{DynamoQuota, Quota, Taken},
@@ -28,7 +30,7 @@ pub type AwsSmsConsumer = Consumer<DynamoSubmissionStore, SmsChannel<S3ConfigSou
 
 pub fn aws_consumer(
     config: &aws_config::SdkConfig,
-    settings: &shared::Settings,
+    settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsSmsConsumer {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
@@ -94,7 +96,7 @@ fn transient(err: impl std::error::Error) -> Failure {
 }
 
 impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
-    const NAME: &'static str = shared::events::channel::SMS;
+    const NAME: &'static str = domain::events::channel::SMS;
 
     async fn fulfil<L: FulfillmentLedger>(&self, job: &Job<'_, L>) -> Result<Outcome, Failure> {
         let submission = job.submission;

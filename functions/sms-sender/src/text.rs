@@ -3,8 +3,8 @@
 use std::{future::Future, sync::LazyLock};
 
 use aws_sdk_sns::types::MessageAttributeValue;
+pub use domain::failure::Delivery;
 use regex::Regex;
-pub use shared::aws::Delivery;
 
 /// `+`, a country code that does not start with 0, at most 15 digits in all.
 /// A number as configured (`+1 (503) 555-0142`, `+1.503.555.0142`) without
@@ -62,7 +62,7 @@ pub struct TextError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-impl shared::consumer::Permanence for TextError {
+impl domain::failure::Permanence for TextError {
     fn is_permanent(&self) -> bool {
         self.permanent
     }
@@ -88,8 +88,8 @@ impl SnsTexter {
 /// second SMS).
 pub fn sns_client(config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
     let config = aws_sdk_sns::config::Builder::from(config)
-        .timeout_config(shared::aws::send_timeouts())
-        .retry_classifier(shared::aws::NoRetryAfterSending)
+        .timeout_config(aws_adapters::config::send_timeouts())
+        .retry_classifier(aws_adapters::config::NoRetryAfterSending)
         .build();
     aws_sdk_sns::Client::from_conf(config)
 }
@@ -115,7 +115,7 @@ impl Texter for SnsTexter {
                         || e.is_invalid_parameter_value_exception()
                         || e.is_authorization_error_exception()
                 });
-                TextError { permanent, delivery: shared::aws::delivery_of(&err), source: err.into() }
+                TextError { permanent, delivery: aws_adapters::config::delivery_of(&err), source: err.into() }
             })
     }
 }

@@ -10,19 +10,19 @@ use std::{
 };
 
 use chat_stream::{ChatOptions, ChatService};
-use futures_util::future::BoxFuture;
-use local_stack::demo;
-use shared::{
-    Settings,
+use domain::{
     edge::Caller,
     events::{EventPublisher, FormSubmitted, PublishError},
     knowledge::{KnowledgeBase, KnowledgeError, Passage},
     limits::{Counters, Guard, LimitError},
     model::{ModelError, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
+    report::LineSink,
     submissions::{Created, NewSubmission, StoreError, SubmissionStore},
-    telemetry::LineSink,
     tenant::{ConfigSource, SourceError, TenantLoader},
 };
+use futures_util::future::BoxFuture;
+use lambda_edge::Settings;
+use local_stack::demo;
 
 use crate::{Error, QUESTIONS, chat_body, forms::submission};
 

@@ -6,11 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
-use shared::{
-    events::{EventBridgePublisher, EventPublisher, FormSubmitted, PublishError},
-    submissions::{Created, DynamoSubmissionStore, NewSubmission, StoreError, SubmissionStore},
+use aws_adapters::{dynamodb::DynamoSubmissionStore, eventbridge::EventBridgePublisher};
+use domain::{
+    events::{EventPublisher, FormSubmitted, PublishError},
+    submissions::{Created, NewSubmission, StoreError, SubmissionStore},
 };
+use serde_json::json;
 
 use crate::{Error, quiet_stack, report};
 

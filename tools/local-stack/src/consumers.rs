@@ -22,11 +22,10 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName,
 };
-use shared::{
+use domain::{fulfillment::FulfillmentLedger, report::error_chain};
+use lambda_edge::{
     Settings,
     consumer::{Channel, Consumer},
-    fulfillment::FulfillmentLedger,
-    telemetry::error_chain,
 };
 use tokio::task::JoinHandle;
 
@@ -72,7 +71,7 @@ pub fn spawn_all(
     template: &Template,
     polling: Polling,
 ) -> Result<Vec<JoinHandle<()>>, StackError> {
-    let tenants = |config: &SdkConfig| shared::tenant::s3_tenant_loader(config, settings);
+    let tenants = |config: &SdkConfig| aws_adapters::s3::s3_tenant_loader(config, &settings.config_bucket);
     let feed = |(queue, function): (&'static str, &'static str)| -> Result<Feed, StackError> {
         let queue_url =
             created.get(queue).map(|q| q.reference.clone()).ok_or(StackError::MissingResource(queue))?;
@@ -173,7 +172,7 @@ pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
         return Ok(messages.len());
     };
     if response.batch_item_failures.len() >= messages.len() {
-        // As Lambda counts it: an invocation error (shared::consumer::batch_result).
+        // As Lambda counts it: an invocation error (lambda_edge::consumer::batch_result).
         tracing::error!(
             queue = queue_url,
             records = messages.len(),

@@ -20,7 +20,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use futures_util::StreamExt as _;
-use shared::{Settings, function_url::SourceIp};
+use lambda_edge::{Settings, function_url::SourceIp};
 
 /// What every route can reach.
 pub struct HostState {

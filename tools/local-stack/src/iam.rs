@@ -204,7 +204,7 @@ pub async fn enforce(endpoint: &str) -> Result<(), IamError> {
 
 /// An SDK configuration that acts as `principal` against the emulator.
 pub async fn sdk_config_as(endpoint: &str, principal: &Principal) -> SdkConfig {
-    shared::aws::emulator_sdk_config_with(
+    aws_adapters::config::emulator_sdk_config_with(
         endpoint,
         crate::REGION,
         &principal.access_key_id,

@@ -25,7 +25,7 @@ use std::{
 };
 
 use aws_config::SdkConfig;
-use shared::Settings;
+use lambda_edge::Settings;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
@@ -68,7 +68,7 @@ pub enum StackError {
     #[error("template.yaml declares no {0}, which the functions need")]
     MissingResource(&'static str),
     #[error(transparent)]
-    Settings(#[from] shared::settings::SettingsError),
+    Settings(#[from] lambda_edge::settings::SettingsError),
     #[error(transparent)]
     Iam(#[from] iam::IamError),
     #[error("could not write the operators' AWS profiles to {path}")]
@@ -166,7 +166,7 @@ impl StackOptions {
     pub fn for_tests() -> Self {
         let log = std::env::var_os("TEST_LOG").is_some();
         if log {
-            shared::telemetry::init();
+            lambda_edge::telemetry::init();
         }
         Self {
             moto_port: 0,
@@ -187,7 +187,7 @@ impl StackOptions {
 /// the demo tenant from it).
 /// The SDK's S3 client for setting the emulator up and inspecting it;
 /// path-style, since an emulator on `localhost` cannot serve virtual-host
-/// bucket names. (The functions sign their own two calls: `shared::s3`.)
+/// bucket names. (The functions sign their own two calls: `aws_adapters::s3`.)
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
@@ -241,7 +241,7 @@ impl LocalStack {
         };
         let emulator = Emulator::start(&options.repo_root, moto_port, &options.emulator_log).await?;
         let endpoint = emulator.endpoint.clone();
-        let sdk_config = shared::aws::emulator_sdk_config(&endpoint, REGION).await;
+        let sdk_config = aws_adapters::config::emulator_sdk_config(&endpoint, REGION).await;
 
         let mut template = Template::load(&options.repo_root.join("template.yaml"))?;
         template.set_parameter("Stage", "local");
@@ -536,7 +536,7 @@ impl Identities {
             by_function.insert(logical_id.clone(), config_of(binary).await);
         }
         Ok(Self {
-            admin: shared::aws::patient(config_of(ADMIN).await),
+            admin: aws_adapters::config::patient(config_of(ADMIN).await),
             host: config_of(HOST).await,
             ops: config_of(OPS).await,
             functions: by_function,
@@ -666,18 +666,18 @@ fn spawn_sweeper(
     sweep: Sweep,
     function: String,
 ) -> JoinHandle<()> {
-    let store = shared::submissions::DynamoSubmissionStore::new(
+    let store = aws_adapters::dynamodb::DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(sdk_config),
         &settings.form_submissions_table,
     );
-    let publisher = shared::events::EventBridgePublisher::new(
+    let publisher = aws_adapters::eventbridge::EventBridgePublisher::new(
         aws_sdk_eventbridge::Client::new(sdk_config),
         &settings.event_bus_name,
     );
     let parking = settings
         .parked_submissions_queue_url
         .as_ref()
-        .map(|url| shared::parking::SqsParking::new(aws_sdk_sqs::Client::new(sdk_config), url));
+        .map(|url| aws_adapters::sqs::SqsParking::new(aws_sdk_sqs::Client::new(sdk_config), url));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + sweep.every, sweep.every);
         loop {

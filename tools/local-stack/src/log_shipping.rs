@@ -37,7 +37,7 @@ pub struct Line {
 /// Lines waiting for [`ship`].
 pub struct Queue(mpsc::UnboundedReceiver<Line>);
 
-/// The layer for `shared::telemetry::init_with`, and the queue its lines wait in.
+/// The layer for `lambda_edge::telemetry::init_with`, and the queue its lines wait in.
 pub fn layer() -> (ShippingLayer, Queue) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (ShippingLayer { sender }, Queue(receiver))
@@ -84,19 +84,19 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ShippingLayer {
         }) else {
             return;
         };
-        let timestamp_ms = i64::try_from(shared::telemetry::now_epoch_millis()).unwrap_or(i64::MAX);
+        let timestamp_ms = i64::try_from(domain::time::now_epoch_millis()).unwrap_or(i64::MAX);
         if event.metadata().target() == STDOUT {
-            let printed = shared::telemetry::event_fields(event).remove("line");
+            let printed = lambda_edge::telemetry::event_fields(event).remove("line");
             if let Some(Value::String(message)) = printed {
                 let _ = self.sender.send(Line { function, timestamp_ms, message });
             }
             return;
         }
         let mut line = serde_json::Map::new();
-        line.insert("timestamp".into(), Value::String(shared::telemetry::now_rfc3339()));
+        line.insert("timestamp".into(), Value::String(domain::time::now_rfc3339()));
         line.insert("level".into(), Value::String(event.metadata().level().as_str().to_owned()));
         line.insert("function_name".into(), Value::String(function.clone()));
-        line.extend(shared::telemetry::event_fields(event));
+        line.extend(lambda_edge::telemetry::event_fields(event));
         let message = Value::Object(line).to_string();
         let _ = self.sender.send(Line { function, timestamp_ms, message });
     }

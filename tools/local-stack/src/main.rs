@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     };
     // --quiet: warnings, errors and QA_COMPLETE lines only (RUST_LOG still wins).
     let (shipping, log_lines) = local_stack::log_shipping::layer();
-    shared::telemetry::init_with(if quiet { "warn" } else { "info" }, Some(Box::new(shipping)));
+    lambda_edge::telemetry::init_with(if quiet { "warn" } else { "info" }, Some(Box::new(shipping)));
     let profiles = options.profile_dir.clone().unwrap_or_default();
     let moto_log = match &options.emulator_log {
         EmulatorLog::File(path) => path.display().to_string(),
@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     let stack = match LocalStack::start(options).await {
         Ok(stack) => stack,
         Err(err) => {
-            eprintln!("local stack failed to start: {}", shared::telemetry::error_chain(&err));
+            eprintln!("local stack failed to start: {}", domain::report::error_chain(&err));
             return ExitCode::FAILURE;
         }
     };

@@ -255,7 +255,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             Invocation { request_id: id.clone(), ending: None, chunks: Vec::new(), streamed: false },
         );
     }
-    let deadline = shared::telemetry::now_epoch_millis() + shared.timeout.as_millis();
+    let deadline = domain::time::now_epoch_millis() + shared.timeout.as_millis();
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -527,10 +527,10 @@ pub fn failed_items(response: &serde_json::Value) -> Vec<String> {
 pub async fn sample_batch_failures(logical_id: &str, binary: &Path, sample: &str) -> Vec<String> {
     let stack = crate::LocalStack::start(crate::StackOptions::for_tests())
         .await
-        .unwrap_or_else(|e| panic!("local stack: {}", shared::telemetry::error_chain(&e)));
+        .unwrap_or_else(|e| panic!("local stack: {}", domain::report::error_chain(&e)));
     let function = FunctionUnderTest::start(&stack, logical_id, binary, &[])
         .await
-        .unwrap_or_else(|e| panic!("{logical_id}: {}", shared::telemetry::error_chain(&e)));
+        .unwrap_or_else(|e| panic!("{logical_id}: {}", domain::report::error_chain(&e)));
     let invocation = function.invoke(sample_event(sample)).await;
     function.stop().await;
     stack.stop().await;

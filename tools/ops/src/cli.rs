@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_smithy_types::DateTime;
 use clap::{Args, Parser, Subcommand, builder::NonEmptyStringValueParser};
+use lambda_edge::{Settings, settings::SettingsError};
 use serde_json::Value;
-use shared::{Settings, settings::SettingsError};
 
 use crate::{
     AwsError,
@@ -117,7 +117,7 @@ pub enum OpsError {
 /// Runs one command with settings from the environment; returns what to print.
 pub async fn run(cli: Cli) -> Result<Value, OpsError> {
     let settings = Settings::from_env()?;
-    let config = shared::aws::sdk_config(&settings).await;
+    let config = lambda_edge::settings::operator_sdk_config(&settings).await;
     let stage = cli.stage.as_str();
     let output = match cli.command {
         Command::Replay(args) => {

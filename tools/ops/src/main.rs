@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_filter(shared::telemetry::log_filter("warn,ops=info"));
+        .with_filter(lambda_edge::telemetry::log_filter("warn,ops=info"));
     tracing_subscriber::registry().with(progress).init();
     let printed = run(cli).await.and_then(|output| Ok(serde_json::to_string_pretty(&output)?));
     match printed {
@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("picasso-ops: {}", shared::telemetry::error_chain(&err));
+            eprintln!("picasso-ops: {}", domain::report::error_chain(&err));
             ExitCode::FAILURE
         }
     }

@@ -58,7 +58,7 @@ pub enum ReplayError {
 
 /// The default replay name, unique per millisecond: `replay-<unix millis>`.
 pub fn default_replay_name() -> String {
-    format!("replay-{}", shared::telemetry::now_epoch_millis())
+    format!("replay-{}", domain::time::now_epoch_millis())
 }
 
 /// Starts the replay: the archive's and the bus's ARNs, then StartReplay.
@@ -125,7 +125,7 @@ pub async fn events_in_window(
     use aws_sdk_dynamodb::types::{AttributeValue, Select};
     let bound = |time: &aws_smithy_types::DateTime| {
         let millis = u128::try_from(time.to_millis().unwrap_or(0)).unwrap_or(0);
-        AttributeValue::S(shared::telemetry::rfc3339_at(millis))
+        AttributeValue::S(domain::time::rfc3339_at(millis))
     };
     let mut count = 0_u64;
     let mut start_key = None;

@@ -1,21 +1,19 @@
 //! `status`: one submission's fulfillment, read consistently from the
 //! submissions table with the consumers' own reader
-//! (`shared::fulfillment::read_item`). The submitted form data (personal
+//! (`aws_adapters::dynamodb::read_item`). The submitted form data (personal
 //! data) is dropped before anything is printed.
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_adapters::dynamodb::read_item;
 use aws_sdk_dynamodb::types::AttributeValue;
+use domain::{forms::Priority, fulfillment::StoredSubmission};
 use serde::Serialize;
-use shared::{
-    forms::Priority,
-    fulfillment::{StoredSubmission, read_item},
-};
 
 use crate::{AwsError, call_failed};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SubmissionStatus {
+pub struct StatusReport {
     pub submission_id: String,
     pub tenant_id: String,
     pub form_id: String,
@@ -27,7 +25,7 @@ pub struct SubmissionStatus {
     pub fulfillment: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-impl From<StoredSubmission> for SubmissionStatus {
+impl From<StoredSubmission> for StatusReport {
     /// Everything but `form_data`.
     fn from(stored: StoredSubmission) -> Self {
         Self {
@@ -36,7 +34,7 @@ impl From<StoredSubmission> for SubmissionStatus {
             form_id: stored.form_id,
             priority: stored.priority,
             submitted_at: stored.submitted_at,
-            status: stored.status,
+            status: stored.status.map_or("none", |status| status.as_str()).to_owned(),
             channels: stored.channels,
             fulfillment: stored.fulfillment,
         }
@@ -55,7 +53,7 @@ pub async fn submission_status(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
     submission_id: &str,
-) -> Result<SubmissionStatus, StatusError> {
+) -> Result<StatusReport, StatusError> {
     let output = dynamodb
         .get_item()
         .table_name(table)
@@ -68,7 +66,7 @@ pub async fn submission_status(
 }
 
 /// Idempotency records share the table but are not submissions: they have no form_id.
-pub fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Option<SubmissionStatus> {
+pub fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Option<StatusReport> {
     item.filter(|item| item.contains_key("form_id")).map(|item| read_item(item).into())
 }
 

@@ -24,7 +24,7 @@ async fn spawn_stack() -> LocalStack {
     // Nothing polls the queues: each test sees exactly what it put there.
     LocalStack::start(StackOptions::for_tests())
         .await
-        .unwrap_or_else(|err| panic!("local stack did not start: {}", shared::telemetry::error_chain(&err)))
+        .unwrap_or_else(|err| panic!("local stack did not start: {}", domain::report::error_chain(&err)))
 }
 
 /// Submits the demo tenant's reading-buddy form through the host, as the widget does.
@@ -280,7 +280,7 @@ async fn replay_from_an_archive_that_does_not_exist_fails_naming_it() {
 
     let err = replay::start_replay(&eventbridge, &request).await.unwrap_err();
 
-    let chain = shared::telemetry::error_chain(&err);
+    let chain = domain::report::error_chain(&err);
     assert!(chain.starts_with("DescribeArchive no-such-archive failed"), "{chain}");
     stack.stop().await;
 }

@@ -14,12 +14,12 @@ use std::{
 };
 
 use bytes::Bytes;
+use domain::fulfillment::StoredSubmission;
 use http::{Request, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 use serde_json::{Value, json};
-use shared::fulfillment::StoredSubmission;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -125,7 +125,7 @@ pub enum WebhookError {
     Status { host: String, status: u16 },
 }
 
-impl shared::consumer::Permanence for WebhookError {
+impl domain::failure::Permanence for WebhookError {
     /// The URL or the receiver refuses this submission: retrying will not
     /// help until the tenant's configuration (or the receiver) changes.
     fn is_permanent(&self) -> bool {
@@ -238,7 +238,7 @@ impl Webhook for HttpsWebhook {
 /// roots, or the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name.
 fn tls_connector() -> Result<TlsConnector, rustls::Error> {
     let mut roots = RootCertStore::empty();
-    if shared::aws::custom_roots() {
+    if aws_adapters::config::custom_roots() {
         let found = rustls_native_certs::load_native_certs();
         for error in &found.errors {
             tracing::warn!(error = %error, "a root certificate of SSL_CERT_FILE / SSL_CERT_DIR could not be read");
@@ -306,7 +306,7 @@ mod tests {
 
     use axum::{Router, http::StatusCode, response::Redirect, routing::post};
 
-    use shared::consumer::Permanence;
+    use domain::failure::Permanence;
 
     use super::*;
     use crate::tests::submission;
@@ -410,7 +410,7 @@ mod tests {
             .post("https://10.9.8.7/hooks/secret-path?email=ana@example.org", "sub_1", b"{}".to_vec())
             .await
             .unwrap_err();
-        let message = shared::telemetry::error_chain(&err);
+        let message = domain::report::error_chain(&err);
         assert!(message.contains("10.9.8.7"), "{message}");
         assert!(!message.contains("secret-path") && !message.contains("ana@"), "{message}");
     }

@@ -136,7 +136,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
-    use shared::consumer::Permanence;
+    use domain::failure::Permanence;
 
     use super::*;
 

@@ -11,9 +11,9 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use domain::knowledge::title_from_uri;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::knowledge::title_from_uri;
 
 use super::{
     BedrockStandIn,

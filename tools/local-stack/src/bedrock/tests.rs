@@ -8,14 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::{
-    Settings,
-    knowledge::{BedrockKnowledgeBase, KnowledgeBase, Passage},
-    model::{
-        BedrockModel, ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Role,
-        Turn,
-    },
+use aws_adapters::{bedrock::BedrockKnowledgeBase, bedrock::BedrockModel};
+use domain::{
+    knowledge::{KnowledgeBase, Passage},
+    model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Role, Turn},
 };
+use lambda_edge::Settings;
 
 use super::{BedrockStandIn, NO_ANSWER, StandInOptions, StandInServer, StreamStatus};
 use crate::{LocalStack, REGION, StackOptions};
@@ -42,15 +40,19 @@ struct StandIn {
 
 async fn stand_in() -> StandIn {
     // ConverseStream never touches S3; this client points nowhere on purpose.
-    let s3 = crate::s3_client(&shared::aws::emulator_sdk_config("http://127.0.0.1:9", REGION).await);
+    let s3 = crate::s3_client(&aws_adapters::config::emulator_sdk_config("http://127.0.0.1:9", REGION).await);
     let options = StandInOptions { first_token_delay: Duration::ZERO, delta_delay: Duration::from_millis(1) };
     let standin = BedrockStandIn::new(s3, "no-bucket", options);
     let server = StandInServer::start(&standin, "127.0.0.1:0").await.expect("stand-in starts");
     let settings =
         Settings::from_vars(HashMap::from([("AWS_ENDPOINT_URL_BEDROCK_RUNTIME".to_owned(), server.url())]))
             .expect("settings");
-    let sdk_config = shared::aws::emulator_sdk_config(&server.url(), REGION).await;
-    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(&sdk_config, &settings));
+    let sdk_config = aws_adapters::config::emulator_sdk_config(&server.url(), REGION).await;
+    let model = BedrockModel::new(aws_adapters::bedrock::bedrock_runtime_client(
+        &sdk_config,
+        settings.bedrock_runtime_endpoint_url.as_deref(),
+        settings.model_first_event_timeout,
+    ));
     StandIn { standin, server, model }
 }
 
@@ -267,7 +269,11 @@ async fn stack() -> LocalStack {
 
 /// The chat function's knowledge-base client, configured from the stack's settings.
 fn knowledge_base(stack: &LocalStack) -> BedrockKnowledgeBase {
-    BedrockKnowledgeBase::new(shared::aws::bedrock_agent_runtime_client(&stack.sdk_config, &stack.settings))
+    BedrockKnowledgeBase::new(aws_adapters::bedrock::bedrock_agent_runtime_client(
+        &stack.sdk_config,
+        stack.settings.bedrock_agent_runtime_endpoint_url.as_deref(),
+        stack.settings.retrieve_timeout,
+    ))
 }
 
 #[tokio::test]
@@ -334,7 +340,11 @@ async fn an_injected_retrieve_failure_is_an_error_and_clears() {
 async fn an_answer_is_extracted_from_the_passages_retrieve_returned() {
     let stack = stack().await;
     let kb = knowledge_base(&stack);
-    let model = BedrockModel::new(shared::aws::bedrock_runtime_client(&stack.sdk_config, &stack.settings));
+    let model = BedrockModel::new(aws_adapters::bedrock::bedrock_runtime_client(
+        &stack.sdk_config,
+        stack.settings.bedrock_runtime_endpoint_url.as_deref(),
+        stack.settings.model_first_event_timeout,
+    ));
     stack.bedrock.set_delta_delay(Duration::ZERO);
     let question = "Who pays for the background check?";
 

@@ -1,0 +1,10 @@
+//! DynamoDB: the submissions table (records, their outbox and their
+//! fulfillment ledger) and the abuse limits' counters.
+
+mod counters;
+mod ledger;
+mod submissions;
+
+pub use counters::{DynamoCounters, dynamo_guard};
+pub use ledger::read_item;
+pub use submissions::{DynamoSubmissionStore, OUTBOX_INDEX, UNFULFILLED_INDEX};

@@ -1,0 +1,84 @@
+//! A new submission, and the store that keeps it: its creation (idempotent
+//! on the client's submission id) and the outbox of events not yet published.
+
+use std::future::Future;
+
+use serde_json::{Map, Value};
+
+use crate::events::FormSubmitted;
+
+/// A new submission, validated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NewSubmission {
+    pub event: FormSubmitted,
+    pub form_data: Map<String, Value>,
+    /// The applicant's contact, found in the form (`crate::forms::extract_contact`).
+    pub contact: crate::forms::Contact,
+    pub client_submission_id: Option<String>,
+    /// The limit that held this submission back: it is stored with status
+    /// `held` and that reason, and neither published nor fulfilled.
+    #[serde(default)]
+    pub held: Option<String>,
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The client already submitted this; the first response, as stored.
+    Duplicate(String),
+    /// The client's `client_submission_id` was already used for another form
+    /// or other data: nothing was stored.
+    KeyReused,
+}
+
+/// What a repeated submit must match to be the same submission: its form and
+/// its data (keys sorted), as a SHA-256 hex digest.
+pub fn fingerprint(submission: &NewSubmission) -> String {
+    use sha2::{Digest, Sha256};
+    let data: std::collections::BTreeMap<&str, String> =
+        submission.form_data.iter().map(|(k, v)| (k.as_str(), crate::forms::value_text(v))).collect();
+    let canonical = serde_json::json!([submission.event.form_id, data]).to_string();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("submission store: {operation} failed")]
+pub struct StoreError {
+    pub operation: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// The submissions table (`dynamodb:PutItem`, `TransactWriteItems`, `GetItem`,
+/// `UpdateItem`, `Query` on the outbox and unfulfilled indexes).
+pub trait SubmissionStore: Send + Sync + 'static {
+    /// Writes the submission, marked unpublished, unless the client already
+    /// submitted under `client_submission_id` (then `response` is not stored
+    /// and the first one is returned).
+    fn create(
+        &self,
+        submission: &NewSubmission,
+        response: &str,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// Takes the submission out of the outbox once its event is on the bus.
+    fn mark_published(&self, submission_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Events of submissions made before `before` (RFC 3339) still in the outbox.
+    fn unpublished(
+        &self,
+        before: &str,
+    ) -> impl Future<Output = Result<Vec<FormSubmitted>, StoreError>> + Send;
+    /// When the oldest submission made before `before` (RFC 3339) that is
+    /// still not fulfilled was submitted, if there is one.
+    fn oldest_unfulfilled(
+        &self,
+        before: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Leases an outbox entry to one sweeper until `until_ms`; false if another holds it or it is gone.
+    fn claim(
+        &self,
+        submission_id: &str,
+        now_ms: u128,
+        until_ms: u128,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

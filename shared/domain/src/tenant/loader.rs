@@ -1,0 +1,407 @@
+//! Tenant resolution: `mappings/<hash>.json` → `tenants/<id>/config.json`
+//! (falling back to `tenants/<id>/<id>-config.json`), cached for five minutes.
+
+use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+
+use crate::cache::TtlCache;
+
+use super::{
+    TenantConfig,
+    hash::{InvalidTenantHash, TenantHash, is_safe_key_segment},
+};
+
+const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+const CACHE_CAPACITY: usize = 512;
+/// How long a hash that maps to no tenant is answered from memory: a flood of
+/// made-up hashes costs one S3 read each per half minute, and a tenant created
+/// just after a miss is served within that time.
+const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+const UNKNOWN_CAPACITY: usize = 10_000;
+
+/// A loaded tenant: its public hash, its internal id and its config.
+#[derive(Debug)]
+pub struct Tenant {
+    pub hash: TenantHash,
+    pub id: String,
+    pub config: TenantConfig,
+    /// The document as stored, for parts the widget receives verbatim
+    /// (a form's `fields` in a CTA).
+    pub raw: serde_json::Value,
+}
+
+impl Tenant {
+    /// A form's `fields` exactly as the config holds them, for the widget.
+    pub fn raw_form_fields(&self, form_key: &str) -> serde_json::Value {
+        self.raw
+            .pointer(&format!(
+                "/conversational_forms/{}/fields",
+                form_key.replace('~', "~0").replace('/', "~1")
+            ))
+            .cloned()
+            .unwrap_or(serde_json::Value::Array(Vec::new()))
+    }
+}
+
+/// A failure to read from the config store.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The store refused the read. S3 also answers a key that does not exist
+    /// this way when the role lacks `s3:ListBucket`, so this may be either a
+    /// missing permission or a missing object: never a reason to assume a default.
+    #[error(
+        "access denied reading {key}: the role needs s3:GetObject on the key and s3:ListBucket on the \
+         bucket (without s3:ListBucket S3 answers AccessDenied, not NoSuchKey, for a key that does not exist)"
+    )]
+    AccessDenied {
+        key: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// Network, throttling, a timeout or a 5xx.
+    #[error("the config store did not answer")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// Where tenant documents live (S3 in production). Read-only: `s3:GetObject`.
+pub trait ConfigSource: Send + Sync + 'static {
+    /// The object's bytes, or `None` when no object has that key.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, SourceError>> + Send;
+}
+
+/// Sources are behind `Arc` so one failed load can be handed to every caller
+/// that was waiting on it, with its source chain intact.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TenantError {
+    #[error(transparent)]
+    InvalidHash(#[from] InvalidTenantHash),
+    #[error("no tenant is configured for tenant_hash {0}")]
+    NotFound(TenantHash),
+    #[error("tenant document {object} is malformed at `{key}`: {source}")]
+    Malformed {
+        object: String,
+        key: String,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    #[error("tenant mapping {object} names an unusable tenant_id {tenant_id:?}")]
+    BadTenantId { object: String, tenant_id: String },
+    #[error("could not read {object} from the config store")]
+    Source {
+        object: String,
+        #[source]
+        source: Arc<dyn StdError + Send + Sync>,
+    },
+}
+
+impl TenantError {
+    /// The stable code sent to clients in error frames.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidHash(_) => "invalid_tenant_hash",
+            Self::NotFound(_) => "tenant_not_found",
+            Self::Malformed { .. } | Self::BadTenantId { .. } => "tenant_config_invalid",
+            Self::Source { .. } => "config_unavailable",
+        }
+    }
+
+    /// The HTTP status a request for this tenant is refused with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidHash(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Malformed { .. } | Self::BadTenantId { .. } => 500,
+            Self::Source { .. } => 503,
+        }
+    }
+
+    /// What the visitor is told; the details go to the log only.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::InvalidHash(_) => "tenant_hash is not valid",
+            Self::NotFound(_) => "No tenant is configured for this tenant_hash",
+            Self::Malformed { .. } | Self::BadTenantId { .. } => {
+                "This chat is misconfigured; the site owner has been notified"
+            }
+            Self::Source { .. } => "The service is temporarily unavailable; please try again",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Mapping {
+    tenant_id: String,
+}
+
+/// Loads tenants through a [`ConfigSource`], with a bounded five-minute cache
+/// that also collapses concurrent loads of the same tenant into one.
+pub struct TenantLoader<S> {
+    source: Arc<S>,
+    /// Keyed by `h:<hash>` (widget requests) or `id:<tenant_id>` (consumers).
+    cache: TtlCache<String, Arc<Tenant>, TenantError>,
+    /// Keys of recent `tenant_not_found` answers (the cache above keeps only successes).
+    unknown: TtlCache<String, ()>,
+}
+
+impl<S: ConfigSource> TenantLoader<S> {
+    pub fn new(source: S) -> Self {
+        Self {
+            source: Arc::new(source),
+            cache: TtlCache::new(CACHE_CAPACITY, CACHE_TTL),
+            unknown: TtlCache::new(UNKNOWN_CAPACITY, UNKNOWN_TTL),
+        }
+    }
+
+    /// Resolves a raw `tenant_hash` from a request. The hash is validated before
+    /// it becomes part of any object key.
+    pub async fn load(&self, raw_hash: &str) -> Result<Arc<Tenant>, TenantError> {
+        let hash = TenantHash::parse(raw_hash)?;
+        let key = format!("h:{hash}");
+        if self.unknown.contains_key(&key) {
+            return Err(TenantError::NotFound(hash));
+        }
+        let source = Arc::clone(&self.source);
+        let loaded = self
+            .cache
+            .try_get_with(key.clone(), async move { resolve(source.as_ref(), hash).await.map(Arc::new) })
+            .await
+            .map_err(Arc::unwrap_or_clone);
+        if let Err(TenantError::NotFound(_)) = &loaded {
+            self.unknown.insert(key, ());
+        }
+        loaded
+    }
+
+    /// Loads a tenant by its internal id, as the fulfillment consumers know it
+    /// from a submission (no mapping read). The id is validated like a hash.
+    pub async fn load_by_id(&self, tenant_id: &str) -> Result<Arc<Tenant>, TenantError> {
+        let id_as_key = TenantHash::parse(tenant_id)?;
+        let source = Arc::clone(&self.source);
+        let id = tenant_id.to_owned();
+        self.cache
+            .try_get_with(format!("id:{id}"), async move {
+                load_config(source.as_ref(), id_as_key, id).await.map(Arc::new)
+            })
+            .await
+            .map_err(Arc::unwrap_or_clone)
+    }
+}
+
+async fn resolve<S: ConfigSource>(source: &S, hash: TenantHash) -> Result<Tenant, TenantError> {
+    let mapping_key = format!("mappings/{hash}.json");
+    let Some(bytes) = fetch(source, &mapping_key).await? else {
+        return Err(TenantError::NotFound(hash));
+    };
+    let Mapping { tenant_id } = parse(&mapping_key, &bytes)?;
+    // The id comes from our own bucket, but it still becomes part of a key.
+    if !is_safe_key_segment(&tenant_id) {
+        return Err(TenantError::BadTenantId { object: mapping_key, tenant_id });
+    }
+    load_config(source, hash, tenant_id).await
+}
+
+/// `tenants/<id>/config.json`, else `tenants/<id>/<id>-config.json`.
+async fn load_config<S: ConfigSource>(
+    source: &S,
+    hash: TenantHash,
+    tenant_id: String,
+) -> Result<Tenant, TenantError> {
+    for config_key in
+        [format!("tenants/{tenant_id}/config.json"), format!("tenants/{tenant_id}/{tenant_id}-config.json")]
+    {
+        if let Some(bytes) = fetch(source, &config_key).await? {
+            let raw: serde_json::Value = parse(&config_key, &bytes)?;
+            let mut config: TenantConfig = parse_value(&config_key, &raw)?;
+            config.tenant_id.get_or_insert_with(|| tenant_id.clone());
+            tracing::info!(tenant_hash = %hash, tenant_id, object = config_key, "tenant config loaded");
+            return Ok(Tenant { hash, id: tenant_id, config, raw });
+        }
+    }
+    Err(TenantError::NotFound(hash))
+}
+
+fn parse_value<T: serde::de::DeserializeOwned>(
+    object: &str,
+    value: &serde_json::Value,
+) -> Result<T, TenantError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let key = err.path().to_string();
+        TenantError::Malformed { object: object.to_owned(), key, source: Arc::new(err.into_inner()) }
+    })
+}
+
+async fn fetch<S: ConfigSource>(source: &S, key: &str) -> Result<Option<Vec<u8>>, TenantError> {
+    source
+        .get(key)
+        .await
+        .map_err(|source| TenantError::Source { object: key.to_owned(), source: Arc::new(source) })
+}
+
+/// Parses JSON, naming the path of the first offending key on failure.
+fn parse<T: serde::de::DeserializeOwned>(object: &str, bytes: &[u8]) -> Result<T, TenantError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let key = err.path().to_string();
+        TenantError::Malformed { object: object.to_owned(), key, source: Arc::new(err.into_inner()) }
+    })
+}
+
+/// The S3 adapter: `GetObject` on the config bucket.
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    /// An in-memory store that records every key it is asked for.
+    #[derive(Default)]
+    struct MemorySource {
+        objects: HashMap<String, Vec<u8>>,
+        requested: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl MemorySource {
+        fn with(objects: &[(&str, &str)]) -> Self {
+            Self {
+                objects: objects.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
+                requested: Arc::default(),
+            }
+        }
+    }
+
+    impl ConfigSource for MemorySource {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            self.requested.lock().unwrap().push(key.to_owned());
+            Ok(self.objects.get(key).cloned())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_hash_asked_again_is_answered_without_another_read() {
+        let source = MemorySource::with(&[]);
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        for _ in 0..3 {
+            assert!(matches!(loader.load("nobody").await, Err(TenantError::NotFound(_))));
+        }
+        assert_eq!(requested.lock().unwrap().as_slice(), ["mappings/nobody.json"]);
+    }
+
+    #[tokio::test]
+    async fn a_mapped_tenant_loads_from_its_config_json() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/config.json", r#"{"chat_title":"One"}"#),
+        ]));
+        let tenant = loader.load("h1").await.unwrap();
+        assert_eq!(tenant.id, "T1");
+        assert_eq!(tenant.config.chat_title.as_deref(), Some("One"));
+        assert_eq!(tenant.config.tenant_id.as_deref(), Some("T1"));
+    }
+
+    #[tokio::test]
+    async fn the_legacy_id_config_json_name_is_the_fallback() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/T1-config.json", r#"{"chat_title":"Legacy"}"#),
+        ]));
+        assert_eq!(loader.load("h1").await.unwrap().config.chat_title.as_deref(), Some("Legacy"));
+    }
+
+    #[tokio::test]
+    async fn a_path_walking_hash_is_refused_before_the_store_is_asked() {
+        let source = MemorySource::default();
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        let err = loader.load("../x").await.unwrap_err();
+        assert_eq!(err.code(), "invalid_tenant_hash");
+        assert!(requested.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unmapped_hash_and_a_mapping_without_config_are_both_not_found() {
+        let loader = TenantLoader::new(MemorySource::with(&[("mappings/h2.json", r#"{"tenant_id":"T2"}"#)]));
+        assert_eq!(loader.load("nope").await.unwrap_err().code(), "tenant_not_found");
+        assert_eq!(loader.load("h2").await.unwrap_err().code(), "tenant_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_config_names_the_offending_key() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            (
+                "tenants/T1/config.json",
+                r#"{"conversational_forms":{"vol":{"fields":[{"id":"a","required":"yes"}]}}}"#,
+            ),
+        ]));
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid");
+        let message = err.to_string();
+        assert!(message.contains("conversational_forms.vol.fields[0].required"), "{message}");
+        assert!(message.contains("tenants/T1/config.json"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_field_pattern_fails_the_load_naming_the_form_field_and_key() {
+        let loader = TenantLoader::new(MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            (
+                "tenants/T1/config.json",
+                r#"{"conversational_forms":{"vol":{"fields":[{"id":"zip","validation":{"pattern":"^[0-9"}}]}}}"#,
+            ),
+        ]));
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid", "never a form that accepts any value");
+        let message = crate::report::error_chain(&err);
+        assert!(message.contains("conversational_forms.vol.fields[0].validation"), "{message}");
+        assert!(message.contains("`pattern` \"^[0-9\""), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_mapping_to_an_unsafe_tenant_id_is_refused() {
+        let source = MemorySource::with(&[("mappings/h1.json", r#"{"tenant_id":"../other"}"#)]);
+        let requested = Arc::clone(&source.requested);
+        let err = TenantLoader::new(source).load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "tenant_config_invalid");
+        assert_eq!(*requested.lock().unwrap(), ["mappings/h1.json"]);
+    }
+
+    /// What AWS answers for a missing key when the role may not list the bucket.
+    struct DeniedSource;
+
+    impl ConfigSource for DeniedSource {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            Err(SourceError::AccessDenied { key: key.to_owned(), source: "AccessDenied".into() })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_access_denied_store_is_config_unavailable_naming_the_missing_permission() {
+        let loader = TenantLoader::new(DeniedSource);
+        let err = loader.load("h1").await.unwrap_err();
+        assert_eq!(err.code(), "config_unavailable", "never tenant_not_found, never a default config");
+        assert_eq!(err.status(), 503);
+        let logged = crate::report::error_chain(&err);
+        assert!(logged.contains("mappings/h1.json"), "{logged}");
+        assert!(logged.contains("s3:ListBucket"), "{logged}");
+        // Not remembered as an unknown tenant: the next request asks the store again.
+        assert_eq!(loader.load("h1").await.unwrap_err().code(), "config_unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_loaded_tenant_is_served_from_the_cache() {
+        let source = MemorySource::with(&[
+            ("mappings/h1.json", r#"{"tenant_id":"T1"}"#),
+            ("tenants/T1/config.json", "{}"),
+        ]);
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        loader.load("h1").await.unwrap();
+        loader.load("h1").await.unwrap();
+        assert_eq!(requested.lock().unwrap().len(), 2, "one mapping read and one config read");
+    }
+}
