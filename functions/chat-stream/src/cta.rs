@@ -260,15 +260,9 @@ fn button(id: &str, cta: &CtaDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::tenant::TenantHash;
 
     fn tenant(config: Value) -> Tenant {
-        Tenant {
-            hash: TenantHash::parse("h").unwrap(),
-            id: "T".into(),
-            config: serde_json::from_value(config.clone()).unwrap(),
-            raw: config,
-        }
+        Tenant { id: "T".into(), config: serde_json::from_value(config.clone()).unwrap(), raw: config }
     }
 
     fn session(completed: &[&str], suspended: &[&str]) -> SessionContext {

@@ -39,7 +39,7 @@ pub async fn aws_service(
 
 /// The service on an SDK configuration of the caller's (the local host's emulator credentials).
 pub fn aws_service_with(
-    sdk_config: &aws_config::SdkConfig,
+    sdk_config: &aws_types::SdkConfig,
     settings: Settings,
     qa_sink: qa_log::LineSink,
     options: ChatOptions,

@@ -352,7 +352,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         }
         let record = QaRecord {
             session_id: &request.session_id,
-            tenant_hash: tenant.hash.as_str(),
+            tenant_hash: request.tenant_hash.as_str(),
             tenant_id: &tenant.id,
             conversation_id: request.conversation_id.as_deref(),
             question: &request.user_input,

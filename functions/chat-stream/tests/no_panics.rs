@@ -2,7 +2,7 @@
 //! parser or the CTA enhancer panic.
 
 use chat_stream::{cta, request::ChatRequest};
-use domain::tenant::{Tenant, TenantConfig, TenantHash};
+use domain::tenant::{Tenant, TenantConfig};
 use serde_json::{Value, json};
 
 fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
@@ -87,7 +87,7 @@ fn random_configs_either_parse_or_fail_cleanly_and_never_panic_the_cta_enhancer(
             raw[key] = random_value(&mut rng, 0);
         }
         let Ok(config) = serde_json::from_value::<TenantConfig>(raw.clone()) else { continue };
-        let tenant = Tenant { hash: TenantHash::parse("h").unwrap(), id: "T".into(), config, raw };
+        let tenant = Tenant { id: "T".into(), config, raw };
         let session =
             serde_json::from_value(json!({"completed_forms": ["f"], "suspended_forms": ["f"]})).unwrap();
         let _ = cta::enhance(&tenant, "I want to apply, go!", "go go", &session, &Default::default());

@@ -30,7 +30,7 @@ use serde_json::Value;
 pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
 
 pub fn aws_consumer(
-    config: &aws_config::SdkConfig,
+    config: &aws_types::SdkConfig,
     settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsEmailConsumer {

@@ -54,7 +54,7 @@ pub trait Invoker: Send + Sync + 'static {
 /// The Lambda client, pointed at `AWS_ENDPOINT_URL_LAMBDA` when set (locally
 /// a stand-in, since the emulator's Lambda needs Docker).
 pub fn lambda_client(
-    config: &aws_config::SdkConfig,
+    config: &aws_types::SdkConfig,
     settings: &lambda_edge::Settings,
 ) -> aws_sdk_lambda::Client {
     // An asynchronous Invoke that may have reached Lambda is not retried by the

@@ -28,7 +28,7 @@ pub type AwsHandlerConsumer =
     Consumer<DynamoSubmissionStore, HandlerChannel<S3ConfigSource, LambdaInvoker, S3Archive, HttpsWebhook>>;
 
 pub fn aws_consumer(
-    config: &aws_config::SdkConfig,
+    config: &aws_types::SdkConfig,
     settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsHandlerConsumer {

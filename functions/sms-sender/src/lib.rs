@@ -29,7 +29,7 @@ use crate::{
 pub type AwsSmsConsumer = Consumer<DynamoSubmissionStore, SmsChannel<S3ConfigSource, SnsTexter, DynamoQuota>>;
 
 pub fn aws_consumer(
-    config: &aws_config::SdkConfig,
+    config: &aws_types::SdkConfig,
     settings: &lambda_edge::Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsSmsConsumer {

@@ -86,7 +86,7 @@ impl SnsTexter {
 /// The SNS client for sending: a late answer is waited for, and an attempt
 /// that may have reached SNS is never retried by the SDK (a retry would be a
 /// second SMS).
-pub fn sns_client(config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+pub fn sns_client(config: &aws_types::SdkConfig) -> aws_sdk_sns::Client {
     let config = aws_sdk_sns::config::Builder::from(config)
         .timeout_config(aws_adapters::config::send_timeouts())
         .retry_classifier(aws_adapters::config::NoRetryAfterSending)

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use aws_config::{SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_smithy_types::{retry::RetryConfig, timeout::TimeoutConfig};
+use aws_types::SdkConfig;
 
 use crate::config::CONNECT_TIMEOUT;
 

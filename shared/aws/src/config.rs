@@ -5,12 +5,18 @@
 
 use std::{sync::OnceLock, time::Duration};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_credential_types::{
+    Credentials,
+    provider::{ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future},
+};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_smithy_runtime_api::client::{
     http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector},
     runtime_components::RuntimeComponents,
 };
+use aws_smithy_types::{retry::RetryConfig, timeout::TimeoutConfig};
+use aws_types::{SdkConfig, region::Region};
 
 use domain::failure::Delivery;
 
@@ -103,18 +109,17 @@ impl HttpClient for OnFirstRequest {
     }
 }
 
-/// A Lambda function's SDK configuration, made without `aws_config::load`:
-/// the region and endpoint given (`AWS_REGION`, `AWS_ENDPOINT_URL`), the credentials Lambda puts in
-/// the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_SESSION_TOKEN`), our HTTPS client and deadlines. Nothing is read from
-/// disk at start, and the default chain's other providers (profiles, SSO, STS
-/// web identity, IMDS, ECS, processes) are not compiled into the functions.
+/// A Lambda function's SDK configuration, made without `aws-config`: the
+/// region and endpoint given (`AWS_REGION`, `AWS_ENDPOINT_URL`), the
+/// credentials Lambda puts in the environment, our HTTPS client and
+/// deadlines. Nothing is read from disk at start, and no other credential
+/// provider (profiles, SSO, STS, IMDS, ECS) is in the functions' dependencies
+/// (docs/decisions/0002-environment-credentials.md).
 pub fn function_sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
-    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentCredentials))
         .http_client(https_client())
         .retry_config(RetryConfig::standard())
         .timeout_config(timeouts());
@@ -124,11 +129,39 @@ pub fn function_sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
     config.build()
 }
 
+/// The credentials Lambda puts in a function's environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), read
+/// at each call as `aws-config`'s environment provider reads them.
+#[derive(Debug)]
+struct EnvironmentCredentials;
+
+impl ProvideCredentials for EnvironmentCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(environment_credentials(|name| std::env::var(name).ok()))
+    }
+}
+
+fn environment_credentials(var: impl Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
+    let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (Some(key), Some(secret)) => {
+            Ok(Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment"))
+        }
+        _ => {
+            Err(CredentialsError::not_loaded("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set"))
+        }
+    }
+}
+
 /// Loads the SDK configuration for a region (and endpoint) with the default
-/// credential chain (profiles included), for the operator's tools; functions
-/// use [`function_sdk_config`].
+/// credential chain (profiles included), for the operator's tools (feature
+/// `operator`); functions use [`function_sdk_config`].
+#[cfg(feature = "operator")]
 pub async fn sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(https_client())
         .region(Region::new(region.to_owned()))
         .timeout_config(timeouts());
@@ -142,6 +175,7 @@ pub async fn sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
 /// so tools and tests never pick up a developer's real AWS identity by accident.
 /// For setting the emulator up and inspecting it: its deadlines are generous,
 /// since a busy machine's emulator is slower than AWS, and no visitor waits.
+#[cfg(feature = "operator")]
 pub async fn emulator_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
     patient(emulator_sdk_config_with(endpoint, region, "test", "test").await)
 }
@@ -215,15 +249,15 @@ impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for NoR
 
 /// SDK configuration for an emulator that enforces IAM: the access key of one
 /// of its principals.
+#[cfg(feature = "operator")]
 pub async fn emulator_sdk_config_with(
     endpoint: &str,
     region: &str,
     access_key_id: &str,
     secret_access_key: &str,
 ) -> SdkConfig {
-    let credentials =
-        aws_credential_types::Credentials::new(access_key_id, secret_access_key, None, None, "emulator");
-    aws_config::defaults(BehaviorVersion::latest())
+    let credentials = Credentials::new(access_key_id, secret_access_key, None, None, "emulator");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(https_client())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
@@ -246,6 +280,33 @@ mod tests {
             CertificateDer::pem_slice_iter(&mozilla_roots_pem()).collect::<Result<_, _>>().unwrap();
         assert!(read.len() > 100, "{} roots", read.len());
         assert_eq!(read.as_slice(), webpki_root_certs::TLS_SERVER_ROOT_CERTS);
+    }
+
+    #[test]
+    fn environment_credentials_need_a_key_and_a_secret_and_take_the_session_token_when_set() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        let full = environment_credentials(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (full.access_key_id(), full.secret_access_key(), full.session_token()),
+            ("AKID", "secret", Some("token"))
+        );
+        let no_token = environment_credentials(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]))
+        .unwrap();
+        assert_eq!(no_token.session_token(), None);
+        assert!(
+            environment_credentials(env(&[("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", " ")]))
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ impl EventBridgePublisher {
     }
 
     /// The publisher to a bus (`EVENT_BUS_NAME`).
-    pub fn for_bus(sdk_config: &aws_config::SdkConfig, bus: &str) -> Self {
+    pub fn for_bus(sdk_config: &aws_types::SdkConfig, bus: &str) -> Self {
         Self::new(aws_sdk_eventbridge::Client::new(sdk_config), bus)
     }
 

@@ -173,7 +173,7 @@ mod tests {
         });
         let credentials = Credentials::new("AKID", "secret", None, None, "test");
         let config = SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
+            .behavior_version(aws_smithy_runtime_api::client::behavior_version::BehaviorVersion::latest())
             .region(aws_types::region::Region::new("us-east-1"))
             .endpoint_url(endpoint)
             .credentials_provider(SharedCredentialsProvider::new(credentials))

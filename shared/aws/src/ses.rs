@@ -18,7 +18,7 @@ impl SesMailer {
 /// The SES client for sending: a late answer is waited for, and an attempt
 /// that may have reached SES is never retried by the SDK (SES takes no
 /// idempotency key, so a retry would be a second email).
-pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
+pub fn ses_client(config: &aws_types::SdkConfig) -> aws_sdk_sesv2::Client {
     let config = aws_sdk_sesv2::config::Builder::from(config)
         .timeout_config(crate::config::send_timeouts())
         .retry_classifier(crate::config::NoRetryAfterSending)

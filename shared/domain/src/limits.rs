@@ -104,7 +104,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 
 /// A short, stable hash of a personal subject (an IP, a normalised email
 /// address) for a counter key: the key says whose count it is without saying who.
-pub fn fingerprint(subject: &str) -> String {
+pub fn subject_hash(subject: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(subject.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -166,7 +166,7 @@ pub fn submit_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimi
 pub fn validation_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimits) -> Vec<Limit> {
     source_ip
         .map(|ip| {
-            let scope = format!("validate_ip:{}", fingerprint(ip));
+            let scope = format!("validate_ip:{}", subject_hash(ip));
             Limit::new(
                 "validations_per_ip_per_minute",
                 tenant_id,
@@ -188,7 +188,7 @@ fn per_ip_and_tenant(
 ) -> Vec<(String, u32, bool)> {
     let mut scopes = Vec::new();
     if let Some(ip) = source_ip {
-        scopes.push((format!("{what}_ip:{}", fingerprint(ip)), per_ip, true));
+        scopes.push((format!("{what}_ip:{}", subject_hash(ip)), per_ip, true));
     }
     scopes.push((what.to_owned(), per_tenant, false));
     scopes
@@ -211,7 +211,7 @@ pub fn confirmations_to(tenant_id: &str, address: &str, limits: &RateLimits) -> 
     Limit::new(
         "confirmations_per_recipient_per_day",
         tenant_id,
-        format!("confirmations_to:{}", fingerprint(&normalised)),
+        format!("confirmations_to:{}", subject_hash(&normalised)),
         limits.confirmations_per_recipient_per_day,
         Window::Day,
     )

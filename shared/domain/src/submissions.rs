@@ -34,7 +34,7 @@ pub enum Created {
 
 /// What a repeated submit must match to be the same submission: its form and
 /// its data (keys sorted), as a SHA-256 hex digest.
-pub fn fingerprint(submission: &NewSubmission) -> String {
+pub fn content_fingerprint(submission: &NewSubmission) -> String {
     use sha2::{Digest, Sha256};
     let data: std::collections::BTreeMap<&str, String> =
         submission.form_data.iter().map(|(k, v)| (k.as_str(), crate::forms::value_text(v))).collect();

@@ -31,7 +31,7 @@ pub async fn get_config<C: ConfigSource>(
         Ok(origin) => origin,
         Err(err) => return JsonResponse::from(&err),
     };
-    let body = public_view(&tenant.raw, &tenant.hash).to_string();
+    let body = public_view(&tenant.raw, &hash).to_string();
     let etag = etag(body.as_bytes());
     let response = if if_none_match.is_some_and(|header| matches_etag(header, &etag)) {
         JsonResponse::new(304, String::new())

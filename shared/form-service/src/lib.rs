@@ -27,7 +27,7 @@ pub type AwsFormService = FormService<S3ConfigSource, DynamoSubmissionStore, Eve
 
 /// The service with its abuse limits, whose metric lines go to stdout (CloudWatch Logs).
 pub fn aws_service_with(
-    sdk_config: &aws_config::SdkConfig,
+    sdk_config: &aws_types::SdkConfig,
     settings: &Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
 ) -> AwsFormService {
@@ -36,7 +36,7 @@ pub fn aws_service_with(
 
 /// The same, with the limits' metric lines sent to `metrics`.
 pub fn aws_service_with_metrics(
-    sdk_config: &aws_config::SdkConfig,
+    sdk_config: &aws_types::SdkConfig,
     settings: &Settings,
     tenants: Arc<TenantLoader<S3ConfigSource>>,
     metrics: LineSink,
@@ -59,7 +59,7 @@ pub fn aws_service_with_metrics(
 
 /// The tenant loader over the settings' config bucket (`CONFIG_BUCKET`).
 pub fn tenant_loader(
-    sdk_config: &aws_config::SdkConfig,
+    sdk_config: &aws_types::SdkConfig,
     settings: &Settings,
 ) -> Arc<TenantLoader<S3ConfigSource>> {
     aws_adapters::s3::s3_tenant_loader(sdk_config, &settings.config_bucket)

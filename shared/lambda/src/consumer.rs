@@ -317,7 +317,7 @@ pub async fn load_tenant<S: ConfigSource>(
 
 /// How a consumer crate builds its consumer from the process's configuration.
 pub type Build<L, C> =
-    fn(&aws_config::SdkConfig, &crate::Settings, Arc<TenantLoader<S3ConfigSource>>) -> Consumer<L, C>;
+    fn(&aws_types::SdkConfig, &crate::Settings, Arc<TenantLoader<S3ConfigSource>>) -> Consumer<L, C>;
 
 /// A consumer Lambda's `main`: settings from the environment, the SDK config,
 /// the tenant loader, then [`serve`].

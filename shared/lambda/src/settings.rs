@@ -169,14 +169,8 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, SettingsError> {
 /// The function's SDK configuration: the settings' region and endpoint, the
 /// credentials Lambda puts in the environment (see
 /// [`aws_adapters::config::function_sdk_config`]).
-pub fn function_sdk_config(settings: &Settings) -> aws_config::SdkConfig {
+pub fn function_sdk_config(settings: &Settings) -> aws_types::SdkConfig {
     aws_adapters::config::function_sdk_config(&settings.region, settings.endpoint_url.as_deref())
-}
-
-/// The operators' SDK configuration: the settings' region and endpoint with
-/// the default credential chain (profiles included).
-pub async fn operator_sdk_config(settings: &Settings) -> aws_config::SdkConfig {
-    aws_adapters::config::sdk_config(&settings.region, settings.endpoint_url.as_deref()).await
 }
 
 #[cfg(test)]

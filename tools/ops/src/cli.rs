@@ -117,7 +117,7 @@ pub enum OpsError {
 /// Runs one command with settings from the environment; returns what to print.
 pub async fn run(cli: Cli) -> Result<Value, OpsError> {
     let settings = Settings::from_env()?;
-    let config = lambda_edge::settings::operator_sdk_config(&settings).await;
+    let config = aws_adapters::config::sdk_config(&settings.region, settings.endpoint_url.as_deref()).await;
     let stage = cli.stage.as_str();
     let output = match cli.command {
         Command::Replay(args) => {

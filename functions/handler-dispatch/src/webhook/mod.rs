@@ -47,7 +47,7 @@ pub fn webhook_body(submission: &StoredSubmission) -> Value {
 
 /// What a receiver's HTTP status means for the submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Reply {
     /// 2xx.
     Delivered,
     /// 4xx other than 408 and 429, and redirects (never followed): sending
@@ -57,11 +57,11 @@ pub enum Verdict {
     TryLater,
 }
 
-pub fn verdict(status: u16) -> Verdict {
+pub fn reply_to(status: u16) -> Reply {
     match status {
-        200..=299 => Verdict::Delivered,
-        408 | 429 | 500..=599 => Verdict::TryLater,
-        _ => Verdict::Rejected,
+        200..=299 => Reply::Delivered,
+        408 | 429 | 500..=599 => Reply::TryLater,
+        _ => Reply::Rejected,
     }
 }
 
@@ -137,7 +137,7 @@ impl domain::failure::Permanence for WebhookError {
             | Self::Refused { .. }
             | Self::ServerName { .. }
             | Self::Build { .. } => true,
-            Self::Status { status, .. } => verdict(*status) == Verdict::Rejected,
+            Self::Status { status, .. } => reply_to(*status) == Reply::Rejected,
             Self::Resolve { .. }
             | Self::TlsSetup(_)
             | Self::Connect { .. }
@@ -226,9 +226,9 @@ impl Webhook for HttpsWebhook {
         let status = tokio::time::timeout(TOTAL_TIMEOUT, self.exchange(&url, idempotency_key, document))
             .await
             .map_err(|_| WebhookError::Timeout { host: url.host.clone() })??;
-        match verdict(status) {
-            Verdict::Delivered => Ok(Delivered { host: url.host, status }),
-            Verdict::Rejected | Verdict::TryLater => Err(WebhookError::Status { host: url.host, status }),
+        match reply_to(status) {
+            Reply::Delivered => Ok(Delivered { host: url.host, status }),
+            Reply::Rejected | Reply::TryLater => Err(WebhookError::Status { host: url.host, status }),
         }
     }
 }
@@ -329,13 +329,13 @@ mod tests {
     #[test]
     fn two_hundreds_deliver_client_errors_reject_and_server_errors_408_and_429_retry() {
         for status in [200, 201, 202, 204, 299] {
-            assert_eq!(verdict(status), Verdict::Delivered, "{status}");
+            assert_eq!(reply_to(status), Reply::Delivered, "{status}");
         }
         for status in [400, 401, 403, 404, 405, 410, 413, 422, 301, 302, 307] {
-            assert_eq!(verdict(status), Verdict::Rejected, "{status}");
+            assert_eq!(reply_to(status), Reply::Rejected, "{status}");
         }
         for status in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(verdict(status), Verdict::TryLater, "{status}");
+            assert_eq!(reply_to(status), Reply::TryLater, "{status}");
         }
         let status = |status| WebhookError::Status { host: "h".into(), status };
         assert!(status(404).is_permanent());

@@ -105,7 +105,7 @@ impl Counters for DynamoCounters {
 }
 
 /// A guard over the counters' table (`RATE_LIMITS_TABLE`).
-pub fn dynamo_guard(sdk_config: &aws_config::SdkConfig, table: &str, metrics: LineSink) -> Guard {
+pub fn dynamo_guard(sdk_config: &aws_types::SdkConfig, table: &str, metrics: LineSink) -> Guard {
     let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(sdk_config), table);
     Guard::new(Arc::new(counters), metrics)
 }

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::{
 use domain::{
     events::FormSubmitted,
     fulfillment::SubmissionStatus,
-    submissions::{Created, NewSubmission, StoreError, SubmissionStore, fingerprint},
+    submissions::{Created, NewSubmission, StoreError, SubmissionStore, content_fingerprint},
 };
 
 /// Sparse index of submissions whose event is not yet published.
@@ -159,7 +159,7 @@ impl SubmissionStore for DynamoSubmissionStore {
             };
         };
         let key = Self::idempotency_key(&submission.event.tenant_id, client_id);
-        let fingerprint = fingerprint(submission);
+        let fingerprint = content_fingerprint(submission);
         let now_secs = domain::time::now_epoch_millis() / 1000;
         let expires = now_secs + u128::from(IDEMPOTENCY_TTL_SECS);
         // DynamoDB's TTL deletes within days, not at once: an expired record

@@ -20,10 +20,10 @@ const CACHE_CAPACITY: usize = 512;
 const UNKNOWN_TTL: Duration = Duration::from_secs(30);
 const UNKNOWN_CAPACITY: usize = 10_000;
 
-/// A loaded tenant: its public hash, its internal id and its config.
+/// A loaded tenant: its internal id and its config. (The public hash is the
+/// caller's: a widget request names one; a consumer knows only the id.)
 #[derive(Debug)]
 pub struct Tenant {
-    pub hash: TenantHash,
     pub id: String,
     pub config: TenantConfig,
     /// The document as stored, for parts the widget receives verbatim
@@ -78,6 +78,8 @@ pub enum TenantError {
     InvalidHash(#[from] InvalidTenantHash),
     #[error("no tenant is configured for tenant_hash {0}")]
     NotFound(TenantHash),
+    #[error("no config is stored for tenant_id {0}")]
+    UnknownId(String),
     #[error("tenant document {object} is malformed at `{key}`: {source}")]
     Malformed {
         object: String,
@@ -100,7 +102,7 @@ impl TenantError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidHash(_) => "invalid_tenant_hash",
-            Self::NotFound(_) => "tenant_not_found",
+            Self::NotFound(_) | Self::UnknownId(_) => "tenant_not_found",
             Self::Malformed { .. } | Self::BadTenantId { .. } => "tenant_config_invalid",
             Self::Source { .. } => "config_unavailable",
         }
@@ -110,7 +112,7 @@ impl TenantError {
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidHash(_) => 400,
-            Self::NotFound(_) => 404,
+            Self::NotFound(_) | Self::UnknownId(_) => 404,
             Self::Malformed { .. } | Self::BadTenantId { .. } => 500,
             Self::Source { .. } => 503,
         }
@@ -120,7 +122,7 @@ impl TenantError {
     pub fn public_message(&self) -> &'static str {
         match self {
             Self::InvalidHash(_) => "tenant_hash is not valid",
-            Self::NotFound(_) => "No tenant is configured for this tenant_hash",
+            Self::NotFound(_) | Self::UnknownId(_) => "No tenant is configured for this tenant_hash",
             Self::Malformed { .. } | Self::BadTenantId { .. } => {
                 "This chat is misconfigured; the site owner has been notified"
             }
@@ -174,14 +176,19 @@ impl<S: ConfigSource> TenantLoader<S> {
     }
 
     /// Loads a tenant by its internal id, as the fulfillment consumers know it
-    /// from a submission (no mapping read). The id is validated like a hash.
+    /// from a submission (no mapping read). The id must be usable as a key
+    /// segment before it becomes part of one.
     pub async fn load_by_id(&self, tenant_id: &str) -> Result<Arc<Tenant>, TenantError> {
-        let id_as_key = TenantHash::parse(tenant_id)?;
+        if !is_safe_key_segment(tenant_id) {
+            let object = "the submission".to_owned();
+            return Err(TenantError::BadTenantId { object, tenant_id: tenant_id.to_owned() });
+        }
         let source = Arc::clone(&self.source);
         let id = tenant_id.to_owned();
         self.cache
             .try_get_with(format!("id:{id}"), async move {
-                load_config(source.as_ref(), id_as_key, id).await.map(Arc::new)
+                let unknown = TenantError::UnknownId(id.clone());
+                load_config(source.as_ref(), id, unknown).await.map(Arc::new)
             })
             .await
             .map_err(Arc::unwrap_or_clone)
@@ -198,14 +205,15 @@ async fn resolve<S: ConfigSource>(source: &S, hash: TenantHash) -> Result<Tenant
     if !is_safe_key_segment(&tenant_id) {
         return Err(TenantError::BadTenantId { object: mapping_key, tenant_id });
     }
-    load_config(source, hash, tenant_id).await
+    tracing::debug!(tenant_hash = %hash, tenant_id, "tenant mapping read");
+    load_config(source, tenant_id, TenantError::NotFound(hash)).await
 }
 
-/// `tenants/<id>/config.json`, else `tenants/<id>/<id>-config.json`.
+/// `tenants/<id>/config.json`, else `tenants/<id>/<id>-config.json`; neither: `missing`.
 async fn load_config<S: ConfigSource>(
     source: &S,
-    hash: TenantHash,
     tenant_id: String,
+    missing: TenantError,
 ) -> Result<Tenant, TenantError> {
     for config_key in
         [format!("tenants/{tenant_id}/config.json"), format!("tenants/{tenant_id}/{tenant_id}-config.json")]
@@ -214,11 +222,11 @@ async fn load_config<S: ConfigSource>(
             let raw: serde_json::Value = parse(&config_key, &bytes)?;
             let mut config: TenantConfig = parse_value(&config_key, &raw)?;
             config.tenant_id.get_or_insert_with(|| tenant_id.clone());
-            tracing::info!(tenant_hash = %hash, tenant_id, object = config_key, "tenant config loaded");
-            return Ok(Tenant { hash, id: tenant_id, config, raw });
+            tracing::info!(tenant_id, object = config_key, "tenant config loaded");
+            return Ok(Tenant { id: tenant_id, config, raw });
         }
     }
-    Err(TenantError::NotFound(hash))
+    Err(missing)
 }
 
 fn parse_value<T: serde::de::DeserializeOwned>(
@@ -301,6 +309,21 @@ mod tests {
         assert_eq!(tenant.id, "T1");
         assert_eq!(tenant.config.chat_title.as_deref(), Some("One"));
         assert_eq!(tenant.config.tenant_id.as_deref(), Some("T1"));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_loaded_by_its_id_reads_no_mapping_and_an_unknown_or_unusable_id_is_refused() {
+        let source = MemorySource::with(&[("tenants/T1/config.json", r#"{"chat_title":"One"}"#)]);
+        let requested = Arc::clone(&source.requested);
+        let loader = TenantLoader::new(source);
+        assert_eq!(loader.load_by_id("T1").await.unwrap().id, "T1");
+        assert_eq!(requested.lock().unwrap().as_slice(), ["tenants/T1/config.json"]);
+        let unknown = loader.load_by_id("T2").await.unwrap_err();
+        assert!(matches!(&unknown, TenantError::UnknownId(id) if id == "T2"), "{unknown:?}");
+        assert_eq!(unknown.code(), "tenant_not_found");
+        let unusable = loader.load_by_id("../T1").await.unwrap_err();
+        assert_eq!(unusable.code(), "tenant_config_invalid");
+        assert_eq!(requested.lock().unwrap().len(), 3, "nothing read for an unusable id");
     }
 
     #[tokio::test]
