@@ -101,7 +101,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
                 }
                 Err(err) => {
                     (self.metrics)(limits::metric_line("LimiterErrors", &cap.tenant_id, cap.name));
-                    return Err(Failure::Transient(error_chain(&err)));
+                    return Err(Failure::transient(err));
                 }
             }
         }
@@ -111,7 +111,7 @@ impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
                 return Ok(Sent::Unknown(error_chain(&err)));
             }
             self.give_back(caps, now).await;
-            return Err(Failure::from_error(&err));
+            return Err(Failure::from_error(err));
         }
         job.record(part).await?;
         Ok(Sent::Yes)
@@ -145,7 +145,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         let submission = job.submission;
         let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
-            return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
+            return Err(Failure::permanent(format!("form {} is no longer configured", submission.form_id)));
         };
         let notifications = form.notifications.as_ref();
         let internal = notifications.and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);

@@ -72,17 +72,14 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
     ) -> Result<(), Failure> {
         let submission = job.submission;
         let Some(function) = fulfillment.function.as_deref().filter(|f| !f.trim().is_empty()) else {
-            return Err(Failure::Permanent(format!(
+            return Err(Failure::permanent(format!(
                 "form {} has lambda fulfillment without a function",
                 submission.form_id
             )));
         };
         let payload = invoke_payload(fulfillment.action.as_deref(), submission).to_string();
         job.once("invoke", async {
-            self.invoker
-                .invoke_event(function, payload.into_bytes())
-                .await
-                .map_err(|err| Failure::from_error(&err))?;
+            self.invoker.invoke_event(function, payload.into_bytes()).await.map_err(Failure::from_error)?;
             tracing::info!(submission_id = submission.submission_id, function, "handler function invoked");
             Ok(())
         })
@@ -100,10 +97,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
         let key = archive_key(submission);
         let document = archive_document(submission).to_string();
         job.once("archive", async {
-            self.archive
-                .put(bucket, &key, document.into_bytes())
-                .await
-                .map_err(|err| Failure::from_error(&err))?;
+            self.archive.put(bucket, &key, document.into_bytes()).await.map_err(Failure::from_error)?;
             tracing::info!(submission_id = submission.submission_id, bucket, key, "submission archived");
             Ok(())
         })
@@ -117,7 +111,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
     ) -> Result<(), Failure> {
         let submission = job.submission;
         let Some(url) = fulfillment.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) else {
-            return Err(Failure::Permanent(format!(
+            return Err(Failure::permanent(format!(
                 "form {} has webhook fulfillment without a webhook_url",
                 submission.form_id
             )));
@@ -128,7 +122,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> HandlerChannel<C, I, A
                 .webhook
                 .post(url, &submission.submission_id, body.into_bytes())
                 .await
-                .map_err(|err| Failure::from_error(&err))?;
+                .map_err(Failure::from_error)?;
             tracing::info!(
                 submission_id = submission.submission_id,
                 host = delivered.host,
@@ -148,7 +142,7 @@ impl<C: ConfigSource, I: Invoker, A: Archive, W: Webhook> Channel for HandlerCha
         let submission = job.submission;
         let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
-            return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
+            return Err(Failure::permanent(format!("form {} is no longer configured", submission.form_id)));
         };
         let Some((fulfillment, kind)) =
             tenant.config.fulfillment_of(form).and_then(|f| Some((f, f.kind.as_ref()?)))

@@ -56,7 +56,8 @@ impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
 
     /// Takes a unit of quota and sends; a failed send gives the unit back.
     async fn send_within_quota(&self, to: &str, message: &str, usage: &Usage<'_>) -> Result<Texted, Failure> {
-        let taken = self.quota.take(usage.tenant_id, usage.month, usage.limit).await.map_err(transient)?;
+        let taken =
+            self.quota.take(usage.tenant_id, usage.month, usage.limit).await.map_err(Failure::transient)?;
         if let Taken::Exhausted { usage } = taken {
             return Ok(Texted::Exhausted { usage });
         }
@@ -68,7 +69,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
             if let Err(undo) = self.quota.give_back(usage.tenant_id, usage.month).await {
                 tracing::error!(error = %error_chain(&undo), "a unit of SMS quota was not given back");
             }
-            return Err(Failure::from_error(&err));
+            return Err(Failure::from_error(err));
         }
         Ok(Texted::Sent)
     }
@@ -91,10 +92,6 @@ struct Usage<'a> {
     limit: u32,
 }
 
-fn transient(err: impl std::error::Error) -> Failure {
-    Failure::Transient(error_chain(&err))
-}
-
 impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
     const NAME: &'static str = domain::events::channel::SMS;
 
@@ -102,7 +99,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
         let submission = job.submission;
         let tenant = load_tenant(&self.tenants, &job.submission.tenant_id).await?;
         let Some(form) = tenant.config.form(&submission.form_id) else {
-            return Err(Failure::Permanent(format!("form {} is no longer configured", submission.form_id)));
+            return Err(Failure::permanent(format!("form {} is no longer configured", submission.form_id)));
         };
         let internal = form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
         let fulfillment = tenant.config.fulfillment_of(form);
@@ -120,7 +117,7 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             tracing::warn!(to = mask_phone(to), "SMS recipient is not an E.164 number; skipped");
         }
         if valid.is_empty() {
-            return Err(Failure::Permanent("no SMS recipient is an E.164 number".into()));
+            return Err(Failure::permanent("no SMS recipient is an E.164 number"));
         }
         let title = form.title.as_deref().unwrap_or(&submission.form_id);
         let message = match template {

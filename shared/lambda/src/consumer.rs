@@ -15,7 +15,7 @@ use serde::Deserialize;
 use aws_adapters::s3::S3ConfigSource;
 use domain::{
     events::{DETAIL_TYPE, FormSubmitted, SOURCE},
-    failure::Failure,
+    failure::{Failure, Permanence},
     fulfillment::{Claim, FulfillmentLedger, Lease, LedgerError, Outcome, StoredSubmission},
     report::{LineSink, error_chain},
     tenant::{ConfigSource, Tenant, TenantLoader},
@@ -107,7 +107,7 @@ impl<L: FulfillmentLedger> Job<'_, L> {
 
     /// Records one part done (refused once another delivery holds the channel).
     pub async fn record(&self, part: &str) -> Result<(), Failure> {
-        self.ledger.part_done(self.lease, part).await.map_err(|err| Failure::Transient(error_chain(&err)))
+        self.ledger.part_done(self.lease, part).await.map_err(Failure::transient)
     }
 }
 
@@ -270,8 +270,10 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
         let result = self.channel.fulfil(&job).await;
         let (outcome, disposition) = match result {
             Ok(outcome) => (outcome, Disposition::Ack),
-            Err(Failure::Permanent(error)) => (Outcome::Failed { error }, Disposition::Ack),
-            Err(Failure::Transient(error)) => (Outcome::Failed { error }, Disposition::Retry),
+            Err(failure) => {
+                let disposition = if failure.is_permanent() { Disposition::Ack } else { Disposition::Retry };
+                (Outcome::Failed { error: failure.message() }, disposition)
+            }
         };
         match self.ledger.finish(&lease, &outcome).await {
             Ok(()) => {}
@@ -312,7 +314,7 @@ pub async fn load_tenant<S: ConfigSource>(
     tenants: &TenantLoader<S>,
     tenant_id: &str,
 ) -> Result<Arc<Tenant>, Failure> {
-    tenants.load_by_id(tenant_id).await.map_err(|err| Failure::from_error(&err))
+    tenants.load_by_id(tenant_id).await.map_err(Failure::from_error)
 }
 
 /// How a consumer crate builds its consumer from the process's configuration.
