@@ -321,7 +321,7 @@ async fn every_function_is_registered_in_the_emulators_lambda_with_its_template_
         let variables = config.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
         let declared = function.properties["Environment"]["Variables"].as_object().unwrap();
         assert_eq!(variables.len(), declared.len(), "{name}: {variables:?}");
-        assert_eq!(variables["CONFIG_BUCKET"], stack.settings.config_bucket, "{name}");
+        assert_eq!(variables["FORM_SUBMISSIONS_TABLE"], stack.settings.form_submissions_table, "{name}");
         seen += 1;
     }
     assert_eq!(seen, 6);

@@ -389,3 +389,28 @@ fn the_operations_page_gives_each_function_the_memory_and_timeout_the_template_d
         assert_eq!(stated.get(binary), Some(&declared), "{binary}: docs/operations.md against template.yaml");
     }
 }
+
+#[test]
+fn each_function_is_given_exactly_the_resource_names_it_requires() {
+    let template = Template::load(&repo_root().join("template.yaml")).unwrap();
+    let resource_names = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE", "RATE_LIMITS_TABLE"];
+    let required: [(&str, &[&str]); 6] = [
+        ("chat-stream", chat_stream::REQUIRED_SETTINGS),
+        ("form-intake", form_intake::REQUIRED_SETTINGS),
+        ("outbox-sweeper", outbox_sweeper::REQUIRED_SETTINGS),
+        ("email-sender", email_sender::REQUIRED_SETTINGS),
+        ("sms-sender", sms_sender::REQUIRED_SETTINGS),
+        ("handler-dispatch", handler_dispatch::REQUIRED_SETTINGS),
+    ];
+    for function in functions(&template) {
+        let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap();
+        let (_, wanted) = required.iter().find(|(name, _)| *name == binary).unwrap();
+        let given = function.properties["Environment"]["Variables"].as_object().unwrap();
+        let mut given: Vec<&str> =
+            resource_names.into_iter().filter(|name| given.contains_key(*name)).collect();
+        let mut wanted = wanted.to_vec();
+        given.sort_unstable();
+        wanted.sort_unstable();
+        assert_eq!(given, wanted, "{binary}: the template's resource names against REQUIRED_SETTINGS");
+    }
+}

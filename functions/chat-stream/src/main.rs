@@ -11,7 +11,7 @@ use chat_stream::{ChatOptions, aws_service, handle, qa_log, to_stream_response};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_edge::telemetry::init();
-    let settings = lambda_edge::Settings::from_env()?;
+    let settings = lambda_edge::Settings::for_function(chat_stream::REQUIRED_SETTINGS);
     let proxy_secret: Arc<Option<String>> = Arc::new(settings.trusted_proxy_secret.clone());
     let service = Arc::new(aws_service(settings, qa_log::stdout_sink(), ChatOptions::default()).await);
     run_concurrent(service_fn(move |event: LambdaEvent<UrlEvent>| {

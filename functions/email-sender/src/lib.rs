@@ -26,6 +26,10 @@ use lambda_edge::{
 };
 use serde_json::Value;
 
+/// The resource names this function reads, required when it runs in Lambda
+/// (the template gives it exactly these: `tests/template_policies.rs`).
+pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE"];
+
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
 

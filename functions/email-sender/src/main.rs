@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_edge::consumer::run_from_env(email_sender::aws_consumer).await
+    lambda_edge::consumer::run_from_env(email_sender::aws_consumer, email_sender::REQUIRED_SETTINGS).await
 }

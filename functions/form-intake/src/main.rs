@@ -12,7 +12,7 @@ use form_intake::{aws_service_with, handle, tenant_loader};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_edge::telemetry::init();
-    let settings = lambda_edge::Settings::from_env()?;
+    let settings = lambda_edge::Settings::for_function(form_intake::REQUIRED_SETTINGS);
     let sdk_config = lambda_edge::settings::function_sdk_config(&settings);
     let service = Arc::new(aws_service_with(&sdk_config, &settings, tenant_loader(&sdk_config, &settings)));
     let proxy_secret: Arc<Option<String>> = Arc::new(settings.trusted_proxy_secret.clone());

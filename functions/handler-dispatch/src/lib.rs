@@ -23,6 +23,10 @@ use crate::{
     webhook::{HttpsWebhook, Webhook, webhook_body},
 };
 
+/// The resource names this function reads, required when it runs in Lambda
+/// (the template gives it exactly these: `tests/template_policies.rs`).
+pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE"];
+
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsHandlerConsumer =
     Consumer<DynamoSubmissionStore, HandlerChannel<S3ConfigSource, LambdaInvoker, S3Archive, HttpsWebhook>>;

@@ -15,6 +15,10 @@ use domain::{
 };
 use serde::Serialize;
 
+/// The resource names this function reads, required when it runs in Lambda
+/// (the template gives it exactly these: `tests/template_policies.rs`).
+pub const REQUIRED_SETTINGS: &[&str] = &["FORM_SUBMISSIONS_TABLE"];
+
 /// Submissions younger than this are left to the intake, which is normally
 /// publishing them at this very moment.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);

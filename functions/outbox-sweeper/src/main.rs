@@ -12,7 +12,7 @@ const PARKED_BATCHES: usize = 20;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_edge::telemetry::init();
-    let settings = lambda_edge::Settings::from_env()?;
+    let settings = lambda_edge::Settings::for_function(outbox_sweeper::REQUIRED_SETTINGS);
     let sdk_config = lambda_edge::settings::function_sdk_config(&settings);
     let store = DynamoSubmissionStore::new(
         aws_sdk_dynamodb::Client::new(&sdk_config),

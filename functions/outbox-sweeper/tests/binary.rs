@@ -57,3 +57,20 @@ async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
     function.stop().await;
     stack.stop().await;
 }
+
+#[test]
+fn in_lambda_without_its_table_name_the_binary_logs_one_json_error_line_and_exits() {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_outbox-sweeper"))
+        .env_clear()
+        .env("AWS_LAMBDA_FUNCTION_NAME", "picasso-outbox-sweeper-test")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(run.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("one JSON line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(line["error"].as_str().unwrap_or_default().contains("FORM_SUBMISSIONS_TABLE"), "{line}");
+    assert!(run.stderr.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
+}

@@ -25,6 +25,10 @@ use crate::{
     text::{SnsTexter, Texter, fit_one_segment, is_e164, normalise_number},
 };
 
+/// The resource names this function reads, required when it runs in Lambda
+/// (the template gives it exactly these: `tests/template_policies.rs`).
+pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE"];
+
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsSmsConsumer = Consumer<DynamoSubmissionStore, SmsChannel<S3ConfigSource, SnsTexter, DynamoQuota>>;
 

@@ -325,9 +325,10 @@ pub type Build<L, C> =
 /// the tenant loader, then [`serve`].
 pub async fn run_from_env<L: FulfillmentLedger, C: Channel>(
     build: Build<L, C>,
+    required_settings: &[&'static str],
 ) -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init();
-    let settings = crate::Settings::from_env()?;
+    let settings = crate::Settings::for_function(required_settings);
     let config = crate::settings::function_sdk_config(&settings);
     let tenants = aws_adapters::s3::s3_tenant_loader(&config, &settings.config_bucket);
     serve(build(&config, &settings, tenants)).await

@@ -22,10 +22,6 @@ pub const DEFAULT_MODEL_FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MODEL_EVENT_GAP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Variables that name stage-specific resources; required when running in AWS.
-const REQUIRED_IN_AWS: [&str; 4] =
-    ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE", "RATE_LIMITS_TABLE"];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub config_bucket: String,
@@ -78,16 +74,40 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Reads the process environment. Call once, in `main`, and pass the result down.
+    /// A function's settings, read once in its `main`: in Lambda (where
+    /// `AWS_LAMBDA_FUNCTION_NAME` is set) each of `required` (the resource
+    /// names the function reads, say `FORM_SUBMISSIONS_TABLE`) must be set, so a
+    /// function never writes to another stage's table; nothing else is. A
+    /// failure is logged as one JSON line and the process exits, as Lambda
+    /// reports an init failure.
+    pub fn for_function(required: &[&'static str]) -> Self {
+        match Self::from_vars_requiring(std::env::vars().collect(), required) {
+            Ok(settings) => settings,
+            Err(err) => {
+                tracing::error!(error = %domain::report::error_chain(&err), "settings could not be read");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// The tools' settings from the process environment (nothing required).
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_vars(std::env::vars().collect())
     }
 
     /// Builds settings from an explicit variable map (the environment, or a test's).
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        Self::from_vars_requiring(vars, &[])
+    }
+
+    /// The same, with the variables a function requires when it runs in Lambda.
+    pub fn from_vars_requiring(
+        vars: HashMap<String, String>,
+        required: &[&'static str],
+    ) -> Result<Self, SettingsError> {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let in_aws = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-        if let Some(missing) = REQUIRED_IN_AWS.into_iter().find(|name| in_aws && get(name).is_none()) {
+        if let Some(missing) = required.iter().find(|name| in_aws && get(name).is_none()) {
             return Err(SettingsError::Missing(missing));
         }
         let or = |name: &str, default: &str| get(name).unwrap_or(default).to_owned();
@@ -230,15 +250,22 @@ mod tests {
     }
 
     #[test]
-    fn in_lambda_a_missing_table_name_is_a_start_up_error() {
-        let err = Settings::from_vars(vars(&[
-            ("AWS_LAMBDA_FUNCTION_NAME", "chat"),
-            ("CONFIG_BUCKET", "b"),
-            ("SMS_USAGE_TABLE", "t"),
-            ("RATE_LIMITS_TABLE", "r"),
-        ]))
+    fn in_lambda_a_function_requires_the_names_it_reads_and_nothing_else() {
+        let required = ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE"];
+        let err = Settings::from_vars_requiring(
+            vars(&[("AWS_LAMBDA_FUNCTION_NAME", "chat"), ("CONFIG_BUCKET", "b")]),
+            &required,
+        )
         .unwrap_err();
         assert_eq!(err, SettingsError::Missing("FORM_SUBMISSIONS_TABLE"));
+        let settings = Settings::from_vars_requiring(
+            vars(&[("AWS_LAMBDA_FUNCTION_NAME", "sweeper"), ("FORM_SUBMISSIONS_TABLE", "t")]),
+            &["FORM_SUBMISSIONS_TABLE"],
+        )
+        .expect("a sweeper needs no bucket, SMS table or counters table");
+        assert_eq!(settings.form_submissions_table, "t");
+        let outside_lambda = Settings::from_vars_requiring(vars(&[]), &required).unwrap();
+        assert_eq!(outside_lambda.config_bucket, DEFAULT_CONFIG_BUCKET, "the seed's defaults outside Lambda");
     }
 
     #[test]
