@@ -26,6 +26,30 @@ for command in [["test", "--workspace", "--no-run"]] + commands:
                   f"{message['features']} after the test build: add what differs to "
                   "tools/workspace-hack/Cargo.toml", file=sys.stderr)
 
+# The same from the resolver itself, whatever the target directory already
+# holds: each documented build resolves every dependency with the features
+# the test build gives it (a variant built earlier would hide a difference above).
+def features(args):
+    tree = subprocess.run(["cargo", "tree", "-e", "normal", "--prefix", "none", "-f", "{p}|{f}", *args],
+                          capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in tree.splitlines():
+        package, _, enabled = line.replace("(*)", "").partition("|")
+        parts = package.split()
+        if len(parts) > 2 and parts[2].startswith("(/"):
+            continue  # a workspace member
+        found.setdefault(" ".join(parts[:2]), set()).update(f.strip() for f in enabled.split(",") if f.strip())
+    return found
+workspace = features(["--workspace"])
+for member in ["local-stack", "ops", "chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender",
+               "handler-dispatch"]:
+    for package, enabled in features(["-p", member]).items():
+        if package in workspace and workspace[package] != enabled:
+            failed = True
+            print(f"cargo build -p {member} would build {package} with features {sorted(enabled)}, the test build "
+                  f"with {sorted(workspace[package])}: add the difference to tools/workspace-hack/Cargo.toml",
+                  file=sys.stderr)
+
 # Each function compiles only the AWS clients its role grants: the SDK crates in
 # its own dependency tree (features resolved as `cargo build -p <function>`
 # resolves them) name exactly the services of its functions/<name>/iam-actions.txt.

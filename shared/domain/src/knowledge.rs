@@ -3,12 +3,12 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use crate::cache::TtlCache;
+use moka::future::Cache;
 
 /// Results asked of the knowledge base per question.
 pub const RESULTS_PER_QUERY: i32 = 5;
 const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
-const CACHE_CAPACITY: usize = 1_000;
+const CACHE_CAPACITY: u64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passage {
@@ -56,12 +56,13 @@ pub fn title_from_uri(uri: &str) -> String {
 /// Failures are not cached: the next question tries again.
 pub struct CachedKnowledgeBase<K> {
     inner: Arc<K>,
-    cache: TtlCache<(String, String), Arc<Vec<Passage>>, KnowledgeError>,
+    cache: Cache<(String, String), Arc<Vec<Passage>>>,
 }
 
 impl<K: KnowledgeBase> CachedKnowledgeBase<K> {
     pub fn new(inner: K) -> Self {
-        Self { inner: Arc::new(inner), cache: TtlCache::new(CACHE_CAPACITY, CACHE_TTL) }
+        let cache = Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build();
+        Self { inner: Arc::new(inner), cache }
     }
 
     pub async fn retrieve(&self, kb_id: &str, query: &str) -> Result<Arc<Vec<Passage>>, Arc<KnowledgeError>> {

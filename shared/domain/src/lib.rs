@@ -4,7 +4,6 @@
 //! adapters implement. Every function and tool builds on it.
 
 pub mod analytics;
-pub mod cache;
 pub mod edge;
 pub mod events;
 pub mod failure;

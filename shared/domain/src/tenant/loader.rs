@@ -5,7 +5,7 @@ use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 
-use crate::cache::TtlCache;
+use moka::future::Cache;
 
 use super::{
     TenantConfig,
@@ -13,12 +13,12 @@ use super::{
 };
 
 const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
-const CACHE_CAPACITY: usize = 512;
+const CACHE_CAPACITY: u64 = 512;
 /// How long a hash that maps to no tenant is answered from memory: a flood of
 /// made-up hashes costs one S3 read each per half minute, and a tenant created
 /// just after a miss is served within that time.
 const UNKNOWN_TTL: Duration = Duration::from_secs(30);
-const UNKNOWN_CAPACITY: usize = 10_000;
+const UNKNOWN_CAPACITY: u64 = 10_000;
 
 /// A loaded tenant: its internal id and its config. (The public hash is the
 /// caller's: a widget request names one; a consumer knows only the id.)
@@ -141,17 +141,17 @@ struct Mapping {
 pub struct TenantLoader<S> {
     source: Arc<S>,
     /// Keyed by `h:<hash>` (widget requests) or `id:<tenant_id>` (consumers).
-    cache: TtlCache<String, Arc<Tenant>, TenantError>,
+    cache: Cache<String, Arc<Tenant>>,
     /// Keys of recent `tenant_not_found` answers (the cache above keeps only successes).
-    unknown: TtlCache<String, ()>,
+    unknown: Cache<String, ()>,
 }
 
 impl<S: ConfigSource> TenantLoader<S> {
     pub fn new(source: S) -> Self {
         Self {
             source: Arc::new(source),
-            cache: TtlCache::new(CACHE_CAPACITY, CACHE_TTL),
-            unknown: TtlCache::new(UNKNOWN_CAPACITY, UNKNOWN_TTL),
+            cache: Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(CACHE_TTL).build(),
+            unknown: Cache::builder().max_capacity(UNKNOWN_CAPACITY).time_to_live(UNKNOWN_TTL).build(),
         }
     }
 
@@ -170,7 +170,7 @@ impl<S: ConfigSource> TenantLoader<S> {
             .await
             .map_err(Arc::unwrap_or_clone);
         if let Err(TenantError::NotFound(_)) = &loaded {
-            self.unknown.insert(key, ());
+            self.unknown.insert(key, ()).await;
         }
         loaded
     }
@@ -309,6 +309,34 @@ mod tests {
         assert_eq!(tenant.id, "T1");
         assert_eq!(tenant.config.chat_title.as_deref(), Some("One"));
         assert_eq!(tenant.config.tenant_id.as_deref(), Some("T1"));
+    }
+
+    /// A store that is down: each read waits a little, then fails.
+    #[derive(Default)]
+    struct DownSource {
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ConfigSource for DownSource {
+        async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(SourceError::Unavailable("S3 is down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn during_an_outage_a_burst_for_one_tenant_waits_on_one_read_and_the_failure_is_not_kept() {
+        let source = DownSource::default();
+        let reads = Arc::clone(&source.reads);
+        let loader = TenantLoader::new(source);
+        let (a, b, c) = tokio::join!(loader.load("h1"), loader.load("h1"), loader.load("h1"));
+        for result in [a, b, c] {
+            assert_eq!(result.unwrap_err().code(), "config_unavailable");
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1, "one read for the burst");
+        assert!(loader.load("h1").await.is_err());
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2, "a failure is tried again");
     }
 
     #[tokio::test]
