@@ -4,8 +4,8 @@
 # events/README.md says happens. Needs no internet and no Docker of the machine
 # (docs/sam-local-invoke.md explains each step):
 #
-#   1. installs Debian's docker.io, busybox-static and socat if missing
-#      (apt-get; sudo when not root);
+#   1. installs Debian's docker.io, busybox-static and socat (and iproute2) if
+#      missing (apt-get; sudo when not root);
 #   2. `sam build --parameter-overrides Architecture=<this machine's>` of all six
 #      functions into .local/sam-local/build (release profile: about 10 minutes
 #      on 2 cores the first time, seconds when target/ is warm);
@@ -26,10 +26,11 @@
 #   - It passes a function only the variables its template declares (and
 #     AWS_* region and credentials): --env-vars cannot add AWS_ENDPOINT_URL, so
 #     the invoke image carries the emulator's endpoints (ENV).
-#   - Its function containers run on Docker's default bridge, whatever
-#     --docker-network says (`host` is skipped by SAM CLI 1.170), so they cannot
-#     reach 127.0.0.1 of this machine. A socat relay on the bridge's own address
-#     (answering only the bridge's subnet) forwards to the stack's 127.0.0.1 ports.
+#   - Its function containers start on Docker's default bridge, and
+#     `--docker-network host` does not change that (SAM CLI 1.170 skips
+#     connecting a container to `host`), so they cannot reach 127.0.0.1 of this
+#     machine. A socat relay on the bridge's own address (answering only the
+#     bridge's subnet) forwards to the stack's 127.0.0.1 ports.
 #
 #   tools/sam-local-check.sh [--moto-port N] [--host-port N] [--bedrock-port N]
 #
