@@ -7,7 +7,7 @@
 #   1. installs Debian's docker.io, busybox-static and socat (and iproute2) if
 #      missing (apt-get; sudo when not root);
 #   2. `sam build --parameter-overrides Architecture=<this machine's>` of all six
-#      functions into .local/sam-local/build (release profile: about 10 minutes
+#      functions into .local/sam-local/build (release profile: 10-13 minutes
 #      on 2 cores the first time, seconds when target/ is warm);
 #   3. starts a Docker daemon of its own (vfs storage, no iptables, its state in
 #      a temporary directory, its own bridge interface), reached through
@@ -143,7 +143,7 @@ docker=/usr/bin/docker; [[ -x "$docker" ]] || docker="$(command -v docker)" ||
   fail "no docker client (Debian's docker.io installs /usr/bin/docker)"
 
 # --- 2. sam build ----------------------------------------------------------------
-say "sam build of the six functions for $arch into .local/sam-local/build (release, LTO: about 10 minutes on 2 cores the first time)"
+say "sam build of the six functions for $arch into .local/sam-local/build (release, LTO: 10-13 minutes on 2 cores the first time)"
 build_started=$(date +%s)
 mkdir -p "$root/.local/sam-local"
 # --no-cached: cargo keeps its own cache in target/; SAM's would hash every

@@ -39,5 +39,5 @@ tools/check-features.sh
 step "every sample event through the real cargo lambda (watch and invoke; about 10 s)"
 tools/cargo-lambda-check.sh
 
-step "every sample event through the real sam local invoke (its own dockerd; sam build of six release functions: about 10 min cold, then about 1 min)"
+step "every sample event through the real sam local invoke (its own dockerd; sam build of six release functions: 10-13 min cold, then about 1 min)"
 tools/sam-local-check.sh
