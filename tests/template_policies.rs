@@ -119,7 +119,12 @@ fn every_function_runs_on_arm64_al2023_with_tracing_and_a_live_alias() {
     let template = Template::load(&repo_root().join("template.yaml")).unwrap();
     let globals = &template.globals["Function"];
     assert_eq!(globals["Runtime"], "provided.al2023");
-    assert_eq!(globals["Architectures"], serde_json::json!(["arm64"]));
+    // The architecture is a parameter so a local build for `sam local invoke`
+    // can be x86_64; every deploy keeps its arm64 default.
+    assert_eq!(globals["Architectures"], serde_json::json!([{"Ref": "Architecture"}]));
+    assert_eq!(template.parameters["Architecture"], "arm64");
+    let samconfig = std::fs::read_to_string(repo_root().join("samconfig.toml")).unwrap();
+    assert!(!samconfig.contains("Architecture"), "samconfig.toml deploys the arm64 default");
     assert_eq!(globals["Tracing"], "Active");
     assert_eq!(globals["AutoPublishAlias"], "live");
     for function in functions(&template) {

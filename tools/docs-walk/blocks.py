@@ -23,6 +23,7 @@ PAGES = [
     "docs/configuration.md",
     "docs/dependencies.md",
     "docs/performance.md",
+    "docs/sam-local-invoke.md",
 ]
 
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
