@@ -37,8 +37,10 @@ trap cleanup EXIT INT TERM
 tools/bootstrap.sh >/dev/null
 export PATH="$root/.venv/bin:$PATH"
 cargo build -q -p local-stack || exit 1
+# Where cargo put it: CARGO_TARGET_DIR or a configured target directory may move it out of target/.
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 
-setsid target/debug/local-stack --moto-port "$moto" --host-port "$host" --bedrock-port "$bedrock" --quiet \
+setsid "$target_dir/debug/local-stack" --moto-port "$moto" --host-port "$host" --bedrock-port "$bedrock" --quiet \
   > "$work/stack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 120); do curl -sf --max-time 2 "127.0.0.1:$host/healthz" >/dev/null && break; sleep 1; done
