@@ -37,8 +37,7 @@ trap cleanup EXIT INT TERM
 tools/bootstrap.sh >/dev/null
 export PATH="$root/.venv/bin:$PATH"
 cargo build -q -p local-stack || exit 1
-# Where cargo put it: CARGO_TARGET_DIR or a configured target directory may move it out of target/.
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(tools/target-dir.sh)"   # CARGO_TARGET_DIR or a configured one may move it
 
 setsid "$target_dir/debug/local-stack" --moto-port "$moto" --host-port "$host" --bedrock-port "$bedrock" --quiet \
   > "$work/stack.log" 2>&1 &

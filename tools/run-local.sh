@@ -11,6 +11,5 @@ tools/bootstrap.sh
 # On a fresh clone this compiles every dependency first: cargo shows its progress.
 echo "cargo build -p local-stack (nothing to compile after tools/test.sh; a first build compiles every dependency, about 10 minutes on 2 cores)" >&2
 cargo build -p local-stack
-# Where cargo put it: CARGO_TARGET_DIR or a configured target directory may move it out of target/.
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(tools/target-dir.sh)"   # CARGO_TARGET_DIR or a configured one may move it
 exec "$target_dir/debug/local-stack" "$@"

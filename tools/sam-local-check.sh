@@ -226,8 +226,7 @@ say "invoke image $image: busybox and $(find "$rootfs" -name '*.so*' | wc -l) sh
 
 # --- 5. the local stack, and its relays onto the bridge -----------------------------
 cargo build -q -p local-stack || fail "cargo build -p local-stack failed"
-# Where cargo put it: CARGO_TARGET_DIR or a configured target directory may move it out of target/.
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(tools/target-dir.sh)"   # CARGO_TARGET_DIR or a configured one may move it
 setsid "$target_dir/debug/local-stack" --moto-port "$moto" --host-port "$host" --bedrock-port "$bedrock" --quiet \
   > "$work/stack.log" 2>&1 &
 stack_pid=$!
