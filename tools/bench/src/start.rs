@@ -33,16 +33,24 @@ pub async fn run(dir: &Path, starts: usize) -> Result<(), Error> {
         let env = stack.function_env(logical_id)?;
         let mut warm = Vec::with_capacity(starts);
         let mut cold = Vec::with_capacity(starts);
+        let mut cold_faults = Vec::with_capacity(starts);
         for _ in 0..starts {
-            warm.push(start_to_ready(&binary, &env).await?);
+            warm.push(start_to_ready(&binary, &env).await?.0);
             if can_drop {
                 drop_page_cache()?;
-                cold.push(start_to_ready(&binary, &env).await?);
+                let (took, faults) = start_to_ready(&binary, &env).await?;
+                cold.push(took);
+                cold_faults.push(faults);
             }
         }
         report(&format!("{name}, warm page cache"), &mut warm);
         if can_drop {
             report(&format!("{name}, page cache dropped before each start"), &mut cold);
+            cold_faults.sort_unstable();
+            println!(
+                "    major page faults by ready (pages read from disk), p50 {}",
+                cold_faults.get(cold_faults.len() / 2).copied().unwrap_or_default()
+            );
         }
     }
     if !can_drop {
@@ -52,12 +60,14 @@ pub async fn run(dir: &Path, starts: usize) -> Result<(), Error> {
     Ok(())
 }
 
-async fn start_to_ready(binary: &Path, env: &[(String, String)]) -> Result<Duration, Error> {
+/// How long from spawn to the first `next`, and the major page faults the process had taken by then.
+async fn start_to_ready(binary: &Path, env: &[(String, String)]) -> Result<(Duration, u64), Error> {
     let api = RuntimeApi::start("picasso-bench", Duration::from_secs(30)).await?;
     let log = std::env::temp_dir().join("picasso-bench-start.log");
     let spawned = Instant::now();
     let mut child = api.spawn(binary, env, &log)?;
     let ready_by = spawned + Duration::from_secs(10);
+    let pid = child.id();
     let ready = loop {
         if let Some(ready) = api.first_next() {
             break ready;
@@ -68,9 +78,17 @@ async fn start_to_ready(binary: &Path, env: &[(String, String)]) -> Result<Durat
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     };
+    let faults = pid.map(major_faults).unwrap_or_default();
     let _ = child.kill().await;
     api.stop();
-    Ok(ready.saturating_duration_since(spawned))
+    Ok((ready.saturating_duration_since(spawned), faults))
+}
+
+/// `majflt`, field 12 of `/proc/<pid>/stat` (the ninth after the name's closing parenthesis).
+fn major_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    after_name.split_whitespace().nth(9).and_then(|n| n.parse().ok()).unwrap_or_default()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
