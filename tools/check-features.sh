@@ -6,6 +6,18 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# The workspace-hack's section is what cargo-hakari generates today
+# (cargo-hakari, pinned here, is built into .tools once: about 1.5 min).
+hakari_version=0.9.39
+export PATH="$root/.tools/bin:$PATH"
+if [[ "$(cargo-hakari hakari --version 2>/dev/null)" != "cargo-hakari $hakari_version" ]]; then
+  echo "check-features: installing cargo-hakari $hakari_version into .tools" >&2
+  cargo install --quiet --locked --root "$root/.tools" --version "$hakari_version" cargo-hakari
+fi
+if ! cargo hakari generate --diff --quiet; then
+  echo "tools/workspace-hack is stale: run .tools/bin/cargo-hakari hakari generate" >&2
+  exit 1
+fi
 python3 - <<'PY'
 import json, subprocess, sys
 
