@@ -55,6 +55,7 @@ from moto.awslambda.models import LambdaFunction
 from moto.core import base_backend, model_instances
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Archive
 from moto.iam import access_control
 from moto.logs.models import LogStream
@@ -64,6 +65,28 @@ from moto.ses.models import SESBackend, ses_backends
 from moto.sns.models import SNSBackend, sns_backends
 
 access_control.IAMRequestBase.check_signature = lambda request: None
+
+
+def _dynamodb_resource(handler):
+    """The ARN AWS authorizes a DynamoDB call against: the table, or the
+    index a Query or Scan names (`table/T/index/I`, which a grant on the
+    table alone does not cover). moto asks every DynamoDB call about `*`.
+    Calls that name several tables (transactions, batches) stay on `*`."""
+    body = handler.body  # moto has parsed the JSON body by now
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body or "{}")
+        except ValueError:
+            return "*"
+    table = body.get("TableName") if isinstance(body, dict) else None
+    if not isinstance(table, str) or not table:
+        return "*"
+    arn = f"arn:aws:dynamodb:{handler.region}:{handler.current_account}:table/{table}"
+    index = body.get("IndexName")
+    return f"{arn}/index/{index}" if isinstance(index, str) and index else arn
+
+
+DynamoHandler._determine_resource = _dynamodb_resource
 
 
 def _no_docker_client(function):

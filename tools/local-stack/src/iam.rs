@@ -5,11 +5,14 @@
 //! themselves get theirs. Once every principal exists, moto is told to
 //! authenticate and authorize every request (`/moto-api/reset-auth`).
 //!
-//! moto authorizes S3 and SQS requests against the resource's ARN, and every
-//! other service against `*`. A statement for DynamoDB, EventBridge, SES or
-//! SNS therefore keeps its actions but is given `Resource: "*"` in the
-//! emulator: actions are enforced for every service, resource ARNs for S3
-//! and SQS only (`tests/template_policies.rs` checks the ARNs themselves).
+//! moto authorizes S3 and SQS requests against the resource's ARN, DynamoDB
+//! requests too once `moto_server.py` names their table or index (as AWS
+//! does: a Query on an index needs a grant on `table/T/index/I`), and every
+//! other service against `*`. A statement for EventBridge, SES or SNS
+//! therefore keeps its actions but is given `Resource: "*"` in the emulator,
+//! and so are DynamoDB's multi-table calls (transactions, batches): actions
+//! are enforced for every service, resource ARNs for S3, SQS and DynamoDB
+//! (`tests/template_policies.rs` checks the other ARNs themselves).
 
 use std::collections::BTreeMap;
 
@@ -32,9 +35,16 @@ const SQS_POLLER_ACTIONS: [&str; 6] = [
 ];
 
 /// Services whose requests moto authorizes against the resource's ARN.
-const RESOURCE_AWARE_SERVICES: [&str; 2] = ["s3", "sqs"];
+const RESOURCE_AWARE_SERVICES: [&str; 3] = ["s3", "sqs", "dynamodb"];
 /// Calls of those services that moto still authorizes against `*`.
-const AUTHORIZED_ON_STAR: [&str; 2] = ["sqs:GetQueueUrl", "sqs:ListQueues"];
+const AUTHORIZED_ON_STAR: [&str; 6] = [
+    "sqs:GetQueueUrl",
+    "sqs:ListQueues",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:TransactGetItems",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
+];
 /// Where moto asks for an action AWS does not have: a transaction is
 /// authorized in AWS by the item actions it performs, and HeadBucket by
 /// ListBucket; moto checks `dynamodb:TransactWriteItems` and `s3:HeadBucket`.
@@ -218,21 +228,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_s3_and_sqs_statements_keep_their_resources_in_the_emulator() {
+    fn s3_sqs_and_dynamodb_statements_keep_their_resources_in_the_emulator_and_others_go_to_star() {
         let policy = json!({"Statement": [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": ["arn:aws:s3:::b/mappings/*"]},
             {"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": "arn:aws:sqs:r:1:q"},
             {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "arn:aws:dynamodb:r:1:table/t"},
+            {"Effect": "Allow", "Action": ["events:PutEvents"], "Resource": "arn:aws:events:r:1:event-bus/b"},
         ]});
         let local = for_emulator(&policy);
         assert_eq!(local["Statement"][0]["Resource"], json!(["arn:aws:s3:::b/mappings/*"]));
         assert_eq!(local["Statement"][1]["Resource"], "arn:aws:sqs:r:1:q");
-        assert_eq!(local["Statement"][2]["Resource"], "*");
         assert_eq!(
-            local["Statement"][2]["Action"],
-            json!(["dynamodb:GetItem", "dynamodb:TransactGetItems"]),
-            "actions are kept, with the name moto checks for a transaction"
+            local["Statement"][2],
+            json!({"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "arn:aws:dynamodb:r:1:table/t"}),
+            "a table's item actions stay on its ARN"
         );
+        assert_eq!(
+            local["Statement"][3],
+            json!({"Effect": "Allow", "Action": ["dynamodb:TransactGetItems"], "Resource": "*"}),
+            "the name moto checks for a transaction, which names several tables, on *"
+        );
+        assert_eq!(local["Statement"][4]["Resource"], "*");
     }
 
     #[test]
