@@ -966,6 +966,7 @@ async fn the_sweeper_reports_a_submission_left_unfulfilled_for_over_15_minutes()
             contact: Default::default(),
             client_submission_id: None,
             held: None,
+            staff: Default::default(),
         };
         store.create(&submission, "{}").await.unwrap();
         store.mark_published(&event.submission_id).await.unwrap();

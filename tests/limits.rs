@@ -288,7 +288,7 @@ async fn once_the_days_token_budget_is_spent_chat_answers_budget_exhausted() {
 }
 
 #[tokio::test]
-async fn counters_are_keyed_without_ips_or_addresses_and_expire_after_their_window() {
+async fn counters_are_keyed_by_a_keyed_hash_of_the_ip_and_expire_after_their_window() {
     let stack = spawn_stack().await;
     let hash = e2e::demo::DEMO_TENANT_HASH;
     assert_eq!(post_from(&stack, "/chat", chat(hash), Some(SITE)).await.status, 200);
@@ -314,6 +314,16 @@ async fn counters_are_keyed_without_ips_or_addresses_and_expire_after_their_wind
     let keys: Vec<String> = counters.iter().filter_map(|i| i["counter_id"].as_s().ok().cloned()).collect();
     assert!(keys.iter().any(|k| k.starts_with("RIV204815#chat_ip:")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("RIV204815#submit#")), "{keys:?}");
+    // Keyed by the stack's generated secret (VisitorKeySecret), so the plain
+    // hash anyone could compute from the address is not what is stored.
+    let secret = stack.settings.visitor_key.clone().expect("the stack's visitor key");
+    let visitor = secret.hash("127.0.0.1");
+    let unkeyed: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(b"127.0.0.1").iter().take(8).map(|b| format!("{b:02x}")).collect()
+    };
+    assert!(keys.iter().any(|k| k.starts_with(&format!("RIV204815#chat_ip:{visitor}#"))), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains(&unkeyed)), "{keys:?}");
     let now = domain::limits::now_seconds();
     for item in &counters {
         let key = item["counter_id"].as_s().unwrap();

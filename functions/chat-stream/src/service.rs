@@ -293,7 +293,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     async fn admit(&self, tenant: &Tenant, caller: &Caller) -> Result<(), Refusal> {
         let Some(guard) = &self.guard else { return Ok(()) };
         let config = &tenant.config.rate_limits;
-        let chats = limits::chat_limits(&tenant.id, caller.source_ip.as_deref(), config);
+        let key = self.settings.visitor_key();
+        let chats = limits::chat_limits(&key, &tenant.id, caller.source_ip.as_deref(), config);
         let budget = limits::token_budget(&tenant.id, config);
         let (admitted, within_budget) = tokio::join!(guard.admit(&chats), guard.within_budget(&budget));
         admitted.and(within_budget)

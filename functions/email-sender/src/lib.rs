@@ -15,7 +15,7 @@ use domain::{
     fill::TemplateValues,
     forms,
     fulfillment::{FulfillmentLedger, Outcome, StoredSubmission},
-    limits::{self, Limit, Limiter, Verdict, now_seconds},
+    limits::{self, Limit, Limiter, SubjectKey, Verdict, now_seconds},
     mail::{Email, Mailer},
     report::{LineSink, error_chain},
     tenant::{ConfigSource, Tenant, TenantLoader},
@@ -28,7 +28,7 @@ use serde_json::Value;
 
 /// The resource names this function reads, required when it runs in Lambda
 /// (the template gives it exactly these: `tests/template_policies.rs`).
-pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE"];
+pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
 
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
@@ -43,7 +43,8 @@ pub fn aws_consumer(
     let mailer = SesMailer::new(aws_adapters::ses::ses_client(config), &settings.ses_from_email);
     let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(config), &settings.rate_limits_table);
     let caps = Limiter::new(Arc::new(counters));
-    Consumer::new(ledger, EmailChannel::new(tenants, mailer, caps, stdout_sink()))
+    let channel = EmailChannel::new(tenants, mailer, caps, stdout_sink()).with_subject_key(settings.visitor_key());
+    Consumer::new(ledger, channel)
 }
 
 /// The `email` channel: the team notification and the applicant confirmation.
@@ -53,6 +54,8 @@ pub struct EmailChannel<C, M> {
     /// The email caps. They fail closed: an email is only sent once counted.
     caps: Limiter,
     metrics: LineSink,
+    /// The key of applicants' address hashes in counter keys (`VISITOR_KEY_SECRET`).
+    subject_key: SubjectKey,
 }
 
 /// What became of one email.
@@ -67,7 +70,13 @@ enum Sent {
 
 impl<C: ConfigSource, M: Mailer> EmailChannel<C, M> {
     pub fn new(tenants: Arc<TenantLoader<C>>, mailer: M, caps: Limiter, metrics: LineSink) -> Self {
-        Self { tenants, mailer, caps, metrics }
+        Self { tenants, mailer, caps, metrics, subject_key: SubjectKey::of_this_process() }
+    }
+
+    /// The key of address hashes, in place of this process's own.
+    pub fn with_subject_key(mut self, key: SubjectKey) -> Self {
+        self.subject_key = key;
+        self
     }
 
     /// Sends one part unless an earlier delivery did, once a unit of every
@@ -181,7 +190,7 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         if let Some(email) = confirmation(&tenant, form, submission, &values) {
             // Per recipient first: a capped address does not use up the month.
             let to = email.to.first().map(String::as_str).unwrap_or_default();
-            let per_recipient = limits::confirmations_to(&tenant.id, to, caps);
+            let per_recipient = limits::confirmations_to(&self.subject_key, &tenant.id, to, caps);
             match self.send(job, "confirmation", &email, &[per_recipient, monthly]).await? {
                 Sent::Yes => sent_any = true,
                 Sent::Unknown(error) => unknown.push(("confirmation", error)),

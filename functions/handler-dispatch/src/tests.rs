@@ -46,6 +46,8 @@ pub(crate) fn submission() -> StoredSubmission {
             "handler".into(),
             BTreeMap::from([("status".into(), "queued".into())]),
         )]),
+        staff: Default::default(),
+        pipeline_status: None,
     }
 }
 

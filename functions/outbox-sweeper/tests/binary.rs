@@ -36,6 +36,7 @@ async fn the_binary_publishes_a_stranded_submission_on_its_scheduled_event() {
         contact: Default::default(),
         client_submission_id: None,
         held: None,
+        staff: Default::default(),
     };
     store.create(&stranded, "{}").await.unwrap();
 

@@ -24,6 +24,10 @@ pub struct StoredSubmission {
     pub channels: Vec<String>,
     /// Channel → its record's attributes (status, parts already done, ...).
     pub fulfillment: BTreeMap<String, BTreeMap<String, String>>,
+    /// What staff work with (default on a submission stored before it was kept).
+    pub staff: crate::submissions::StaffView,
+    /// Staff's workflow state (`new` when stored; staff move it on).
+    pub pipeline_status: Option<String>,
 }
 
 impl StoredSubmission {
@@ -224,6 +228,9 @@ pub enum SubmissionStatus {
 }
 
 impl SubmissionStatus {
+    /// Every status, in the order a submission may pass through them.
+    pub const ALL: [Self; 4] = [Self::PendingFulfillment, Self::Held, Self::Fulfilled, Self::PartiallyFulfilled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingFulfillment => "pending_fulfillment",
@@ -235,9 +242,7 @@ impl SubmissionStatus {
 
     /// The status a stored text names; `None` for any other text.
     pub fn parse(stored: &str) -> Option<Self> {
-        [Self::PendingFulfillment, Self::Held, Self::Fulfilled, Self::PartiallyFulfilled]
-            .into_iter()
-            .find(|status| status.as_str() == stored)
+        Self::ALL.into_iter().find(|status| status.as_str() == stored)
     }
 }
 

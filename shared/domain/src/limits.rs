@@ -102,11 +102,63 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     era * 146_097 + doe - 719_468
 }
 
-/// A short, stable hash of a personal subject (an IP, a normalised email
-/// address) for a counter key: the key says whose count it is without saying who.
-pub fn subject_hash(subject: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(subject.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+/// The secret key of the hashes that stand for a personal subject (an IP, a
+/// normalised email address) in counter keys. The hash is an HMAC-SHA256
+/// under it, so a counter key says whose count it is without saying who, and
+/// cannot be traced back by hashing every IPv4 address, as a plain hash can.
+/// The deployment generates it (`VisitorKeySecret` in `template.yaml`) and
+/// the functions receive it in `VISITOR_KEY_SECRET`. Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectKey(Arc<[u8]>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a subject key needs at least 32 bytes, got {0}")]
+pub struct ShortKey(pub usize);
+
+impl SubjectKey {
+    /// 32 bytes: HMAC-SHA256's own strength.
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(secret: &[u8]) -> Result<Self, ShortKey> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(ShortKey(secret.len()));
+        }
+        Ok(Self(secret.into()))
+    }
+
+    /// A random key of this process alone, the same for every caller in it
+    /// (tools, tests, a process outside Lambda without `VISITOR_KEY_SECRET`):
+    /// counts kept by another process under another key do not meet it.
+    pub fn of_this_process() -> Self {
+        static KEY: std::sync::OnceLock<SubjectKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            let mut secret = [0u8; Self::MIN_LEN];
+            if getrandom::getrandom(&mut secret).is_err() {
+                // No OS randomness: still a key no one else holds for long.
+                secret.iter_mut().for_each(|b| *b = fastrand::u8(..));
+            }
+            Self(secret.as_slice().into())
+        })
+        .clone()
+    }
+
+    /// 16 hex digits (64 bits) of HMAC-SHA256(key, subject): short enough for
+    /// a counter key, long enough that two visitors of a tenant do not share one.
+    pub fn hash(&self, subject: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) else {
+            // HMAC takes a key of any length; unreachable, and still no panic.
+            return String::from("0000000000000000");
+        };
+        mac.update(subject.as_bytes());
+        mac.finalize().into_bytes().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectKey(redacted)")
+    }
 }
 
 /// One limit on one subject: at most `max` in each `window`.
@@ -141,8 +193,13 @@ impl Limit {
 /// The per-visitor and per-tenant limits of a chat, visitor first: a refused
 /// visitor does not use up the tenant's allowance. Without a source IP
 /// (a caller the front door could not name) only the tenant's limit applies.
-pub fn chat_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimits) -> Vec<Limit> {
-    per_ip_and_tenant(source_ip, "chat", limits.chats_per_ip_per_minute, limits.chats_per_minute)
+pub fn chat_limits(
+    key: &SubjectKey,
+    tenant_id: &str,
+    source_ip: Option<&str>,
+    limits: &RateLimits,
+) -> Vec<Limit> {
+    per_ip_and_tenant(key, source_ip, "chat", limits.chats_per_ip_per_minute, limits.chats_per_minute)
         .into_iter()
         .map(|(scope, max, per_ip)| {
             let name = if per_ip { "chats_per_ip_per_minute" } else { "chats_per_minute" };
@@ -152,8 +209,13 @@ pub fn chat_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimits
 }
 
 /// The per-visitor and per-tenant limits of a form submit.
-pub fn submit_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimits) -> Vec<Limit> {
-    per_ip_and_tenant(source_ip, "submit", limits.submits_per_ip_per_minute, limits.submits_per_minute)
+pub fn submit_limits(
+    key: &SubjectKey,
+    tenant_id: &str,
+    source_ip: Option<&str>,
+    limits: &RateLimits,
+) -> Vec<Limit> {
+    per_ip_and_tenant(key, source_ip, "submit", limits.submits_per_ip_per_minute, limits.submits_per_minute)
         .into_iter()
         .map(|(scope, max, per_ip)| {
             let name = if per_ip { "submits_per_ip_per_minute" } else { "submits_per_minute" };
@@ -163,10 +225,15 @@ pub fn submit_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimi
 }
 
 /// `validate_field`: one generous bound per visitor, nothing per tenant.
-pub fn validation_limits(tenant_id: &str, source_ip: Option<&str>, limits: &RateLimits) -> Vec<Limit> {
+pub fn validation_limits(
+    key: &SubjectKey,
+    tenant_id: &str,
+    source_ip: Option<&str>,
+    limits: &RateLimits,
+) -> Vec<Limit> {
     source_ip
         .map(|ip| {
-            let scope = format!("validate_ip:{}", subject_hash(ip));
+            let scope = format!("validate_ip:{}", key.hash(ip));
             Limit::new(
                 "validations_per_ip_per_minute",
                 tenant_id,
@@ -181,6 +248,7 @@ pub fn validation_limits(tenant_id: &str, source_ip: Option<&str>, limits: &Rate
 
 /// (scope, max, whether per visitor): the visitor's first.
 fn per_ip_and_tenant(
+    key: &SubjectKey,
     source_ip: Option<&str>,
     what: &str,
     per_ip: u32,
@@ -188,7 +256,7 @@ fn per_ip_and_tenant(
 ) -> Vec<(String, u32, bool)> {
     let mut scopes = Vec::new();
     if let Some(ip) = source_ip {
-        scopes.push((format!("{what}_ip:{}", subject_hash(ip)), per_ip, true));
+        scopes.push((format!("{what}_ip:{}", key.hash(ip)), per_ip, true));
     }
     scopes.push((what.to_owned(), per_tenant, false));
     scopes
@@ -206,12 +274,12 @@ pub fn monthly_emails(tenant_id: &str, limits: &RateLimits) -> Limit {
 
 /// Confirmations to one applicant address today (`confirmations_per_recipient_per_day`),
 /// keyed by a hash of the address as it was normalised (trimmed, lower case).
-pub fn confirmations_to(tenant_id: &str, address: &str, limits: &RateLimits) -> Limit {
+pub fn confirmations_to(key: &SubjectKey, tenant_id: &str, address: &str, limits: &RateLimits) -> Limit {
     let normalised = address.trim().to_lowercase();
     Limit::new(
         "confirmations_per_recipient_per_day",
         tenant_id,
-        format!("confirmations_to:{}", subject_hash(&normalised)),
+        format!("confirmations_to:{}", key.hash(&normalised)),
         limits.confirmations_per_recipient_per_day,
         Window::Day,
     )
@@ -474,7 +542,8 @@ mod tests {
     #[test]
     fn keys_name_the_tenant_the_scope_and_the_window_but_no_ip_or_address() {
         let limits = RateLimits::default();
-        let chat = chat_limits("T1", Some("203.0.113.9"), &limits);
+        let key = SubjectKey::of_this_process();
+        let chat = chat_limits(&key, "T1", Some("203.0.113.9"), &limits);
         assert_eq!(chat.len(), 2, "per visitor first, then per tenant");
         assert_eq!((chat[0].name, chat[0].max), ("chats_per_ip_per_minute", 20));
         assert_eq!((chat[1].name, chat[1].max), ("chats_per_minute", 600));
@@ -482,11 +551,27 @@ mod tests {
         assert_eq!(chat[1].key(&window), "T1#chat#2026-12-02T03:41");
         assert!(chat[0].key(&window).starts_with("T1#chat_ip:"), "{}", chat[0].key(&window));
         assert!(!chat[0].key(&window).contains("203.0.113.9"));
-        let confirmation = confirmations_to("T1", " Ana@Example.org ", &limits);
-        assert_eq!(confirmation, confirmations_to("T1", "ana@example.org", &limits), "normalised first");
+        let confirmation = confirmations_to(&key, "T1", " Ana@Example.org ", &limits);
+        assert_eq!(confirmation, confirmations_to(&key, "T1", "ana@example.org", &limits), "normalised first");
         assert!(!confirmation.scope.contains("ana"), "{}", confirmation.scope);
-        assert_eq!(submit_limits("T1", None, &limits).len(), 1, "no IP: the tenant's limit only");
-        assert!(validation_limits("T1", None, &limits).is_empty());
+        assert_eq!(submit_limits(&key, "T1", None, &limits).len(), 1, "no IP: the tenant's limit only");
+        assert!(validation_limits(&key, "T1", None, &limits).is_empty());
+    }
+
+    #[test]
+    fn a_visitors_counter_key_cannot_be_found_by_hashing_every_address_without_the_secret() {
+        use sha2::{Digest, Sha256};
+        let ip = "203.0.113.9";
+        let key = SubjectKey::new(b"a secret of the deployment, 32 bytes or more").unwrap();
+        let hashed = key.hash(ip);
+        assert_eq!(hashed.len(), 16);
+        assert_eq!(hashed, key.hash(ip), "the same visitor, the same counter");
+        let plain: String = Sha256::digest(ip.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+        assert_ne!(hashed, plain, "what anyone could compute from the address alone");
+        let other = SubjectKey::new(b"another deployment's secret, also 32 bytes+").unwrap();
+        assert_ne!(hashed, other.hash(ip));
+        assert_eq!(SubjectKey::new(b"short").unwrap_err(), ShortKey(5));
+        assert_eq!(format!("{key:?}"), "SubjectKey(redacted)");
     }
 
     /// Counters in memory, for the limiter's arithmetic.
@@ -575,7 +660,7 @@ mod tests {
             Arc::new(move |line| lines.lock().unwrap().push(line))
         };
         let guard = Guard::new(Arc::new(Stalled), sink);
-        let limits = chat_limits("T1", Some("203.0.113.9"), &RateLimits::default());
+        let limits = chat_limits(&SubjectKey::of_this_process(), "T1", Some("203.0.113.9"), &RateLimits::default());
         assert_eq!(guard.admit(&limits).await, Ok(()), "fail open");
         assert_eq!(guard.within_budget(&token_budget("T1", &RateLimits::default())).await, Ok(()));
         assert_eq!(lines.lock().unwrap().iter().filter(|l| l.contains("\"LimiterErrors\":1")).count(), 3);

@@ -19,6 +19,37 @@ pub struct NewSubmission {
     /// `held` and that reason, and neither published nor fulfilled.
     #[serde(default)]
     pub held: Option<String>,
+    /// What staff work with (all default on a submission parked before they were kept).
+    #[serde(default)]
+    pub staff: StaffView,
+}
+
+/// The parts of a submission kept for the people who handle it: where it
+/// came from, how it reads, where it stands, and how long it is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StaffView {
+    /// The widget's session (`session_id`) and conversation (`conversation_id`,
+    /// the session when the widget sent none), when it sent a well-formed one.
+    pub session_id: Option<String>,
+    pub conversation_id: Option<String>,
+    /// The form's title (its id when it has none).
+    pub form_title: String,
+    /// Each value under its field's label, a chosen option by its label, in form order.
+    pub display: Vec<(String, String)>,
+    /// When DynamoDB's TTL may delete the submission, epoch seconds: submitted
+    /// plus the tenant's `data_retention_days`.
+    pub expires_at: u64,
+}
+
+/// Where a new submission starts in staff's workflow (`pipeline_status`).
+pub const PIPELINE_NEW: &str = "new";
+
+/// A session or conversation id as the widget makes them (`session_1733…_x1y2`,
+/// `sess_…`): 1 to 128 of A-Z, a-z, 0-9, `_`, `-`, `.`, `:`. Anything else is
+/// not kept (the submission is, without it).
+pub fn is_session_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// What `create` did.

@@ -48,7 +48,8 @@ pub fn aws_service_with_metrics(
     let publisher = EventBridgePublisher::for_bus(sdk_config, &settings.event_bus_name);
     let service = FormService::new(tenants, store, publisher)
         .with_guard(dynamo_guard(sdk_config, &settings.rate_limits_table, metrics))
-        .with_widget_origins(settings.widget_origins.clone());
+        .with_widget_origins(settings.widget_origins.clone())
+        .with_visitor_key(settings.visitor_key());
     match &settings.parked_submissions_queue_url {
         Some(queue_url) => {
             service.with_parking(Arc::new(SqsParking::new(aws_sdk_sqs::Client::new(sdk_config), queue_url)))

@@ -19,7 +19,36 @@ pub enum FormRequest {
         form_id: String,
         form_data: Map<String, Value>,
         client_submission_id: Option<String>,
+        session: SessionIds,
     },
+}
+
+/// The widget's session and conversation ids, each kept when well-formed
+/// (`domain::submissions::is_session_id`); the conversation is the session
+/// when the widget sent none. A malformed one never refuses a form (the widget
+/// shows success whatever it is answered): it is dropped, and `dropped` says so.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionIds {
+    pub session_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub dropped: bool,
+}
+
+impl SessionIds {
+    fn parse(session_id: Option<&Value>, conversation_id: Option<&Value>) -> Self {
+        let mut dropped = false;
+        let mut keep = |value: Option<&Value>| match value {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if domain::submissions::is_session_id(id) => Some(id.clone()),
+            Some(_) => {
+                dropped = true;
+                None
+            }
+        };
+        let session_id = keep(session_id);
+        let conversation_id = keep(conversation_id).or_else(|| session_id.clone());
+        Self { session_id, conversation_id, dropped }
+    }
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
@@ -35,6 +64,8 @@ struct Raw {
     field_value: Option<Value>,
     form_data: Option<Value>,
     client_submission_id: Option<Value>,
+    session_id: Option<Value>,
+    conversation_id: Option<Value>,
 }
 
 /// Whether a body asks for form handling (`"form_mode": true`), as the widget
@@ -83,7 +114,8 @@ impl FormRequest {
                         ));
                     }
                 };
-                Ok(Self::SubmitForm { tenant_hash, form_id, form_data, client_submission_id })
+                let session = SessionIds::parse(raw.session_id.as_ref(), raw.conversation_id.as_ref());
+                Ok(Self::SubmitForm { tenant_hash, form_id, form_data, client_submission_id, session })
             }
             _ => Err(bad("invalid_action", "action must be validate_field or submit_form")),
         }
@@ -124,6 +156,30 @@ mod tests {
             assert_eq!(parse(body.clone()).unwrap_err().code, code, "{body}");
         }
         assert_eq!(FormRequest::parse(b"{").unwrap_err().code, "invalid_json");
+    }
+
+    #[test]
+    fn the_widgets_session_is_kept_and_a_malformed_one_is_dropped_without_refusing_the_form() {
+        let session = |extra: Value| {
+            let mut body = json!({"tenant_hash": "h", "action": "submit_form", "form_id": "f"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            match parse(body).unwrap() {
+                FormRequest::SubmitForm { session, .. } => session,
+                other => panic!("not a submit: {other:?}"),
+            }
+        };
+        let widget = session(json!({"session_id": "session_1733500000000_k3j9x2abc",
+                                    "conversation_id": "session_1733500000000_k3j9x2abc"}));
+        assert_eq!(widget.session_id.as_deref(), Some("session_1733500000000_k3j9x2abc"));
+        assert_eq!(widget.conversation_id, widget.session_id);
+        assert!(!widget.dropped);
+        let only_session = session(json!({"session_id": "sess_m1abc_9xk2"}));
+        assert_eq!(only_session.conversation_id.as_deref(), Some("sess_m1abc_9xk2"), "the session stands in");
+        assert_eq!(session(json!({})), SessionIds::default());
+        for bad in [json!("<script>"), json!(""), json!(42), json!("x".repeat(129))] {
+            let dropped = session(json!({"session_id": bad.clone()}));
+            assert_eq!((dropped.session_id, dropped.dropped), (None, true), "{bad}");
+        }
     }
 
     #[test]

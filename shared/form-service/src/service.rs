@@ -1,23 +1,23 @@
 //! Form requests: `validate_field` answers as the visitor types;
 //! `submit_form` validates, stores the submission and publishes FormSubmitted.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};
 
 use domain::{
     edge::{self, Caller, JsonResponse, RequestError},
     events::{EventPublisher, FormSubmitted, channel},
     forms::{self, Contact, FieldErrors, MAX_FORM_BYTES},
-    limits::{self, Guard, Refusal},
+    limits::{self, Guard, Refusal, SubjectKey},
     parking::{Parked, Parking},
     report::error_chain,
     sse::{self, FormFrame, Frame},
-    submissions::{Created, NewSubmission, StoreError, SubmissionStore},
-    tenant::{ConfigSource, FormConfig, FulfillmentKind, Tenant, TenantLoader},
+    submissions::{Created, NewSubmission, StaffView, StoreError, SubmissionStore},
+    tenant::{ConfigSource, DEFAULT_RETENTION_DAYS, FormConfig, FulfillmentKind, Tenant, TenantLoader},
     time::{now_epoch_millis, now_rfc3339},
 };
 use serde_json::{Map, Value};
 
-use crate::request::FormRequest;
+use crate::request::{FormRequest, SessionIds};
 
 /// The whole answer to a form request: a status and its frames, which both
 /// the form URL and the chat URL (`form_mode`) send byte for byte.
@@ -99,6 +99,8 @@ pub struct FormService<C, S, P> {
     widget_origins: Vec<String>,
     /// Where a valid submission goes when the table cannot take it in time.
     parking: Option<Arc<dyn Parking>>,
+    /// The key of visitors' hashes in counter keys (`VISITOR_KEY_SECRET`).
+    visitor_key: SubjectKey,
 }
 
 /// How long a submit waits for the table before it parks the submission: one
@@ -125,7 +127,14 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
             guard: None,
             widget_origins: lambda_edge::settings::default_widget_origins(),
             parking: None,
+            visitor_key: SubjectKey::of_this_process(),
         }
+    }
+
+    /// The key of visitors' hashes, in place of this process's own.
+    pub fn with_visitor_key(mut self, key: SubjectKey) -> Self {
+        self.visitor_key = key;
+        self
     }
 
     /// Parks submissions the table cannot take in time (`PARKED_SUBMISSIONS_QUEUE_URL`).
@@ -202,7 +211,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         let ip = caller.source_ip.as_deref();
         match request {
             FormRequest::ValidateField { form_id, field_id, value, .. } => {
-                let limits = limits::validation_limits(&tenant.id, ip, &tenant.config.rate_limits);
+                let limits = limits::validation_limits(&self.visitor_key, &tenant.id, ip, &tenant.config.rate_limits);
                 if let Err(refusal) = self.admit(&limits).await {
                     return FormResponse::rate_limited(&refusal);
                 }
@@ -212,8 +221,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
                     Err(errors) => FormFrame::invalid(&field_id, errors),
                 })
             }
-            FormRequest::SubmitForm { form_id, form_data, client_submission_id, .. } => {
-                self.submit(tenant, &form_id, form_data, client_submission_id, ip).await
+            FormRequest::SubmitForm { form_id, form_data, client_submission_id, session, .. } => {
+                self.submit(tenant, &form_id, form_data, client_submission_id, session, ip).await
             }
         }
     }
@@ -231,6 +240,7 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         form_id: &str,
         data: Map<String, Value>,
         client_submission_id: Option<String>,
+        session: SessionIds,
         source_ip: Option<&str>,
     ) -> FormResponse {
         let Some((key, form)) = tenant.config.form_entry(form_id) else {
@@ -277,8 +287,10 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         // Counted once the submit is valid. The widget shows success whatever
         // we answer, so a valid submit over a limit is kept, held: stored,
         // never published, nobody notified.
+        let submit_limits =
+            limits::submit_limits(&self.visitor_key, &tenant.id, source_ip, &tenant.config.rate_limits);
         let held =
-            match self.admit(&limits::submit_limits(&tenant.id, source_ip, &tenant.config.rate_limits)).await
+            match self.admit(&submit_limits).await
             {
                 Ok(()) => None,
                 Err(refusal) => {
@@ -306,8 +318,9 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         if let FormFrame::FormComplete { held: is_held, .. } = &mut response {
             *is_held = held.is_some();
         }
+        let staff = staff_view(tenant, form, &form_id, &validated.data, session);
         let submission =
-            NewSubmission { event, form_data: validated.data, contact, client_submission_id, held };
+            NewSubmission { event, form_data: validated.data, contact, client_submission_id, held, staff };
         let response_text = serde_json::to_string(&response).unwrap_or_default();
         let created = match tokio::time::timeout(
             STORE_DEADLINE,
@@ -399,6 +412,37 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
 
 fn form_error(message: &str, validation_errors: Vec<FieldErrors>) -> FormResponse {
     FormResponse::result(&FormFrame::error(message, validation_errors))
+}
+
+/// What staff see of a new submission: its session, its values under their
+/// labels, and when it expires (the tenant's retention from now).
+fn staff_view(
+    tenant: &Tenant,
+    form: &FormConfig,
+    form_id: &str,
+    data: &Map<String, Value>,
+    session: SessionIds,
+) -> StaffView {
+    if session.dropped {
+        tracing::warn!(tenant_id = tenant.id, form_id, "a malformed session_id or conversation_id was not kept");
+    }
+    let days = tenant.config.retention_days().unwrap_or_else(|problem| {
+        tracing::warn!(tenant_id = tenant.id, problem, "data_retention_days ignored: kept for the default");
+        DEFAULT_RETENTION_DAYS
+    });
+    let values: BTreeMap<String, String> =
+        data.iter().map(|(key, value)| (key.clone(), forms::value_text(value))).collect();
+    let display = domain::fill::labelled_values(form, &values)
+        .map(|(label, value)| (label.to_owned(), value.to_owned()))
+        .collect();
+    let expires_at = (now_epoch_millis() / 1000) as u64 + u64::from(days) * 24 * 3600;
+    StaffView {
+        session_id: session.session_id,
+        conversation_id: session.conversation_id,
+        form_title: form.title.clone().unwrap_or_else(|| form_id.to_owned()),
+        display,
+        expires_at,
+    }
 }
 
 /// The channels fulfillment will run for this form: email when someone is to

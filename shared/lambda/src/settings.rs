@@ -8,6 +8,8 @@
 pub use domain::edge::{DEFAULT_WIDGET_ORIGINS, default_widget_origins};
 use std::{collections::HashMap, time::Duration};
 
+use domain::limits::SubjectKey;
+
 pub const DEFAULT_CONFIG_BUCKET: &str = "myrecruiter-picasso";
 pub const DEFAULT_FORM_SUBMISSIONS_TABLE: &str = "picasso-form-submissions";
 pub const DEFAULT_SMS_USAGE_TABLE: &str = "picasso-sms-usage";
@@ -63,6 +65,9 @@ pub struct Settings {
     /// `PARKED_SUBMISSIONS_QUEUE_URL`: where a submission goes when the table
     /// cannot take it in time (form-intake, chat-stream); the sweeper drains it.
     pub parked_submissions_queue_url: Option<String>,
+    /// `VISITOR_KEY_SECRET` (at least 32 bytes): the key of the visitors'
+    /// hashes in counter keys; see [`Settings::visitor_key`].
+    pub visitor_key: Option<SubjectKey>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -163,7 +168,21 @@ impl Settings {
             },
             trusted_proxy_secret: get("TRUSTED_PROXY_SECRET").map(str::to_owned),
             parked_submissions_queue_url: get("PARKED_SUBMISSIONS_QUEUE_URL").map(str::to_owned),
+            visitor_key: match get("VISITOR_KEY_SECRET") {
+                None => None,
+                Some(raw) => Some(SubjectKey::new(raw.as_bytes()).map_err(|short| SettingsError::Invalid {
+                    name: "VISITOR_KEY_SECRET",
+                    reason: short.to_string(),
+                })?),
+            },
         })
+    }
+
+    /// The key of visitors' hashes: `VISITOR_KEY_SECRET`, else (outside
+    /// Lambda, where that variable is required of the functions that count
+    /// visitors) one random key of this process.
+    pub fn visitor_key(&self) -> SubjectKey {
+        self.visitor_key.clone().unwrap_or_else(SubjectKey::of_this_process)
     }
 }
 
@@ -266,6 +285,18 @@ mod tests {
         assert_eq!(settings.form_submissions_table, "t");
         let outside_lambda = Settings::from_vars_requiring(vars(&[]), &required).unwrap();
         assert_eq!(outside_lambda.config_bucket, DEFAULT_CONFIG_BUCKET, "the seed's defaults outside Lambda");
+    }
+
+    #[test]
+    fn the_visitor_key_is_read_hidden_from_debug_and_a_short_one_is_refused() {
+        let secret = "k".repeat(64);
+        let settings = Settings::from_vars(vars(&[("VISITOR_KEY_SECRET", &secret)])).unwrap();
+        assert_eq!(settings.visitor_key(), SubjectKey::new(secret.as_bytes()).unwrap());
+        assert!(!format!("{settings:?}").contains(&secret), "the secret never reaches a log");
+        let err = Settings::from_vars(vars(&[("VISITOR_KEY_SECRET", "short")])).unwrap_err();
+        assert!(matches!(err, SettingsError::Invalid { name: "VISITOR_KEY_SECRET", .. }), "{err}");
+        let unset = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(unset.visitor_key(), SubjectKey::of_this_process(), "outside Lambda: the process's own key");
     }
 
     #[test]

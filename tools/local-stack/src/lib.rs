@@ -463,6 +463,12 @@ fn settings_for(
     // Local development: webhooks may go to a test server on this machine.
     vars.entry("WEBHOOK_ALLOW_PRIVATE".into()).or_insert_with(|| "true".into());
     vars.insert("AWS_REGION".into(), REGION.into());
+    // The in-process functions hash visitors under the stack's own secret, as
+    // the Lambda-run ones do (`VISITOR_KEY_SECRET` resolved from the template).
+    let secret = created.get("VisitorKeySecret").and_then(|s| s.attributes.get(template::SECRET_STRING));
+    if let Some(secret) = secret {
+        vars.insert("VISITOR_KEY_SECRET".into(), secret.clone());
+    }
     Ok(Settings::from_vars(vars)?)
 }
 

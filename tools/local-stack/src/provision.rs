@@ -14,7 +14,8 @@ use crate::template::{Context, EvalError, Physical, Resource, Template, scalar_t
 
 /// Resource kinds the local stack creates; everything else (functions, roles,
 /// alarms, log groups) is played by the local host or has no local meaning.
-pub const PROVISIONED_KINDS: [&str; 8] = [
+pub const PROVISIONED_KINDS: [&str; 9] = [
+    "AWS::SecretsManager::Secret",
     "AWS::Logs::LogGroup",
     "AWS::S3::Bucket",
     "AWS::DynamoDB::Table",
@@ -174,6 +175,16 @@ impl Provisioner {
             }
         };
         match resource.kind.as_str() {
+            // Only read through `{{resolve:secretsmanager:...}}` at deploy, so
+            // nothing is created in the emulator: the value is generated here,
+            // new for each stack, as `GenerateSecretString` does.
+            "AWS::SecretsManager::Secret" => {
+                let name = text("Name");
+                let length = props["GenerateSecretString"]["PasswordLength"].as_u64().unwrap_or(32) as usize;
+                let value: String = std::iter::repeat_with(fastrand::alphanumeric).take(length).collect();
+                let arn = format!("arn:aws:secretsmanager:{}:{}:secret:{name}-local", self.region, crate::template::ACCOUNT_ID);
+                Ok(physical(&arn, [("Name", name.clone()), (crate::template::SECRET_STRING, value)]))
+            }
             "AWS::S3::Bucket" => {
                 let name = text("BucketName");
                 self.s3

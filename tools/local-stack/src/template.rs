@@ -160,6 +160,10 @@ fn to_json(yaml: Yaml) -> Value {
     }
 }
 
+/// The attribute of a created secret that holds its value (not a `GetAtt`
+/// CloudFormation offers: only dynamic references read it).
+pub const SECRET_STRING: &str = "SecretString";
+
 /// What a created resource answers to `Ref` and `Fn::GetAtt`.
 #[derive(Debug, Clone, Default)]
 pub struct Physical {
@@ -185,8 +189,10 @@ pub struct Context<'a> {
 impl Context<'_> {
     pub fn eval(&self, value: &Value) -> Result<Value, EvalError> {
         match value {
+            // A list item set to AWS::NoValue is left out, as CloudFormation does.
             Value::Array(items) => {
-                items.iter().map(|v| self.eval(v)).collect::<Result<_, _>>().map(Value::Array)
+                let evaluated = items.iter().map(|v| self.eval(v)).collect::<Result<Vec<_>, _>>()?;
+                Ok(Value::Array(evaluated.into_iter().filter(|v| !v.is_null()).collect()))
             }
             Value::Object(map) if map.len() == 1 => {
                 let (key, arg) = map.iter().next().ok_or_else(|| EvalError::Invalid("empty map".into()))?;
@@ -208,7 +214,7 @@ impl Context<'_> {
                         _ => Err(EvalError::Invalid(format!("malformed Fn::If {arg}"))),
                     },
                     "Fn::GetAtt" => self.get_att(arg).map(Value::String),
-                    "Fn::Sub" => self.sub(arg).map(Value::String),
+                    "Fn::Sub" => self.sub(arg).and_then(|text| self.resolve_secrets(&text)).map(Value::String),
                     "Fn::Join" => self.join(arg).map(Value::String),
                     "Fn::FindInMap" => self.find_in_map(arg),
                     other if other.starts_with("Fn::") => {
@@ -218,6 +224,7 @@ impl Context<'_> {
                 }
             }
             Value::Object(map) => self.eval_object(map),
+            Value::String(text) => self.resolve_secrets(text).map(Value::String),
             scalar => Ok(scalar.clone()),
         }
     }
@@ -299,6 +306,36 @@ impl Context<'_> {
             .get(attribute)
             .cloned()
             .ok_or_else(|| EvalError::Invalid(format!("{resource} has no attribute {attribute} locally")))
+    }
+
+    /// Dynamic references to a secret of this stack,
+    /// `{{resolve:secretsmanager:<arn or name>:SecretString}}`, replaced by the
+    /// secret's value as CloudFormation does at deploy (the value the
+    /// provisioning generated for it: see `provision.rs`).
+    fn resolve_secrets(&self, text: &str) -> Result<String, EvalError> {
+        const OPEN: &str = "{{resolve:secretsmanager:";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let end = after.find("}}").ok_or_else(|| EvalError::Invalid(format!("unclosed {{{{ in {text}")))?;
+            let secret_id = after[..end].strip_suffix(":SecretString").ok_or_else(|| {
+                EvalError::Invalid(format!("the local stack resolves only ...:SecretString references, not {text}"))
+            })?;
+            let value = self
+                .created
+                .values()
+                .find(|created| {
+                    created.reference == secret_id || created.attributes.get("Name").map(String::as_str) == Some(secret_id)
+                })
+                .and_then(|created| created.attributes.get(SECRET_STRING))
+                .ok_or_else(|| EvalError::Invalid(format!("no secret {secret_id} in this stack")))?;
+            out.push_str(value);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     fn sub(&self, arg: &Value) -> Result<String, EvalError> {
@@ -395,7 +432,7 @@ Resources:
 "#;
 
     #[test]
-    fn fn_if_follows_its_condition_and_no_value_leaves_the_property_out() {
+    fn fn_if_follows_its_condition_and_no_value_leaves_the_property_or_list_item_out() {
         let mut template = Template::parse(
             r#"
 Parameters:
@@ -410,6 +447,7 @@ Resources:
     Properties:
       AlarmActions: !If [Notify, [!Ref Topic], !Ref AWS::NoValue]
       Reserved: !If [Limited, !Ref Limit, 0]
+      Indexes: [first, !If [Notify, second, !Ref AWS::NoValue]]
 "#,
         )
         .unwrap();
@@ -418,10 +456,13 @@ Resources:
             let context = Context { template, region: "us-east-1", created: &created };
             context.eval(&template.resources[0].properties).unwrap()
         };
-        assert_eq!(eval(&template), json!({"Reserved": 0}));
+        assert_eq!(eval(&template), json!({"Reserved": 0, "Indexes": ["first"]}));
         template.set_parameter("Topic", "arn:aws:sns:us-east-1:1:t");
         template.set_parameter("Limit", "5");
-        assert_eq!(eval(&template), json!({"AlarmActions": ["arn:aws:sns:us-east-1:1:t"], "Reserved": "5"}));
+        assert_eq!(
+            eval(&template),
+            json!({"AlarmActions": ["arn:aws:sns:us-east-1:1:t"], "Reserved": "5", "Indexes": ["first", "second"]})
+        );
     }
 
     #[test]
@@ -446,6 +487,45 @@ Resources:
             json!({"QueueName": "picasso-local", "Redrive": "arn:dlq", "Size": 128,
                    "Joined": "my-bucket/x", "Long": "my-bucket-us-east-1"})
         );
+    }
+
+    #[test]
+    fn a_dynamic_reference_to_a_secret_of_the_stack_resolves_to_its_value() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Key:
+    Type: AWS::SecretsManager::Secret
+    Properties:
+      Name: picasso-visitor-key-local
+  Function:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          BY_ARN: !Sub "{{resolve:secretsmanager:${Key}:SecretString}}"
+          BY_NAME: "{{resolve:secretsmanager:picasso-visitor-key-local:SecretString}}"
+          JSON_KEY: "{{resolve:secretsmanager:picasso-visitor-key-local:SecretString:password}}"
+"#,
+        )
+        .unwrap();
+        let mut created = HashMap::new();
+        created.insert(
+            "Key".to_owned(),
+            Physical {
+                reference: "arn:aws:secretsmanager:us-east-1:123456789012:secret:picasso-visitor-key-local-local".into(),
+                attributes: HashMap::from([
+                    ("Name".into(), "picasso-visitor-key-local".into()),
+                    (SECRET_STRING.into(), "s3cr3t".into()),
+                ]),
+            },
+        );
+        let context = Context { template: &template, region: "us-east-1", created: &created };
+        let variables = &template.resources[1].properties["Environment"]["Variables"];
+        assert_eq!(context.eval(&variables["BY_ARN"]).unwrap(), json!("s3cr3t"));
+        assert_eq!(context.eval(&variables["BY_NAME"]).unwrap(), json!("s3cr3t"));
+        let unsupported = context.eval(&variables["JSON_KEY"]).unwrap_err();
+        assert!(unsupported.to_string().contains("SecretString"), "{unsupported}");
     }
 
     #[test]

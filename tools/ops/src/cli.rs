@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_smithy_types::DateTime;
 use clap::{Args, Parser, Subcommand, builder::NonEmptyStringValueParser};
 use lambda_edge::{Settings, settings::SettingsError};
+use domain::fulfillment::SubmissionStatus;
 use serde_json::Value;
 
 use crate::{
@@ -15,7 +16,8 @@ use crate::{
     resources::{self, Consumer},
     sms_usage::{self, SmsUsageError},
     status::{self, StatusError},
-    time::{Month, TimeError, Window, parse_time},
+    submissions::{self, Listing},
+    time::{Month, TimeError, Window, parse_day_or_time, parse_time},
 };
 
 /// Operates the Picasso fulfillment pipeline; prints one JSON object.
@@ -39,6 +41,50 @@ pub enum Command {
     Status(StatusArgs),
     /// Show a tenant's SMS count for a month
     SmsUsage(SmsUsageArgs),
+    /// List a tenant's submissions, newest first (personal data: to stdout only)
+    Submissions(SubmissionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmissionsArgs {
+    /// The tenant (its tenant_id)
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub tenant: String,
+    /// From this day (2026-12-01, midnight UTC) or time (RFC 3339), inclusive
+    #[arg(long, value_parser = parse_day_or_time)]
+    pub since: Option<DateTime>,
+    /// Up to this day or time, exclusive
+    #[arg(long, value_parser = parse_day_or_time)]
+    pub until: Option<DateTime>,
+    /// Only submissions with this status
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<SubmissionStatus>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Submissions read per DynamoDB Query page
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub page_size: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_status(input: &str) -> Result<SubmissionStatus, String> {
+    SubmissionStatus::parse(input).ok_or_else(|| {
+        let known: Vec<&str> = SubmissionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("not a submission status; one of {}", known.join(", "))
+    })
+}
+
+/// What a command prints: one JSON object, or text it formatted itself.
+#[derive(Debug)]
+pub enum Output {
+    Json(Value),
+    Text(String),
 }
 
 #[derive(Debug, Args)]
@@ -112,10 +158,14 @@ pub enum OpsError {
     SmsUsage(#[from] SmsUsageError),
     #[error("could not write the result as JSON")]
     Output(#[from] serde_json::Error),
+    #[error("could not write the result as CSV")]
+    Csv(#[from] csv::Error),
+    #[error("--since {since} is not before --until {until}")]
+    EmptyListing { since: String, until: String },
 }
 
 /// Runs one command with settings from the environment; returns what to print.
-pub async fn run(cli: Cli) -> Result<Value, OpsError> {
+pub async fn run(cli: Cli) -> Result<Output, OpsError> {
     let settings = Settings::from_env()?;
     let config = aws_adapters::config::sdk_config(&settings.region, settings.endpoint_url.as_deref()).await;
     let stage = cli.stage.as_str();
@@ -164,8 +214,30 @@ pub async fn run(cli: Cli) -> Result<Value, OpsError> {
             let table = &settings.sms_usage_table;
             serde_json::to_value(sms_usage::sms_usage(&dynamodb, table, &args.tenant_id, &month).await?)?
         }
+        Command::Submissions(args) => {
+            if let (Some(since), Some(until)) = (args.since, args.until) {
+                if since >= until {
+                    let (since, until) = (crate::time::rfc3339(&since), crate::time::rfc3339(&until));
+                    return Err(OpsError::EmptyListing { since, until });
+                }
+            }
+            let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+            let listing = Listing {
+                tenant_id: args.tenant,
+                since: args.since,
+                until: args.until,
+                status: args.status,
+                page_size: args.page_size,
+            };
+            let found = submissions::list(&dynamodb, &settings.form_submissions_table, &listing).await?;
+            return Ok(match args.format {
+                Format::Json => Output::Json(submissions::to_json(&listing.tenant_id, &found)),
+                Format::Csv => Output::Text(submissions::to_csv(&found)?),
+                Format::Table => Output::Text(submissions::to_table(&found)),
+            });
+        }
     };
-    Ok(output)
+    Ok(Output::Json(output))
 }
 
 #[cfg(test)]
@@ -222,6 +294,19 @@ mod tests {
         let Command::SmsUsage(args) = cli.command else { panic!("not sms-usage: {cli:?}") };
         assert_eq!(args.month, Some(Month::parse("2026-05").unwrap()));
         assert!(parse(&["sms-usage", "tenant-1", "--month", "May"]).is_err());
+    }
+
+    #[test]
+    fn submissions_take_a_tenant_days_or_times_a_known_status_and_a_format() {
+        let cli = parse(&["submissions", "--tenant", "T1", "--since", "2026-12-01", "--status", "held"]).unwrap();
+        let Command::Submissions(args) = cli.command else { panic!("not submissions: {cli:?}") };
+        assert_eq!(args.since, Some(parse_time("2026-12-01T00:00:00Z").unwrap()));
+        assert_eq!((args.status, args.format, args.page_size), (Some(SubmissionStatus::Held), Format::Table, 100));
+        assert!(parse(&["submissions", "--tenant", "T1", "--format", "csv", "--until", "2026-12-02T12:00:00Z"]).is_ok());
+        assert!(parse(&["submissions"]).is_err(), "the tenant is required");
+        let err = parse(&["submissions", "--tenant", "T1", "--status", "done"]).unwrap_err();
+        assert!(err.to_string().contains("pending_fulfillment"), "{err}");
+        assert!(parse(&["submissions", "--tenant", "T1", "--since", "Monday"]).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Operator CLI (`picasso-ops`) for the fulfillment pipeline, usable against AWS
-//! or the local stack (`AWS_ENDPOINT_URL`). Every command prints one JSON object.
+//! or the local stack (`AWS_ENDPOINT_URL`). Every command but `submissions`
+//! prints one JSON object.
 //!
 //! - `replay`: replays a time window of the FormSubmitted archive onto the bus
 //!   and waits until the replay completes. Consumers redo only channels not yet
@@ -9,6 +10,8 @@
 //!   leaves the DLQ only after its copy is on the queue.
 //! - `status`: a submission's fulfillment record, without its form data.
 //! - `sms-usage`: a tenant's SMS count for a month.
+//! - `submissions`: a tenant's submissions, newest first, as a table, CSV or
+//!   JSON (the one command that prints text: table and CSV).
 //!
 //! The functions take SDK clients and resource names, so tests call them directly.
 
@@ -18,6 +21,7 @@ pub mod replay;
 pub mod resources;
 pub mod sms_usage;
 pub mod status;
+pub mod submissions;
 pub mod time;
 
 /// An AWS call that failed or answered without something it always sends.

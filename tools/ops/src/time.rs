@@ -4,7 +4,7 @@ use aws_smithy_types::date_time::{DateTime, DateTimeParseError, Format};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimeError {
-    #[error("{input:?} is not an RFC 3339 time such as 2026-05-01T00:00:00Z")]
+    #[error("{input:?} is not a day such as 2026-05-01 or an RFC 3339 time such as 2026-05-01T00:00:00Z")]
     NotRfc3339 {
         input: String,
         #[source]
@@ -20,6 +20,13 @@ pub enum TimeError {
 pub fn parse_time(input: &str) -> Result<DateTime, TimeError> {
     DateTime::from_str(input.trim(), Format::DateTimeWithOffset)
         .map_err(|source| TimeError::NotRfc3339 { input: input.to_owned(), source })
+}
+
+/// A day (`2026-05-01`, its midnight UTC) or an RFC 3339 time.
+pub fn parse_day_or_time(input: &str) -> Result<DateTime, TimeError> {
+    let trimmed = input.trim();
+    let is_day = trimmed.len() == 10 && trimmed.as_bytes()[4] == b'-' && trimmed.as_bytes()[7] == b'-';
+    if is_day { parse_time(&format!("{trimmed}T00:00:00Z")) } else { parse_time(trimmed) }
 }
 
 /// A time as RFC 3339 in UTC, for output.

@@ -13,7 +13,7 @@ use local_stack::{LocalStack, StackOptions, demo};
 use ops::{
     redrive, replay,
     resources::{self, Consumer},
-    sms_usage, status,
+    sms_usage, status, submissions,
     time::{Month, Window},
 };
 use serde_json::{Value, json};
@@ -29,14 +29,20 @@ async fn spawn_stack() -> LocalStack {
 
 /// Submits the demo tenant's reading-buddy form through the host, as the widget does.
 async fn submit_demo_form(stack: &LocalStack) -> String {
+    submit_reading_buddy(stack, demo::DEMO_TENANT_HASH, "Ana", "session_1733500000000_k3j9x2abc").await
+}
+
+/// The reading-buddy form of the tenant behind `hash`, from one applicant in one widget session.
+async fn submit_reading_buddy(stack: &LocalStack, hash: &str, first_name: &str, session_id: &str) -> String {
     let body = json!({
-        "tenant_hash": demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
+        "tenant_hash": hash, "form_mode": true, "action": "submit_form",
         "form_id": "reading_buddy_application",
         "form_data": {
-            "age_18_plus": "yes", "first_name": "Ana", "last_name": "Lopez", "email": "ana.lopez@example.org",
+            "age_18_plus": "yes", "first_name": first_name, "last_name": "Lopez", "email": "ana.lopez@example.org",
             "phone": "+1 (503) 555-0199", "zip_code": "97412", "availability": "Weekday afternoons",
             "why_reading_buddies": "I loved reading with my grandmother and want to pass that on to kids."
-        }
+        },
+        "session_id": session_id, "conversation_id": session_id
     });
     let answer = reqwest::Client::new()
         .post(format!("{}/forms", stack.host_url()))
@@ -282,5 +288,96 @@ async fn replay_from_an_archive_that_does_not_exist_fails_naming_it() {
 
     let chain = domain::report::error_chain(&err);
     assert!(chain.starts_with("DescribeArchive no-such-archive failed"), "{chain}");
+    stack.stop().await;
+}
+
+/// The demo tenant's config under another tenant, keeping submissions `retention_days`.
+async fn tenant_keeping_submissions(stack: &LocalStack, hash: &str, tenant_id: &str, retention_days: u32) {
+    let mut config: Value = serde_json::from_str(include_str!("../../demo-tenant/config.json")).unwrap();
+    config["tenant_id"] = json!(tenant_id);
+    config["tenant_hash"] = json!(hash);
+    config["data_retention_days"] = json!(retention_days);
+    let s3 = local_stack::s3_client(&stack.sdk_config);
+    for (key, body) in [
+        (format!("mappings/{hash}.json"), json!({"tenant_id": tenant_id}).to_string()),
+        (format!("tenants/{tenant_id}/config.json"), config.to_string()),
+    ] {
+        s3.put_object().bucket(&stack.settings.config_bucket).key(&key).body(body.into_bytes().into()).send().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn submissions_lists_a_tenants_forms_newest_first_across_pages_with_what_staff_need() {
+    let stack = spawn_stack().await;
+    tenant_keeping_submissions(&stack, "reta1n000001", "RETAIN0001", 30).await;
+    let mut ids = Vec::new();
+    for (name, session) in [("Ana", "sess_a1"), ("Bo", "sess_b2"), ("Cy", "sess_c3")] {
+        ids.push(submit_reading_buddy(&stack, "reta1n000001", name, session).await);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    submit_demo_form(&stack).await; // another tenant's: never listed
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.identities.ops);
+    let table = &stack.settings.form_submissions_table;
+    let listing = submissions::Listing {
+        tenant_id: "RETAIN0001".into(),
+        since: None,
+        until: None,
+        status: None,
+        page_size: 2,
+    };
+
+    let listed = submissions::list(&dynamodb, table, &listing).await.unwrap();
+
+    let listed_ids: Vec<&str> = listed.iter().map(|s| s.submission_id.as_str()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed_ids, newest_first, "three submissions over two pages, newest first");
+    let first = listed.last().unwrap();
+    assert_eq!(first.staff.session_id.as_deref(), Some("sess_a1"));
+    assert_eq!(first.staff.conversation_id.as_deref(), Some("sess_a1"));
+    assert_eq!(first.staff.form_title, "Reading Buddy Application");
+    assert_eq!(first.pipeline_status.as_deref(), Some("new"));
+    assert_eq!(first.contact.to_map().get("email").map(String::as_str), Some("ana.lopez@example.org"));
+    assert_eq!(first.staff.display.first(), Some(&("Are you 18 or older?".to_owned(), "Yes, I'm 18 or older".to_owned())));
+    assert!(first.staff.display.contains(&("First name".to_owned(), "Ana".to_owned())), "{:?}", first.staff.display);
+    let in_30_days = now().secs() as u64 + 30 * 24 * 3600;
+    assert!(first.staff.expires_at.abs_diff(in_30_days) < 120, "expires_at {} is not 30 days on", first.staff.expires_at);
+
+    let csv = submissions::to_csv(&listed).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with(",Are you 18 or older?,First name,Last name,Email address,Phone number,ZIP code,Availability,Why Reading Buddies?"), "{header}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    let from_tomorrow = submissions::Listing { since: Some(DateTime::from_secs(now().secs() + 86_400)), ..listing.clone() };
+    assert!(submissions::list(&dynamodb, table, &from_tomorrow).await.unwrap().is_empty());
+    let held = submissions::Listing { status: Some(domain::fulfillment::SubmissionStatus::Held), ..listing };
+    assert!(submissions::list(&dynamodb, table, &held).await.unwrap().is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_without_retention_keeps_submissions_a_year_and_the_idempotency_record_30_days() {
+    let stack = spawn_stack().await;
+    let submission_id = submit_demo_form(&stack).await;
+    let admin = aws_sdk_dynamodb::Client::new(&stack.sdk_config);
+    let item = admin
+        .get_item()
+        .table_name(&stack.settings.form_submissions_table)
+        .key("submission_id", AttributeValue::S(submission_id))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: u64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let in_a_year = now().secs() as u64 + 365 * 24 * 3600;
+    assert!(expires.abs_diff(in_a_year) < 120, "expires_at {expires}");
+    let ttl = admin
+        .describe_time_to_live()
+        .table_name(&stack.settings.form_submissions_table)
+        .send()
+        .await
+        .unwrap();
+    let spec = ttl.time_to_live_description.unwrap();
+    assert_eq!(spec.attribute_name.as_deref(), Some("expires_at"), "the table's TTL reads that attribute");
     stack.stop().await;
 }

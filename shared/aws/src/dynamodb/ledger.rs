@@ -68,6 +68,27 @@ pub fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> St
             _ => Vec::new(),
         },
         fulfillment,
+        staff: domain::submissions::StaffView {
+            session_id: item.get("session_id").and_then(text),
+            conversation_id: item.get("conversation_id").and_then(text),
+            form_title: s("form_title"),
+            display: match item.get(super::DISPLAY_ATTRIBUTE) {
+                Some(AttributeValue::L(rows)) => rows
+                    .iter()
+                    .filter_map(|row| {
+                        let row = row.as_m().ok()?;
+                        Some((row.get("label").and_then(text)?, row.get("value").and_then(text).unwrap_or_default()))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            expires_at: item
+                .get(super::EXPIRY_ATTRIBUTE)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_default(),
+        },
+        pipeline_status: item.get("pipeline_status").and_then(text),
     }
 }
 

@@ -7,4 +7,7 @@ mod submissions;
 
 pub use counters::{DynamoCounters, dynamo_guard};
 pub use ledger::read_item;
-pub use submissions::{DynamoSubmissionStore, OUTBOX_INDEX, UNFULFILLED_INDEX};
+pub use submissions::{
+    DISPLAY_ATTRIBUTE, DynamoSubmissionStore, EXPIRY_ATTRIBUTE, OUTBOX_INDEX, TENANT_SESSION_INDEX,
+    TENANT_TIME_INDEX, UNFULFILLED_INDEX,
+};

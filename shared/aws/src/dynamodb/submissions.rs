@@ -12,9 +12,19 @@ use aws_sdk_dynamodb::{
 use domain::{
     events::FormSubmitted,
     fulfillment::SubmissionStatus,
-    submissions::{Created, NewSubmission, StoreError, SubmissionStore, content_fingerprint},
+    submissions::{
+        Created, NewSubmission, PIPELINE_NEW, StaffView, StoreError, SubmissionStore, content_fingerprint,
+    },
 };
 
+/// A tenant's submissions by `submitted_at` (every submission; not the idempotency records).
+pub const TENANT_TIME_INDEX: &str = "tenant-time-index";
+/// A tenant's submissions by `session_id` (sparse: only those sent with a session).
+pub const TENANT_SESSION_INDEX: &str = "tenant-session-index";
+/// The labelled values, a list of `{label, value}` in form order.
+pub const DISPLAY_ATTRIBUTE: &str = "form_data_display";
+/// The table's TTL attribute (epoch seconds): submissions and idempotency records alike.
+pub const EXPIRY_ATTRIBUTE: &str = "expires_at";
 /// Sparse index of submissions whose event is not yet published.
 pub const OUTBOX_INDEX: &str = "outbox-index";
 /// Sparse index of submissions not yet rolled up to `fulfilled`/`partially_fulfilled`.
@@ -95,7 +105,37 @@ impl DynamoSubmissionStore {
         if let Some(client_id) = &submission.client_submission_id {
             item.insert("client_submission_id".to_owned(), s(client_id));
         }
+        Self::add_staff_view(&mut item, &submission.staff);
         item
+    }
+
+    /// What staff work with; a submission parked before these were kept
+    /// (an empty view) is stored as it was, without them.
+    fn add_staff_view(item: &mut HashMap<String, AttributeValue>, staff: &StaffView) {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        if let Some(session_id) = &staff.session_id {
+            item.insert("session_id".to_owned(), s(session_id));
+        }
+        if let Some(conversation_id) = &staff.conversation_id {
+            item.insert("conversation_id".to_owned(), s(conversation_id));
+        }
+        if !staff.form_title.is_empty() {
+            item.insert("form_title".to_owned(), s(&staff.form_title));
+        }
+        if !staff.display.is_empty() {
+            let rows = staff
+                .display
+                .iter()
+                .map(|(label, value)| {
+                    AttributeValue::M(HashMap::from([("label".to_owned(), s(label)), ("value".to_owned(), s(value))]))
+                })
+                .collect();
+            item.insert(DISPLAY_ATTRIBUTE.to_owned(), AttributeValue::L(rows));
+        }
+        if staff.expires_at > 0 {
+            item.insert(EXPIRY_ATTRIBUTE.to_owned(), AttributeValue::N(staff.expires_at.to_string()));
+            item.insert("pipeline_status".to_owned(), s(PIPELINE_NEW));
+        }
     }
 
     fn idempotency_key(tenant_id: &str, client_submission_id: &str) -> String {

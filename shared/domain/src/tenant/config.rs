@@ -37,9 +37,35 @@ pub struct TenantConfig {
     pub conversation_branches: IndexMap<String, ConversationBranch>,
     #[serde(deserialize_with = "null_as_default")]
     pub cta_settings: CtaSettings,
+    /// Days a submission is kept (read leniently: `retention_days`).
+    pub data_retention_days: Option<Value>,
 }
 
+/// Submissions are kept a year unless the tenant says otherwise.
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+/// The longest retention a tenant may set: ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 impl TenantConfig {
+    /// Days a submission is kept: `data_retention_days` (a whole number of
+    /// days, 1 to 3650, or such a number as a string), else 365. A value out
+    /// of range or of another type is the error, naming what it is; the caller
+    /// keeps the default then, so no submission is refused for it.
+    pub fn retention_days(&self) -> Result<u32, String> {
+        let days = match &self.data_retention_days {
+            None | Some(Value::Null) => return Ok(DEFAULT_RETENTION_DAYS),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        match days {
+            Some(days @ 1..) if days <= u64::from(MAX_RETENTION_DAYS) => Ok(days as u32),
+            _ => Err(format!(
+                "data_retention_days must be a whole number of days from 1 to {MAX_RETENTION_DAYS}"
+            )),
+        }
+    }
+
     /// The tenant's model: `model_id`, else `aws.model_id`.
     pub fn model_id(&self) -> Option<&str> {
         self.model_id.as_deref().or(self.aws.model_id.as_deref())
@@ -596,6 +622,20 @@ mod tests {
 
     fn parse(value: Value) -> TenantConfig {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn retention_is_a_year_unless_the_tenant_sets_days_and_a_bad_value_is_named_not_fatal() {
+        let days = |v: Value| parse(json!({"data_retention_days": v})).retention_days();
+        assert_eq!(parse(json!({})).retention_days(), Ok(365));
+        assert_eq!(days(json!(null)), Ok(365));
+        assert_eq!(days(json!(30)), Ok(30));
+        assert_eq!(days(json!("90")), Ok(90));
+        assert_eq!(days(json!(3650)), Ok(3650));
+        for bad in [json!(0), json!(-5), json!(3651), json!(1.5), json!("forever"), json!([30])] {
+            let err = days(bad.clone()).unwrap_err();
+            assert!(err.contains("data_retention_days"), "{bad}: {err}");
+        }
     }
 
     #[test]
