@@ -398,8 +398,13 @@ fn the_operations_page_gives_each_function_the_memory_and_timeout_the_template_d
 #[test]
 fn each_function_is_given_exactly_the_resource_names_it_requires() {
     let template = Template::load(&repo_root().join("template.yaml")).unwrap();
-    let resource_names =
-        ["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "SMS_USAGE_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
+    let resource_names = [
+        "CONFIG_BUCKET",
+        "FORM_SUBMISSIONS_TABLE",
+        "SMS_USAGE_TABLE",
+        "RATE_LIMITS_TABLE",
+        "VISITOR_KEY_SECRET",
+    ];
     let required: [(&str, &[&str]); 6] = [
         ("chat-stream", chat_stream::REQUIRED_SETTINGS),
         ("form-intake", form_intake::REQUIRED_SETTINGS),

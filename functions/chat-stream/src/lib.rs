@@ -26,7 +26,8 @@ pub use crate::{
 
 /// The resource names this function reads, required when it runs in Lambda
 /// (the template gives it exactly these: `tests/template_policies.rs`).
-pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
+pub const REQUIRED_SETTINGS: &[&str] =
+    &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
 
 /// The service wired to AWS: S3 configs, Bedrock KB Retrieve, Bedrock ConverseStream.
 pub type AwsChatService = ChatService<S3ConfigSource, BedrockKnowledgeBase, BedrockModel>;

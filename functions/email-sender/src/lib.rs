@@ -28,7 +28,8 @@ use serde_json::Value;
 
 /// The resource names this function reads, required when it runs in Lambda
 /// (the template gives it exactly these: `tests/template_policies.rs`).
-pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
+pub const REQUIRED_SETTINGS: &[&str] =
+    &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
 
 /// The consumer the Lambda runs and the local host polls with.
 pub type AwsEmailConsumer = Consumer<DynamoSubmissionStore, EmailChannel<S3ConfigSource, SesMailer>>;
@@ -43,7 +44,8 @@ pub fn aws_consumer(
     let mailer = SesMailer::new(aws_adapters::ses::ses_client(config), &settings.ses_from_email);
     let counters = DynamoCounters::new(aws_sdk_dynamodb::Client::new(config), &settings.rate_limits_table);
     let caps = Limiter::new(Arc::new(counters));
-    let channel = EmailChannel::new(tenants, mailer, caps, stdout_sink()).with_subject_key(settings.visitor_key());
+    let channel =
+        EmailChannel::new(tenants, mailer, caps, stdout_sink()).with_subject_key(settings.visitor_key());
     Consumer::new(ledger, channel)
 }
 

@@ -14,7 +14,8 @@ pub use form_service::*;
 
 /// The resource names this function reads, required when it runs in Lambda
 /// (the template gives it exactly these: `tests/template_policies.rs`).
-pub const REQUIRED_SETTINGS: &[&str] = &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
+pub const REQUIRED_SETTINGS: &[&str] =
+    &["CONFIG_BUCKET", "FORM_SUBMISSIONS_TABLE", "RATE_LIMITS_TABLE", "VISITOR_KEY_SECRET"];
 
 /// GET `?action=get_config&t=<tenant_hash>` answers the widget config as
 /// JSON; POST a form request as SSE frames; OPTIONS (normally the Function

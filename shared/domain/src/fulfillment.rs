@@ -229,7 +229,8 @@ pub enum SubmissionStatus {
 
 impl SubmissionStatus {
     /// Every status, in the order a submission may pass through them.
-    pub const ALL: [Self; 4] = [Self::PendingFulfillment, Self::Held, Self::Fulfilled, Self::PartiallyFulfilled];
+    pub const ALL: [Self; 4] =
+        [Self::PendingFulfillment, Self::Held, Self::Fulfilled, Self::PartiallyFulfilled];
 
     pub fn as_str(self) -> &'static str {
         match self {

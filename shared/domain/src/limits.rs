@@ -552,7 +552,11 @@ mod tests {
         assert!(chat[0].key(&window).starts_with("T1#chat_ip:"), "{}", chat[0].key(&window));
         assert!(!chat[0].key(&window).contains("203.0.113.9"));
         let confirmation = confirmations_to(&key, "T1", " Ana@Example.org ", &limits);
-        assert_eq!(confirmation, confirmations_to(&key, "T1", "ana@example.org", &limits), "normalised first");
+        assert_eq!(
+            confirmation,
+            confirmations_to(&key, "T1", "ana@example.org", &limits),
+            "normalised first"
+        );
         assert!(!confirmation.scope.contains("ana"), "{}", confirmation.scope);
         assert_eq!(submit_limits(&key, "T1", None, &limits).len(), 1, "no IP: the tenant's limit only");
         assert!(validation_limits(&key, "T1", None, &limits).is_empty());
@@ -566,7 +570,8 @@ mod tests {
         let hashed = key.hash(ip);
         assert_eq!(hashed.len(), 16);
         assert_eq!(hashed, key.hash(ip), "the same visitor, the same counter");
-        let plain: String = Sha256::digest(ip.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let plain: String =
+            Sha256::digest(ip.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
         assert_ne!(hashed, plain, "what anyone could compute from the address alone");
         let other = SubjectKey::new(b"another deployment's secret, also 32 bytes+").unwrap();
         assert_ne!(hashed, other.hash(ip));
@@ -660,7 +665,8 @@ mod tests {
             Arc::new(move |line| lines.lock().unwrap().push(line))
         };
         let guard = Guard::new(Arc::new(Stalled), sink);
-        let limits = chat_limits(&SubjectKey::of_this_process(), "T1", Some("203.0.113.9"), &RateLimits::default());
+        let limits =
+            chat_limits(&SubjectKey::of_this_process(), "T1", Some("203.0.113.9"), &RateLimits::default());
         assert_eq!(guard.admit(&limits).await, Ok(()), "fail open");
         assert_eq!(guard.within_budget(&token_budget("T1", &RateLimits::default())).await, Ok(()));
         assert_eq!(lines.lock().unwrap().iter().filter(|l| l.contains("\"LimiterErrors\":1")).count(), 3);

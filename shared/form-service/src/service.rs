@@ -211,7 +211,8 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         let ip = caller.source_ip.as_deref();
         match request {
             FormRequest::ValidateField { form_id, field_id, value, .. } => {
-                let limits = limits::validation_limits(&self.visitor_key, &tenant.id, ip, &tenant.config.rate_limits);
+                let limits =
+                    limits::validation_limits(&self.visitor_key, &tenant.id, ip, &tenant.config.rate_limits);
                 if let Err(refusal) = self.admit(&limits).await {
                     return FormResponse::rate_limited(&refusal);
                 }
@@ -289,20 +290,18 @@ impl<C: ConfigSource, S: SubmissionStore, P: EventPublisher> FormService<C, S, P
         // never published, nobody notified.
         let submit_limits =
             limits::submit_limits(&self.visitor_key, &tenant.id, source_ip, &tenant.config.rate_limits);
-        let held =
-            match self.admit(&submit_limits).await
-            {
-                Ok(()) => None,
-                Err(refusal) => {
-                    tracing::warn!(
-                        tenant_id = tenant.id,
-                        form_id,
-                        limit = refusal.limit,
-                        "submission over a limit: stored, held without fulfillment"
-                    );
-                    Some(refusal.limit.to_owned())
-                }
-            };
+        let held = match self.admit(&submit_limits).await {
+            Ok(()) => None,
+            Err(refusal) => {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    form_id,
+                    limit = refusal.limit,
+                    "submission over a limit: stored, held without fulfillment"
+                );
+                Some(refusal.limit.to_owned())
+            }
+        };
         let channels = if held.is_some() { Vec::new() } else { planned_channels(tenant, form, &contact) };
 
         let event = FormSubmitted {
@@ -424,7 +423,11 @@ fn staff_view(
     session: SessionIds,
 ) -> StaffView {
     if session.dropped {
-        tracing::warn!(tenant_id = tenant.id, form_id, "a malformed session_id or conversation_id was not kept");
+        tracing::warn!(
+            tenant_id = tenant.id,
+            form_id,
+            "a malformed session_id or conversation_id was not kept"
+        );
     }
     let days = tenant.config.retention_days().unwrap_or_else(|problem| {
         tracing::warn!(tenant_id = tenant.id, problem, "data_retention_days ignored: kept for the default");

@@ -170,9 +170,8 @@ impl Settings {
             parked_submissions_queue_url: get("PARKED_SUBMISSIONS_QUEUE_URL").map(str::to_owned),
             visitor_key: match get("VISITOR_KEY_SECRET") {
                 None => None,
-                Some(raw) => Some(SubjectKey::new(raw.as_bytes()).map_err(|short| SettingsError::Invalid {
-                    name: "VISITOR_KEY_SECRET",
-                    reason: short.to_string(),
+                Some(raw) => Some(SubjectKey::new(raw.as_bytes()).map_err(|short| {
+                    SettingsError::Invalid { name: "VISITOR_KEY_SECRET", reason: short.to_string() }
                 })?),
             },
         })
@@ -296,7 +295,11 @@ mod tests {
         let err = Settings::from_vars(vars(&[("VISITOR_KEY_SECRET", "short")])).unwrap_err();
         assert!(matches!(err, SettingsError::Invalid { name: "VISITOR_KEY_SECRET", .. }), "{err}");
         let unset = Settings::from_vars(vars(&[])).unwrap();
-        assert_eq!(unset.visitor_key(), SubjectKey::of_this_process(), "outside Lambda: the process's own key");
+        assert_eq!(
+            unset.visitor_key(),
+            SubjectKey::of_this_process(),
+            "outside Lambda: the process's own key"
+        );
     }
 
     #[test]

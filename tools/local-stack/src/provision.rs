@@ -182,7 +182,11 @@ impl Provisioner {
                 let name = text("Name");
                 let length = props["GenerateSecretString"]["PasswordLength"].as_u64().unwrap_or(32) as usize;
                 let value: String = std::iter::repeat_with(fastrand::alphanumeric).take(length).collect();
-                let arn = format!("arn:aws:secretsmanager:{}:{}:secret:{name}-local", self.region, crate::template::ACCOUNT_ID);
+                let arn = format!(
+                    "arn:aws:secretsmanager:{}:{}:secret:{name}-local",
+                    self.region,
+                    crate::template::ACCOUNT_ID
+                );
                 Ok(physical(&arn, [("Name", name.clone()), (crate::template::SECRET_STRING, value)]))
             }
             "AWS::S3::Bucket" => {

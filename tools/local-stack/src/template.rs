@@ -214,7 +214,9 @@ impl Context<'_> {
                         _ => Err(EvalError::Invalid(format!("malformed Fn::If {arg}"))),
                     },
                     "Fn::GetAtt" => self.get_att(arg).map(Value::String),
-                    "Fn::Sub" => self.sub(arg).and_then(|text| self.resolve_secrets(&text)).map(Value::String),
+                    "Fn::Sub" => {
+                        self.sub(arg).and_then(|text| self.resolve_secrets(&text)).map(Value::String)
+                    }
                     "Fn::Join" => self.join(arg).map(Value::String),
                     "Fn::FindInMap" => self.find_in_map(arg),
                     other if other.starts_with("Fn::") => {
@@ -319,15 +321,19 @@ impl Context<'_> {
         while let Some(start) = rest.find(OPEN) {
             out.push_str(&rest[..start]);
             let after = &rest[start + OPEN.len()..];
-            let end = after.find("}}").ok_or_else(|| EvalError::Invalid(format!("unclosed {{{{ in {text}")))?;
+            let end =
+                after.find("}}").ok_or_else(|| EvalError::Invalid(format!("unclosed {{{{ in {text}")))?;
             let secret_id = after[..end].strip_suffix(":SecretString").ok_or_else(|| {
-                EvalError::Invalid(format!("the local stack resolves only ...:SecretString references, not {text}"))
+                EvalError::Invalid(format!(
+                    "the local stack resolves only ...:SecretString references, not {text}"
+                ))
             })?;
             let value = self
                 .created
                 .values()
                 .find(|created| {
-                    created.reference == secret_id || created.attributes.get("Name").map(String::as_str) == Some(secret_id)
+                    created.reference == secret_id
+                        || created.attributes.get("Name").map(String::as_str) == Some(secret_id)
                 })
                 .and_then(|created| created.attributes.get(SECRET_STRING))
                 .ok_or_else(|| EvalError::Invalid(format!("no secret {secret_id} in this stack")))?;
@@ -513,7 +519,9 @@ Resources:
         created.insert(
             "Key".to_owned(),
             Physical {
-                reference: "arn:aws:secretsmanager:us-east-1:123456789012:secret:picasso-visitor-key-local-local".into(),
+                reference:
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:picasso-visitor-key-local-local"
+                        .into(),
                 attributes: HashMap::from([
                     ("Name".into(), "picasso-visitor-key-local".into()),
                     (SECRET_STRING.into(), "s3cr3t".into()),

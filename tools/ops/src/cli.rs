@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_smithy_types::DateTime;
 use clap::{Args, Parser, Subcommand, builder::NonEmptyStringValueParser};
-use lambda_edge::{Settings, settings::SettingsError};
 use domain::fulfillment::SubmissionStatus;
+use lambda_edge::{Settings, settings::SettingsError};
 use serde_json::Value;
 
 use crate::{
@@ -215,11 +215,11 @@ pub async fn run(cli: Cli) -> Result<Output, OpsError> {
             serde_json::to_value(sms_usage::sms_usage(&dynamodb, table, &args.tenant_id, &month).await?)?
         }
         Command::Submissions(args) => {
-            if let (Some(since), Some(until)) = (args.since, args.until) {
-                if since >= until {
-                    let (since, until) = (crate::time::rfc3339(&since), crate::time::rfc3339(&until));
-                    return Err(OpsError::EmptyListing { since, until });
-                }
+            if let (Some(since), Some(until)) = (args.since, args.until)
+                && since >= until
+            {
+                let (since, until) = (crate::time::rfc3339(&since), crate::time::rfc3339(&until));
+                return Err(OpsError::EmptyListing { since, until });
             }
             let dynamodb = aws_sdk_dynamodb::Client::new(&config);
             let listing = Listing {
@@ -298,11 +298,18 @@ mod tests {
 
     #[test]
     fn submissions_take_a_tenant_days_or_times_a_known_status_and_a_format() {
-        let cli = parse(&["submissions", "--tenant", "T1", "--since", "2026-12-01", "--status", "held"]).unwrap();
+        let cli =
+            parse(&["submissions", "--tenant", "T1", "--since", "2026-12-01", "--status", "held"]).unwrap();
         let Command::Submissions(args) = cli.command else { panic!("not submissions: {cli:?}") };
         assert_eq!(args.since, Some(parse_time("2026-12-01T00:00:00Z").unwrap()));
-        assert_eq!((args.status, args.format, args.page_size), (Some(SubmissionStatus::Held), Format::Table, 100));
-        assert!(parse(&["submissions", "--tenant", "T1", "--format", "csv", "--until", "2026-12-02T12:00:00Z"]).is_ok());
+        assert_eq!(
+            (args.status, args.format, args.page_size),
+            (Some(SubmissionStatus::Held), Format::Table, 100)
+        );
+        assert!(
+            parse(&["submissions", "--tenant", "T1", "--format", "csv", "--until", "2026-12-02T12:00:00Z"])
+                .is_ok()
+        );
         assert!(parse(&["submissions"]).is_err(), "the tenant is required");
         let err = parse(&["submissions", "--tenant", "T1", "--status", "done"]).unwrap_err();
         assert!(err.to_string().contains("pending_fulfillment"), "{err}");

@@ -157,7 +157,8 @@ pub fn to_table(submissions: &[StoredSubmission]) -> String {
             let contact = s.contact.to_map();
             let field = |key: &str| contact.get(key).cloned().unwrap_or_default();
             let name = format!("{} {}", field("first_name"), field("last_name")).trim().to_owned();
-            let form = if s.staff.form_title.is_empty() { s.form_id.clone() } else { s.staff.form_title.clone() };
+            let form =
+                if s.staff.form_title.is_empty() { s.form_id.clone() } else { s.staff.form_title.clone() };
             [
                 s.submitted_at.clone(),
                 form,
@@ -232,14 +233,15 @@ mod tests {
 
     #[test]
     fn a_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text() {
-        let csv = to_csv(&[submission("a", &[("Name", "=HYPERLINK(\"http://x\")"), ("Note", "@SUM(A1)")])]).unwrap();
+        let csv = to_csv(&[submission("a", &[("Name", "=HYPERLINK(\"http://x\")"), ("Note", "@SUM(A1)")])])
+            .unwrap();
         assert!(csv.contains(",\"'=HYPERLINK(\"\"http://x\"\")\",'@SUM(A1)"), "{csv}");
     }
 
     #[test]
     fn a_submission_stored_before_labels_were_kept_lists_its_values_by_field_key() {
         let old = submission("old", &[]);
-        let json = to_json("T1", &[old.clone()]);
+        let json = to_json("T1", std::slice::from_ref(&old));
         assert_eq!(json["submissions"][0]["values"], json!({"email": "old@example.org"}));
         assert!(to_csv(&[old]).unwrap().lines().next().unwrap().ends_with(",email"));
     }

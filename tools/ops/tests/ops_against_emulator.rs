@@ -302,7 +302,13 @@ async fn tenant_keeping_submissions(stack: &LocalStack, hash: &str, tenant_id: &
         (format!("mappings/{hash}.json"), json!({"tenant_id": tenant_id}).to_string()),
         (format!("tenants/{tenant_id}/config.json"), config.to_string()),
     ] {
-        s3.put_object().bucket(&stack.settings.config_bucket).key(&key).body(body.into_bytes().into()).send().await.unwrap();
+        s3.put_object()
+            .bucket(&stack.settings.config_bucket)
+            .key(&key)
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
     }
 }
 
@@ -337,17 +343,29 @@ async fn submissions_lists_a_tenants_forms_newest_first_across_pages_with_what_s
     assert_eq!(first.staff.form_title, "Reading Buddy Application");
     assert_eq!(first.pipeline_status.as_deref(), Some("new"));
     assert_eq!(first.contact.to_map().get("email").map(String::as_str), Some("ana.lopez@example.org"));
-    assert_eq!(first.staff.display.first(), Some(&("Are you 18 or older?".to_owned(), "Yes, I'm 18 or older".to_owned())));
-    assert!(first.staff.display.contains(&("First name".to_owned(), "Ana".to_owned())), "{:?}", first.staff.display);
+    assert_eq!(
+        first.staff.display.first(),
+        Some(&("Are you 18 or older?".to_owned(), "Yes, I'm 18 or older".to_owned()))
+    );
+    assert!(
+        first.staff.display.contains(&("First name".to_owned(), "Ana".to_owned())),
+        "{:?}",
+        first.staff.display
+    );
     let in_30_days = now().secs() as u64 + 30 * 24 * 3600;
-    assert!(first.staff.expires_at.abs_diff(in_30_days) < 120, "expires_at {} is not 30 days on", first.staff.expires_at);
+    assert!(
+        first.staff.expires_at.abs_diff(in_30_days) < 120,
+        "expires_at {} is not 30 days on",
+        first.staff.expires_at
+    );
 
     let csv = submissions::to_csv(&listed).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(header.ends_with(",Are you 18 or older?,First name,Last name,Email address,Phone number,ZIP code,Availability,Why Reading Buddies?"), "{header}");
     assert_eq!(csv.lines().count(), 4, "{csv}");
 
-    let from_tomorrow = submissions::Listing { since: Some(DateTime::from_secs(now().secs() + 86_400)), ..listing.clone() };
+    let from_tomorrow =
+        submissions::Listing { since: Some(DateTime::from_secs(now().secs() + 86_400)), ..listing.clone() };
     assert!(submissions::list(&dynamodb, table, &from_tomorrow).await.unwrap().is_empty());
     let held = submissions::Listing { status: Some(domain::fulfillment::SubmissionStatus::Held), ..listing };
     assert!(submissions::list(&dynamodb, table, &held).await.unwrap().is_empty());

@@ -77,7 +77,10 @@ pub fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> St
                     .iter()
                     .filter_map(|row| {
                         let row = row.as_m().ok()?;
-                        Some((row.get("label").and_then(text)?, row.get("value").and_then(text).unwrap_or_default()))
+                        Some((
+                            row.get("label").and_then(text)?,
+                            row.get("value").and_then(text).unwrap_or_default(),
+                        ))
                     })
                     .collect(),
                 _ => Vec::new(),

@@ -127,7 +127,10 @@ impl DynamoSubmissionStore {
                 .display
                 .iter()
                 .map(|(label, value)| {
-                    AttributeValue::M(HashMap::from([("label".to_owned(), s(label)), ("value".to_owned(), s(value))]))
+                    AttributeValue::M(HashMap::from([
+                        ("label".to_owned(), s(label)),
+                        ("value".to_owned(), s(value)),
+                    ]))
                 })
                 .collect();
             item.insert(DISPLAY_ATTRIBUTE.to_owned(), AttributeValue::L(rows));
