@@ -1132,3 +1132,122 @@ async fn a_lost_answer_leaves_the_channel_unknown_with_its_metric_and_nothing_is
     relays.into_iter().for_each(|relay| relay.abort());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_brings_anything_back() {
+    let mut stack = spawn_stack().await;
+    let started_at = now();
+    let token = "ana-widget-token-0000000000000001";
+    let with_token = json!({"tenant_hash": demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
+        "form_id": READING, "form_data": reading_data("Ana"), "client_submission_id": token,
+        "session_id": "sess_ana_1"});
+    assert_eq!(post_forms(&stack, &with_token).await.status, 200);
+    let ana_first = e2e::submissions(&stack).await;
+    let ana_first = ana_first
+        .iter()
+        .find(|i| {
+            i.get("client_submission_id").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(token)
+        })
+        .and_then(|i| i["submission_id"].as_s().ok().cloned())
+        .unwrap();
+    let mut upper = reading_data("Ana");
+    upper["email"] = json!("  ANA.Lopez@Example.org");
+    let ana_second = submit(&stack, demo::DEMO_TENANT_HASH, READING, upper).await;
+    let sam = submit(&stack, demo::DEMO_TENANT_HASH, MENTOR, mentor_data()).await;
+    // Keep a copy of Ana's email record for a redrive after the erasure; put everything back.
+    let email_records = drain_queue(&stack, "EmailQueue").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
+    let (email_queue, email_dlq) = (
+        stack.created["EmailQueue"].reference.clone(),
+        stack.created["EmailDeadLetterQueue"].reference.clone(),
+    );
+    for record in &email_records {
+        sqs.send_message().queue_url(&email_queue).message_body(record.to_string()).send().await.unwrap();
+    }
+    let ana_record =
+        email_records.iter().find(|r| r["detail"]["submission_id"] == ana_first.as_str()).unwrap();
+    stack.start_consumers(FAST_POLLING).unwrap();
+    for id in [&ana_first, &ana_second, &sam] {
+        assert_eq!(fulfilled(&stack, id).await.0, "fulfilled");
+    }
+    let ops = &stack.identities.ops;
+    let (dynamodb, s3) = (aws_sdk_dynamodb::Client::new(ops), aws_adapters::s3::s3_client(ops));
+    let clients = ops::subject::Clients {
+        dynamodb: &dynamodb,
+        s3: &s3,
+        table: &stack.settings.form_submissions_table,
+        submissions_bucket: &stack.settings.submissions_bucket,
+    };
+    let tenants = aws_adapters::s3::s3_tenant_loader(ops, &stack.settings.config_bucket);
+
+    let report = ops::subject::access(&clients, &tenants, demo::DEMO_TENANT_ID, "Ana.Lopez@example.org ")
+        .await
+        .unwrap();
+
+    let mut found: Vec<&str> = report.submissions.iter().map(|h| h.submission_id.as_str()).collect();
+    found.sort_unstable();
+    let mut anas = [ana_first.as_str(), ana_second.as_str()];
+    anas.sort_unstable();
+    assert_eq!(found, anas, "both of Ana's submissions, whatever the case of the address; not Sam's");
+    let first = report.submissions.iter().find(|h| h.submission_id == ana_first).unwrap();
+    assert_eq!(
+        first.idempotency_record.as_deref(),
+        Some(format!("client#{}#{token}", demo::DEMO_TENANT_ID).as_str())
+    );
+    let archive = first.archive.as_ref().expect("the s3 fulfillment's copy");
+    assert_eq!((archive.bucket.as_str(), archive.state), ("riverbend-form-archive", "present"));
+    let sent =
+        |channel: &str| first.sent_to.iter().find(|s| s.channel == channel).unwrap().recipients.clone();
+    assert!(
+        sent("email").contains(&"ana.lopez@example.org".to_owned()),
+        "her confirmation: {:?}",
+        first.sent_to
+    );
+    assert!(sent("email").contains(&"volunteers@riverbendliteracy.org".to_owned()));
+    assert_eq!(sent("sms"), [TEAM_PHONE]);
+    assert_eq!(sent("handler"), ["s3 bucket riverbend-form-archive"]);
+    assert!(first.fields.contains(&"Email address".to_owned()));
+
+    let dry = ops::subject::erase(&clients, &report, "DSR-2026-0042", true).await.unwrap();
+    assert_eq!((dry.submissions, dry.idempotency_records, dry.archived_copies), (2, 1, 2));
+    assert!(item(&stack, &ana_first).await.contains_key("form_data"), "a dry run changes nothing");
+
+    let erased = ops::subject::erase(&clients, &report, "DSR-2026-0042", false).await.unwrap();
+
+    for id in [&ana_first, &ana_second] {
+        let tombstone = item(&stack, id).await;
+        let mut kept: Vec<&str> = tombstone.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            ["erased_at", "expires_at", "form_id", "status", "submission_id", "submitted_at", "tenant_id"],
+            "nothing of whom is left"
+        );
+        assert_eq!(tombstone["status"].as_s().unwrap(), "erased");
+    }
+    let record = item(&stack, &format!("client#{}#{token}", demo::DEMO_TENANT_ID)).await;
+    assert!(record.contains_key("response") && !record.contains_key("fingerprint"), "{record:?}");
+    let admin_s3 = local_stack::s3_client(&stack.sdk_config);
+    let gone = admin_s3.head_object().bucket("riverbend-form-archive").key(&archive.key).send().await;
+    assert!(gone.is_err(), "the archived copy is deleted");
+    let audit = item(&stack, erased.audit_record.as_deref().unwrap()).await;
+    assert_eq!(audit["requested_by"].as_s().unwrap(), "DSR-2026-0042");
+    assert_eq!(audit["submissions"].as_n().unwrap(), "2");
+    let printed = format!("{audit:?}").to_lowercase();
+    assert!(!printed.contains("ana") && !printed.contains("example.org"), "no personal data: {printed}");
+    assert!(item(&stack, &sam).await.contains_key("form_data"), "Sam's submission is untouched");
+
+    let before = (emails(&stack).await.len(), sms(&stack).await.len());
+    replay_everything(&stack, started_at).await;
+    sqs.send_message().queue_url(&email_dlq).message_body(ana_record.to_string()).send().await.unwrap();
+    assert_eq!(ops::redrive::redrive(&sqs, &email_dlq, &email_queue, None).await.unwrap().moved, 1);
+    settled(&stack).await;
+    assert_eq!((emails(&stack).await.len(), sms(&stack).await.len()), before, "nothing sent again");
+    assert_eq!(item(&stack, &ana_first).await.len(), 7, "the tombstone stays a tombstone");
+    let rearchived = admin_s3.head_object().bucket("riverbend-form-archive").key(&archive.key).send().await;
+    assert!(rearchived.is_err(), "the replay archived nothing again");
+    let again = ops::subject::access(&clients, &tenants, demo::DEMO_TENANT_ID, "ana.lopez@example.org")
+        .await
+        .unwrap();
+    assert!(again.submissions.is_empty(), "{again:?}");
+}

@@ -162,13 +162,8 @@ impl<C: ConfigSource, M: Mailer> Channel for EmailChannel<C, M> {
         let Some(form) = tenant.config.form(&submission.form_id) else {
             return Err(Failure::permanent(format!("form {} is no longer configured", submission.form_id)));
         };
-        let notifications = form.notifications.as_ref();
-        let internal = notifications.and_then(|n| n.internal.as_ref()).filter(|i| i.enabled);
-        let fulfillment = tenant.config.fulfillment_of(form);
-        let team: Vec<String> = match internal.filter(|i| !i.recipients.is_empty()) {
-            Some(internal) => internal.recipients.clone(),
-            None => fulfillment.map(|f| f.email_to.0.clone()).unwrap_or_default(),
-        };
+        let internal = tenant.config.internal_notification(form);
+        let team = tenant.config.team_email_recipients(form);
         let caps = &tenant.config.rate_limits;
         let monthly = limits::monthly_emails(&tenant.id, caps);
         let mut sent_any = false;

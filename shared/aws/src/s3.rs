@@ -46,9 +46,7 @@ impl S3 {
     /// From the SDK configuration; against an emulator (an endpoint URL is
     /// set) with path-style addresses, as emulators serve buckets.
     pub fn new(config: &SdkConfig) -> Self {
-        let builder =
-            aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
-        Self { client: aws_sdk_s3::Client::from_conf(builder.build()) }
+        Self { client: s3_client(config) }
     }
 
     /// The object's bytes, or `None` if S3 answered `NoSuchKey`.
@@ -105,6 +103,13 @@ fn code_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<String> {
 }
 
 /// The tenant loader every function builds once, over the config bucket (`CONFIG_BUCKET`).
+/// The SDK's S3 client; against an emulator (an endpoint URL is set) with
+/// path-style addresses, as emulators on `localhost` serve buckets.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
 pub fn s3_tenant_loader(sdk_config: &SdkConfig, bucket: &str) -> Arc<TenantLoader<S3ConfigSource>> {
     Arc::new(TenantLoader::new(S3ConfigSource::new(S3::new(sdk_config), bucket)))
 }

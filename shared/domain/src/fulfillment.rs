@@ -225,6 +225,9 @@ pub enum SubmissionStatus {
     Fulfilled,
     /// Every planned channel ended, one or more failed or unknown.
     PartiallyFulfilled,
+    /// Erased on the person's request (`picasso-ops subject erase`): a
+    /// tombstone that says it existed, with nothing of whom.
+    Erased,
 }
 
 impl SubmissionStatus {
@@ -238,6 +241,7 @@ impl SubmissionStatus {
             Self::Held => "held",
             Self::Fulfilled => "fulfilled",
             Self::PartiallyFulfilled => "partially_fulfilled",
+            Self::Erased => "erased",
         }
     }
 

@@ -185,12 +185,10 @@ impl StackOptions {
 
 /// The repository this crate was built from (the stack reads template.yaml and
 /// the demo tenant from it).
-/// The SDK's S3 client for setting the emulator up and inspecting it;
-/// path-style, since an emulator on `localhost` cannot serve virtual-host
-/// bucket names. (The functions sign their own two calls: `aws_adapters::s3`.)
+/// The SDK's S3 client for setting the emulator up and inspecting it
+/// (path-style: `aws_adapters::s3::s3_client`).
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
-    aws_sdk_s3::Client::from_conf(builder.build())
+    aws_adapters::s3::s3_client(config)
 }
 
 pub fn repo_root() -> PathBuf {

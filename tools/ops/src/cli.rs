@@ -16,6 +16,7 @@ use crate::{
     resources::{self, Consumer},
     sms_usage::{self, SmsUsageError},
     status::{self, StatusError},
+    subject::{self, SubjectError},
     submissions::{self, Listing},
     time::{Month, TimeError, Window, parse_day_or_time, parse_time},
 };
@@ -43,6 +44,50 @@ pub enum Command {
     SmsUsage(SmsUsageArgs),
     /// List a tenant's submissions, newest first (personal data: to stdout only)
     Submissions(SubmissionsArgs),
+    /// What is held about one person, and erasing it on request
+    #[command(subcommand)]
+    Subject(SubjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectCommand {
+    /// Every submission, idempotency record and archived copy holding the
+    /// person's data, and where fulfillment sent it
+    Access(SubjectArgs),
+    /// Erase what `access` lists (a dry run that counts it, unless --confirm)
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// The tenant (its tenant_id)
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub tenant: String,
+    /// The person's email address (compared trimmed and in lower case)
+    #[arg(long, value_parser = parse_email)]
+    pub email: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// Who asked, for the audit record: a ticket or request reference, not the person's name
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub requested_by: String,
+    /// Erase; without it, only count what would be erased
+    #[arg(long)]
+    pub confirm: bool,
+}
+
+fn parse_email(input: &str) -> Result<String, String> {
+    let address = crate::subject::normalise_email(input);
+    match address.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !address.contains(' ') => {
+            Ok(address)
+        }
+        _ => Err("not an email address".to_owned()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +205,8 @@ pub enum OpsError {
     Output(#[from] serde_json::Error),
     #[error("could not write the result as CSV")]
     Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
     #[error("--since {since} is not before --until {until}")]
     EmptyListing { since: String, until: String },
 }
@@ -235,6 +282,31 @@ pub async fn run(cli: Cli) -> Result<Output, OpsError> {
                 Format::Csv => Output::Text(submissions::to_csv(&found)?),
                 Format::Table => Output::Text(submissions::to_table(&found)),
             });
+        }
+        Command::Subject(command) => {
+            let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+            let s3 = aws_adapters::s3::s3_client(&config);
+            let tenants = aws_adapters::s3::s3_tenant_loader(&config, &settings.config_bucket);
+            let clients = subject::Clients {
+                dynamodb: &dynamodb,
+                s3: &s3,
+                table: &settings.form_submissions_table,
+                submissions_bucket: &settings.submissions_bucket,
+            };
+            match command {
+                SubjectCommand::Access(args) => {
+                    let report = subject::access(&clients, &tenants, &args.tenant, &args.email).await?;
+                    serde_json::to_value(report)?
+                }
+                SubjectCommand::Erase(args) => {
+                    let SubjectArgs { tenant, email } = &args.subject;
+                    let report = subject::access(&clients, &tenants, tenant, email).await?;
+                    let dry_run = !args.confirm;
+                    serde_json::to_value(
+                        subject::erase(&clients, &report, &args.requested_by, dry_run).await?,
+                    )?
+                }
+            }
         }
     };
     Ok(Output::Json(output))
@@ -314,6 +386,29 @@ mod tests {
         let err = parse(&["submissions", "--tenant", "T1", "--status", "done"]).unwrap_err();
         assert!(err.to_string().contains("pending_fulfillment"), "{err}");
         assert!(parse(&["submissions", "--tenant", "T1", "--since", "Monday"]).is_err());
+    }
+
+    #[test]
+    fn erasure_is_a_dry_run_unless_confirmed_and_names_who_asked() {
+        let cli = parse(&[
+            "subject",
+            "erase",
+            "--tenant",
+            "T1",
+            "--email",
+            " Ana@Example.org",
+            "--requested-by",
+            "DSR-42",
+        ])
+        .unwrap();
+        let Command::Subject(SubjectCommand::Erase(args)) = cli.command else { panic!("not erase: {cli:?}") };
+        assert_eq!(args.subject.email, "ana@example.org");
+        assert!(!args.confirm, "a dry run by default");
+        assert!(
+            parse(&["subject", "erase", "--tenant", "T1", "--email", "a@b.org"]).is_err(),
+            "who asked is required"
+        );
+        assert!(parse(&["subject", "access", "--tenant", "T1", "--email", "not-an-address"]).is_err());
     }
 
     #[test]

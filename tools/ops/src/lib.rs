@@ -12,6 +12,8 @@
 //! - `sms-usage`: a tenant's SMS count for a month.
 //! - `submissions`: a tenant's submissions, newest first, as a table, CSV or
 //!   JSON (the one command that prints text: table and CSV).
+//! - `subject access` / `subject erase`: what is held about one person (by
+//!   email address), and erasing it on request (a dry run unless `--confirm`).
 //!
 //! The functions take SDK clients and resource names, so tests call them directly.
 
@@ -21,6 +23,7 @@ pub mod replay;
 pub mod resources;
 pub mod sms_usage;
 pub mod status;
+pub mod subject;
 pub mod submissions;
 pub mod time;
 

@@ -99,6 +99,29 @@ impl TenantConfig {
         form.fulfillment.as_ref().or(self.default_fulfillment.as_ref())
     }
 
+    /// Who gets the team's notification email of a form: the enabled internal
+    /// notification's `recipients`, else the fulfillment's `email_to`.
+    pub fn team_email_recipients(&self, form: &FormConfig) -> Vec<String> {
+        match self.internal_notification(form).filter(|i| !i.recipients.is_empty()) {
+            Some(internal) => internal.recipients.clone(),
+            None => self.fulfillment_of(form).map(|f| f.email_to.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Who gets the team's SMS of a form: the enabled internal notification's
+    /// `sms_recipients`, else the fulfillment's `sms_to`.
+    pub fn team_sms_recipients(&self, form: &FormConfig) -> Vec<String> {
+        match self.internal_notification(form).filter(|i| !i.sms_recipients.is_empty()) {
+            Some(internal) => internal.sms_recipients.clone(),
+            None => self.fulfillment_of(form).map(|f| f.sms_to.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The form's internal notification, when enabled.
+    pub fn internal_notification<'a>(&self, form: &'a FormConfig) -> Option<&'a InternalNotification> {
+        form.notifications.as_ref().and_then(|n| n.internal.as_ref()).filter(|i| i.enabled)
+    }
+
     /// A form and its map key, by map key or `form_id`.
     pub fn form_entry(&self, key_or_id: &str) -> Option<(&str, &FormConfig)> {
         let by_key = self.conversational_forms.get_key_value(key_or_id);
