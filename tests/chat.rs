@@ -519,6 +519,37 @@ async fn widget_analytics_reach_the_bus_and_its_archive_without_free_text() {
 }
 
 #[tokio::test]
+async fn each_answer_is_announced_once_on_the_bus_with_ids_timings_and_ctas_but_no_text() {
+    let stack = spawn_stack().await;
+    let question = "How do I become a Reading Buddy? My email is ana.lopez@example.org";
+    let reply = post_chat(&stack, ask(question).to_string()).await;
+    assert_eq!(reply.status, 200);
+
+    let archived = e2e::archived_events(&stack, "WidgetAnalyticsArchive").await;
+    let answers: Vec<&Value> = archived.iter().filter(|e| e["detail-type"] == "ChatAnswered").collect();
+    assert_eq!(answers.len(), 1, "{archived:?}");
+    assert_eq!(answers[0]["source"], "picasso.chat");
+    let detail = &answers[0]["detail"];
+    assert_eq!(detail["tenant_id"], "RIV204815");
+    assert!(detail["session_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(detail["first_token_ms"].as_u64().is_some() && detail["total_time_ms"].as_u64().is_some());
+    assert!(detail["output_tokens"].as_u64().is_some_and(|n| n > 0), "{detail}");
+    let shown: Vec<String> = reply
+        .frames_of("cta_buttons")
+        .iter()
+        .flat_map(|f| f["ctaButtons"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(detail["cta_ids"], json!(shown), "the CTAs the visitor was shown");
+    let text = detail.to_string();
+    for written in ["Reading Buddy?", "ana.lopez", reply.text().chars().take(30).collect::<String>().as_str()]
+    {
+        assert!(!text.contains(written), "{written:?} reached the bus: {text}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn oversize_malformed_and_unknown_tenant_analytics_get_json_errors_and_publish_nothing() {
     let stack = spawn_stack().await;
     let batch =

@@ -68,14 +68,13 @@ pub fn aws_service_with(
         settings.bedrock_runtime_endpoint_url.as_deref(),
         settings.model_first_event_timeout,
     ));
-    let analytics = AnalyticsIntake::new(
-        Arc::clone(&tenants),
-        EventBridgePublisher::for_bus(sdk_config, &settings.event_bus_name),
-    )
-    .with_widget_origins(settings.widget_origins.clone());
+    let bus = EventBridgePublisher::for_bus(sdk_config, &settings.event_bus_name);
+    let analytics = AnalyticsIntake::new(Arc::clone(&tenants), bus.clone())
+        .with_widget_origins(settings.widget_origins.clone());
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
         .with_analytics(Arc::new(analytics))
+        .with_answers(Arc::new(bus))
         .with_guard(guard)
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use domain::{
     analytics::AnalyticsEndpoint,
     edge::{self, Caller, JsonResponse},
+    funnel::{AnswerPublisher, ChatAnswered},
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
     limits::{self, Guard, Refusal},
     model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
@@ -134,7 +135,13 @@ pub struct ChatService<C, K, M> {
     guard: Option<Guard>,
     /// Tenant model ids Bedrock rejected: logged once, and skipped for the process's life.
     rejected_models: Mutex<HashSet<String>>,
+    /// Where each answer is announced for the funnel (`ChatAnswered`).
+    answers: Option<Arc<dyn AnswerPublisher>>,
 }
+
+/// How long announcing an answer may hold the invocation once the visitor
+/// has it all: the funnel loses one answer rather than the chat waiting.
+pub const ANNOUNCE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     pub fn with_options(
@@ -156,7 +163,14 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             qa_sink,
             guard: None,
             rejected_models: Mutex::default(),
+            answers: None,
         }
+    }
+
+    /// Announces each answer on the bus (`ChatAnswered`), after its last frame.
+    pub fn with_answers(mut self, answers: Arc<dyn AnswerPublisher>) -> Self {
+        self.answers = Some(answers);
+        self
     }
 
     /// Counts chats against the tenant's `rate_limits` and answers against its token budget.
@@ -341,9 +355,12 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         if !sources.is_empty() {
             tail.push_str(&Frame::Sources { sources: &sources }.encode());
         }
+        let mut cta_ids = Vec::new();
         if let Some(outcome) =
             cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
         {
+            cta_ids =
+                outcome.buttons.iter().filter_map(|b| b.get("id")?.as_str().map(str::to_owned)).collect();
             let frame = Frame::CtaButtons {
                 cta_buttons: &outcome.buttons,
                 metadata: &outcome.metadata,
@@ -368,7 +385,39 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         out.send(tail).await?;
         (self.qa_sink)(record.qa_complete_line());
         (self.qa_sink)(record.metrics_line());
+        self.announce(&record, cta_ids).await;
         Ok(())
+    }
+
+    /// `ChatAnswered` for the funnel, once the visitor has every frame: ids,
+    /// timings, token counts and the CTAs shown, never the text. A failure
+    /// costs the funnel one answer and is logged; the chat is already done.
+    async fn announce(&self, record: &QaRecord<'_>, cta_ids: Vec<String>) {
+        let Some(answers) = &self.answers else { return };
+        let answered = ChatAnswered {
+            schema_version: domain::funnel::CHAT_SCHEMA_VERSION,
+            answer_id: format!(
+                "{}_{}",
+                domain::time::now_epoch_millis(),
+                std::iter::repeat_with(fastrand::alphanumeric).take(10).collect::<String>()
+            ),
+            tenant_id: record.tenant_id.to_owned(),
+            session_id: record.session_id.to_owned(),
+            conversation_id: record.conversation_id.map(str::to_owned),
+            answered_at: domain::time::now_rfc3339(),
+            first_token_ms: record.first_token_ms,
+            total_time_ms: record.total_time_ms,
+            input_tokens: u64::from(record.usage.input_tokens),
+            output_tokens: u64::from(record.usage.output_tokens),
+            cta_ids,
+        };
+        match tokio::time::timeout(ANNOUNCE_DEADLINE, answers.publish_answer(&answered)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(tenant_id = record.tenant_id, error = %error_chain(&err), "answer not announced")
+            }
+            Err(_) => tracing::warn!(tenant_id = record.tenant_id, "answer not announced in time"),
+        }
     }
 
     /// Knowledge-base passages for the question; a failure means no context.

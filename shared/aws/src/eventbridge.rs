@@ -88,6 +88,32 @@ impl EventPublisher for EventBridgePublisher {
     }
 }
 
+impl domain::funnel::AnswerPublisher for EventBridgePublisher {
+    /// One PutEvents (the SDK retries throttling); the chat bounds the wait.
+    fn publish_answer<'a>(
+        &'a self,
+        answer: &'a domain::funnel::ChatAnswered,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), domain::funnel::AnswerPublishError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let failed = |source: Box<dyn std::error::Error + Send + Sync>| {
+                domain::funnel::AnswerPublishError { answer_id: answer.answer_id.clone(), source }
+            };
+            let detail = serde_json::to_string(answer).map_err(|e| failed(e.into()))?;
+            let entry = self.entry(domain::funnel::CHAT_SOURCE, domain::funnel::CHAT_DETAIL_TYPE, detail);
+            let output =
+                self.client.put_events().entries(entry).send().await.map_err(|e| failed(e.into()))?;
+            if output.failed_entry_count() > 0 {
+                let reason =
+                    output.entries().iter().find_map(|e| e.error_message()).unwrap_or("entry rejected");
+                return Err(failed(reason.into()));
+            }
+            Ok(())
+        })
+    }
+}
+
 impl AnalyticsPublisher for EventBridgePublisher {
     /// Ten entries per call; entries the bus rejected are sent again, up to
     /// three attempts in all (the SDK itself retries throttled calls).

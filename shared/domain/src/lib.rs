@@ -10,6 +10,7 @@ pub mod failure;
 pub mod fill;
 pub mod forms;
 pub mod fulfillment;
+pub mod funnel;
 pub mod knowledge;
 pub mod limits;
 pub mod mail;
