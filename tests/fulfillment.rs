@@ -179,7 +179,7 @@ async fn queue_depth(stack: &LocalStack, logical_id: &str) -> usize {
 async fn settled(stack: &LocalStack) {
     eventually(Duration::from_secs(120), "the consumer queues to drain", || async {
         let mut depth = 0;
-        for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
+        for queue in ["EmailQueue", "SmsQueue", "HandlerQueue", "FunnelQueue"] {
             depth += queue_depth(stack, queue).await;
         }
         (depth == 0).then_some(())
@@ -204,11 +204,16 @@ async fn sms_count(stack: &LocalStack, tenant_id: &str) -> Option<String> {
 
 /// Replays the archive window around this test's submissions and waits for it.
 async fn replay_everything(stack: &LocalStack, started_at: DateTime) {
+    replay_archive(stack, &ops::resources::archive_name("local"), started_at).await;
+}
+
+/// Replays one archive's window since `started_at` and waits for it.
+async fn replay_archive(stack: &LocalStack, archive: &str, started_at: DateTime) {
     let eventbridge = aws_sdk_eventbridge::Client::new(&stack.sdk_config);
     let now = DateTime::from_secs(DateTime::from(std::time::SystemTime::now()).secs() + 60);
     let request = ops::replay::ReplayRequest {
         replay_name: ops::replay::default_replay_name(),
-        archive_name: ops::resources::archive_name("local"),
+        archive_name: archive.to_owned(),
         event_bus_name: stack.settings.event_bus_name.clone(),
         window: ops::time::Window::new(DateTime::from_secs(started_at.secs() - 60), now).unwrap(),
     };
@@ -1250,4 +1255,73 @@ async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_
         .await
         .unwrap();
     assert!(again.submissions.is_empty(), "{again:?}");
+}
+
+/// The tenant's funnel today, as `picasso-ops funnel --days 1` reads it (the operators' principal).
+async fn funnel_today(stack: &LocalStack, tenant_id: &str) -> domain::funnel::FunnelDay {
+    let funnel = aws_adapters::dynamodb::DynamoFunnel::new(
+        aws_sdk_dynamodb::Client::new(&stack.identities.ops),
+        ops::resources::funnel_table("local"),
+    );
+    let today = ops::funnel::window(now().secs() as u64, 1);
+    ops::funnel::report(&funnel, tenant_id, &today).await.unwrap().totals
+}
+
+#[tokio::test]
+async fn a_scripted_visit_is_counted_once_per_event_in_its_session_and_day_and_again_after_replays() {
+    let stack = spawn_fulfilling_stack().await;
+    let started_at = now();
+    let session = "session_1796558400000_funnel01";
+    let mut question = e2e::ask("How do I become a Reading Buddy?");
+    question["session_id"] = json!(session);
+    assert_eq!(e2e::post_chat(&stack, question.to_string()).await.status, 200);
+    let stamp = domain::time::now_rfc3339();
+    let widget = |step: u32, kind: &str| {
+        json!({"tenant_id": demo::DEMO_TENANT_HASH, "session_id": session,
+        "timestamp": stamp, "step_number": step, "event": {"type": kind, "payload": {"cta_id": "volunteer_apply"}}})
+    };
+    let batch =
+        json!({"events": [widget(1, "CTA_CLICKED"), widget(2, "FORM_STARTED"), widget(3, "WIDGET_CLOSED")]});
+    let analytics = e2e::post_json(&stack, "/chat?action=analytics", batch.to_string()).await;
+    assert_eq!(analytics.status(), 200);
+    let submit = json!({"tenant_hash": demo::DEMO_TENANT_HASH, "form_mode": true, "action": "submit_form",
+        "form_id": READING, "form_data": reading_data("Ana"), "session_id": session});
+    assert_eq!(post_forms(&stack, &submit).await.status, 200);
+
+    let expected = (1, 1, 1, 1, 1);
+    let counted = |d: &domain::funnel::FunnelDay| {
+        (d.conversations, d.messages, d.cta_clicks, d.forms_started, d.forms_completed)
+    };
+    let day = eventually(Duration::from_secs(60), "the visit in the funnel", || async {
+        let day = funnel_today(&stack, demo::DEMO_TENANT_ID).await;
+        (counted(&day) == expected).then_some(day)
+    })
+    .await;
+    assert!(day.first_token_p50_ms.is_some_and(|ms| ms > 0), "{day:?}");
+    let today = &ops::funnel::window(now().secs() as u64, 1)[0];
+    let summary = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.created["FunnelTable"].reference)
+        .key("tenant_id", AttributeValue::S(demo::DEMO_TENANT_ID.into()))
+        .key("key", AttributeValue::S(format!("session#{today}#{session}")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the session's summary");
+    for (name, value) in
+        [("messages", "1"), ("cta_clicks", "1"), ("forms_started", "1"), ("forms_completed", "1")]
+    {
+        assert_eq!(summary[name].as_n().unwrap(), value, "{name} of the session");
+    }
+
+    replay_archive(&stack, "picasso-widget-analytics-local", started_at).await;
+    replay_everything(&stack, started_at).await;
+    settled(&stack).await;
+    assert_eq!(
+        counted(&funnel_today(&stack, demo::DEMO_TENANT_ID).await),
+        expected,
+        "after replaying both archives"
+    );
+    stack.stop().await;
 }

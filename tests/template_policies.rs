@@ -28,7 +28,11 @@ fn statements(function: &Value) -> Vec<Value> {
 fn every_functions_role_grants_exactly_the_actions_its_code_calls() {
     let template = Template::load(&repo_root().join("template.yaml")).unwrap();
     let functions: Vec<_> = template.resources_of_kind("AWS::Serverless::Function").collect();
-    assert_eq!(functions.len(), 6, "chat-stream, form-intake, outbox-sweeper and the three consumers");
+    assert_eq!(
+        functions.len(),
+        7,
+        "chat-stream, form-intake, outbox-sweeper, the three consumers, the funnel"
+    );
     for function in functions {
         let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap();
         let listed = std::fs::read_to_string(repo_root().join(format!("functions/{binary}/iam-actions.txt")))
@@ -79,7 +83,7 @@ fn every_consumer_queue_has_a_dead_letter_queue_with_a_depth_alarm() {
         .iter()
         .filter(|q| !q.logical_id.contains("DeadLetter") && q.logical_id != "ParkedSubmissionsQueue")
         .collect();
-    assert_eq!(consumers.len(), 3);
+    assert_eq!(consumers.len(), 4, "email, SMS, handler and funnel");
     for queue in consumers {
         let redrive = &queue.properties["RedrivePolicy"];
         assert_eq!(redrive["maxReceiveCount"], 5, "{}", queue.logical_id);
@@ -332,7 +336,7 @@ fn every_role_that_reads_tenant_config_may_list_only_the_tenant_prefixes() {
 fn every_consumers_timeout_is_shorter_than_its_lease_and_its_lease_than_its_queues_visibility() {
     let template = Template::load(&repo_root().join("template.yaml")).unwrap();
     let mappings: Vec<_> = template.resources_of_kind("AWS::Lambda::EventSourceMapping").collect();
-    assert_eq!(mappings.len(), 3);
+    assert_eq!(mappings.len(), 4, "the three consumers and the funnel projector (no lease, the same bounds)");
     for mapping in mappings {
         let function = mapping.properties["FunctionName"]["Ref"].as_str().unwrap().trim_end_matches(".Alias");
         let queue = mapping.properties["EventSourceArn"]["Fn::GetAtt"][0].as_str().unwrap();
@@ -354,7 +358,7 @@ fn no_function_crate_depends_on_another() {
         .filter(|entry| entry.path().join("Cargo.toml").exists())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 6);
+    assert_eq!(names.len(), 7);
     for name in &names {
         let manifest = std::fs::read_to_string(functions.join(name).join("Cargo.toml")).unwrap();
         let dependencies = manifest.split("[dependencies]").nth(1).unwrap_or_default();
@@ -404,14 +408,16 @@ fn each_function_is_given_exactly_the_resource_names_it_requires() {
         "SMS_USAGE_TABLE",
         "RATE_LIMITS_TABLE",
         "VISITOR_KEY_SECRET",
+        "FUNNEL_TABLE",
     ];
-    let required: [(&str, &[&str]); 6] = [
+    let required: [(&str, &[&str]); 7] = [
         ("chat-stream", chat_stream::REQUIRED_SETTINGS),
         ("form-intake", form_intake::REQUIRED_SETTINGS),
         ("outbox-sweeper", outbox_sweeper::REQUIRED_SETTINGS),
         ("email-sender", email_sender::REQUIRED_SETTINGS),
         ("sms-sender", sms_sender::REQUIRED_SETTINGS),
         ("handler-dispatch", handler_dispatch::REQUIRED_SETTINGS),
+        ("funnel-projector", funnel_projector::REQUIRED_SETTINGS),
     ];
     for function in functions(&template) {
         let binary = function.metadata["BuildProperties"]["Binary"].as_str().unwrap();

@@ -2,7 +2,7 @@
 # Every figure of docs/performance.md, on the release Lambda
 # packages that ship, printing the commit it measured. Nothing here asserts a
 # timing. Steps:
-#   - `cargo lambda build --release --output-format zip` of the six functions,
+#   - `cargo lambda build --release --output-format zip` of the seven functions,
 #     and each binary's and zip's size;
 #   - start-to-ready of each release binary under the Runtime API emulator
 #     (warm page cache, then dropped when run as root);
@@ -30,9 +30,9 @@ target="${BENCH_TARGET:-x86_64-unknown-linux-gnu}"
 # .cargo/config.toml gives the arm64 packages these flags; the x86_64 ones
 # measured here get the same (an environment variable, so host builds keep theirs).
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C force-unwind-tables=no"
-functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch)
+functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch funnel-projector)
 packages=(); for f in "${functions[@]}"; do packages+=(-p "$f"); done
-echo "== cargo lambda build --release --output-format zip --target $target (six functions)"
+echo "== cargo lambda build --release --output-format zip --target $target (seven functions)"
 time cargo lambda build --release --output-format zip --target "$target" "${packages[@]}"
 release="$CARGO_TARGET_DIR/$target/release"
 echo

@@ -92,7 +92,7 @@ invoke form-intake form-intake/submit-form-valid.json;     check "form-intake su
 invoke form-intake form-intake/submit-form-invalid.json;   check "form-intake submit-form-invalid.json: form_error" "$work/out" '"form_error" in out'
 invoke form-intake form-intake/submit-form-duplicate-token.json; check "form-intake submit-form-duplicate-token.json: form_complete" "$work/out" '"form_complete" in out'
 invoke outbox-sweeper outbox-sweeper/scheduled.json;       check "outbox-sweeper scheduled.json: a sweep report" "$work/out" '"found" in out and "published" in out'
-for consumer in email-sender sms-sender handler-dispatch; do
+for consumer in email-sender sms-sender handler-dispatch funnel-projector; do
   invoke "$consumer" "$consumer/sqs-batch.json"
   check "$consumer sqs-batch.json: only the poison record comes back" "$work/out" "$(failures) == 1"
 done

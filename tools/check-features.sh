@@ -23,7 +23,7 @@ import json, subprocess, sys
 
 commands = [["build", "-p", "local-stack"], ["build", "-p", "ops", "--bin", "picasso-ops"]]
 commands += [["build", "-p", f] for f in
-             ["chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender", "handler-dispatch"]]
+             ["chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender", "handler-dispatch", "funnel-projector"]]
 failed = False
 for command in [["test", "--workspace", "--no-run"]] + commands:
     out = subprocess.run(["cargo", *command, "--message-format=json"], capture_output=True, text=True, check=True).stdout
@@ -54,7 +54,7 @@ def features(args):
     return found
 workspace = features(["--workspace"])
 for member in ["local-stack", "ops", "chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender",
-               "handler-dispatch"]:
+               "handler-dispatch", "funnel-projector"]:
     for package, enabled in features(["-p", member]).items():
         if package in workspace and workspace[package] != enabled:
             failed = True
@@ -67,7 +67,8 @@ for member in ["local-stack", "ops", "chat-stream", "form-intake", "outbox-sweep
 # resolves them) name exactly the services of its functions/<name>/iam-actions.txt.
 SERVICE = {"s3": "s3", "dynamodb": "dynamodb", "eventbridge": "events", "sqs": "sqs", "sesv2": "ses",
            "sns": "sns", "lambda": "lambda", "bedrockruntime": "bedrock", "bedrockagentruntime": "bedrock"}
-for function in ["chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender", "handler-dispatch"]:
+for function in ["chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender", "handler-dispatch",
+                 "funnel-projector"]:
     tree = subprocess.run(["cargo", "tree", "-p", function, "-e", "normal", "--prefix", "none", "-f", "{p}"],
                           capture_output=True, text=True, check=True).stdout
     clients = {line.split()[0].removeprefix("aws-sdk-") for line in tree.splitlines() if line.startswith("aws-sdk-")}

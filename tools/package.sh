@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch)
+functions=(chat-stream form-intake outbox-sweeper email-sender sms-sender handler-dispatch funnel-projector)
 arch=(--arm64); target=aarch64-unknown-linux-gnu
 if [[ "${1:-}" == "--x86-64" ]]; then arch=(--x86-64); target=x86_64-unknown-linux-gnu; fi
 

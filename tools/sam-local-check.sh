@@ -6,7 +6,7 @@
 #
 #   1. installs Debian's docker.io, busybox-static and socat (and iproute2) if
 #      missing (apt-get; sudo when not root);
-#   2. `sam build --parameter-overrides Architecture=<this machine's>` of all six
+#   2. `sam build --parameter-overrides Architecture=<this machine's>` of all seven
 #      functions into .local/sam-local/build (release profile: 10-13 minutes
 #      on 2 cores the first time, seconds when target/ is warm);
 #   3. starts a Docker daemon of its own (vfs storage, no iptables, its state in
@@ -143,7 +143,7 @@ docker=/usr/bin/docker; [[ -x "$docker" ]] || docker="$(command -v docker)" ||
   fail "no docker client (Debian's docker.io installs /usr/bin/docker)"
 
 # --- 2. sam build ----------------------------------------------------------------
-say "sam build of the six functions for $arch into .local/sam-local/build (release, LTO: 10-13 minutes on 2 cores the first time)"
+say "sam build of the seven functions for $arch into .local/sam-local/build (release, LTO: 10-13 minutes on 2 cores the first time)"
 build_started=$(date +%s)
 mkdir -p "$root/.local/sam-local"
 # --no-cached: cargo keeps its own cache in target/; SAM's would hash every
@@ -255,7 +255,8 @@ say "local stack: moto 127.0.0.1:$moto, Bedrock and Lambda stand-ins 127.0.0.1:$
 
 # --- 6. the invocations -----------------------------------------------------------
 functions=(ChatStreamFunction:chat-stream FormIntakeFunction:form-intake OutboxSweeperFunction:outbox-sweeper
-  EmailSenderFunction:email-sender SmsSenderFunction:sms-sender HandlerDispatchFunction:handler-dispatch)
+  EmailSenderFunction:email-sender SmsSenderFunction:sms-sender HandlerDispatchFunction:handler-dispatch
+  FunnelProjectorFunction:funnel-projector)
 # Each function's variables as the local stack registered it from the template
 # (its tables, queue URL and names resolved): what Lambda would give it.
 AWS_PROFILE=picasso-local python3 - "$work/env.json" "http://127.0.0.1:$moto" "${functions[@]}" <<'PY' ||
@@ -381,7 +382,8 @@ check "FormIntakeFunction form-intake/submit-form-duplicate-token.json again: th
 invoke OutboxSweeperFunction outbox-sweeper/scheduled.json
 check "OutboxSweeperFunction outbox-sweeper/scheduled.json: a sweep report" \
   '{"found", "published", "failed"} <= set(r)'
-for pair in EmailSenderFunction:email-sender SmsSenderFunction:sms-sender HandlerDispatchFunction:handler-dispatch; do
+for pair in EmailSenderFunction:email-sender SmsSenderFunction:sms-sender HandlerDispatchFunction:handler-dispatch \
+  FunnelProjectorFunction:funnel-projector; do
   invoke "${pair%%:*}" "${pair#*:}/sqs-batch.json"
   check "${pair%%:*} ${pair#*:}/sqs-batch.json: batchItemFailures lists only the malformed record" \
     '[f["itemIdentifier"] for f in r["batchItemFailures"]] == ["00000003-aaaa-4bbb-8ccc-dddddddddddd"]'

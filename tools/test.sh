@@ -42,5 +42,5 @@ tools/cargo-lambda-check.sh
 step "every bash block of README.md and docs/ as written, against tools/run-local.sh on free ports (about 60 s)"
 tools/docs-walk.sh
 
-step "every sample event through the real sam local invoke (its own dockerd; sam build of six release functions: 10-13 min cold, then about 1 min)"
+step "every sample event through the real sam local invoke (its own dockerd; sam build of seven release functions: 10-13 min cold, then about 1 min)"
 tools/sam-local-check.sh

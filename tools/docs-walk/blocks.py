@@ -19,6 +19,7 @@ PAGES = [
     "docs/widget.md",
     "docs/limits.md",
     "docs/fulfillment.md",
+    "docs/funnel.md",
     "docs/operations.md",
     "docs/configuration.md",
     "docs/dependencies.md",

@@ -183,6 +183,28 @@ fn content_key(detail: &Value) -> String {
     Sha256::digest(detail.to_string().as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// One day of a tenant's funnel, as `picasso-ops funnel` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FunnelDay {
+    pub day: String,
+    /// Sessions with at least one answer that day.
+    pub conversations: u64,
+    pub messages: u64,
+    pub cta_clicks: u64,
+    pub forms_started: u64,
+    pub forms_completed: u64,
+    /// The median first-token time of the day's answers (bucket upper bound).
+    pub first_token_p50_ms: Option<u64>,
+    /// First-token histogram: bucket lower bound (ms) → answers.
+    #[serde(skip)]
+    pub first_token_histogram: BTreeMap<u64, u64>,
+}
+
+/// How long the funnel keeps a day, a session summary and the marker of an
+/// event it counted: longer than the archive keeps events (at most 365
+/// days, `ArchiveRetentionDays`), so no replay is ever counted twice.
+pub const KEEP_DAYS: u64 = 400;
+
 /// First-token times are kept as a histogram of 25 ms buckets (the bucket's
 /// lower bound), the last one holding everything from 10 s on.
 pub const BUCKET_MS: u64 = 25;

@@ -8,10 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
+pub use crate::sqs::{BatchFailed, CONSUMER_TIMEOUT, Disposition, batch_result, invocation_deadline};
 use aws_adapters::s3::S3ConfigSource;
 use domain::{
     events::{DETAIL_TYPE, FormSubmitted, SOURCE},
@@ -31,15 +32,6 @@ pub struct Envelope {
     pub detail: FormSubmitted,
     #[serde(rename = "replay-name", default)]
     pub replay_name: Option<String>,
-}
-
-/// Whether SQS should forget a record or deliver it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done, skipped, or failed for good (recorded): delete it.
-    Ack,
-    /// A transient failure: let it come back, and the DLQ take it after 5 tries.
-    Retry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,24 +139,6 @@ pub fn unknown_outcome_metric(channel: &str) -> String {
     .to_string()
 }
 
-/// A batch in which every record failed, reported to Lambda as a failed
-/// invocation so its error metrics (and the alarms that gate a canary
-/// deploy) see a broken release; Lambda then returns the whole batch.
-#[derive(Debug, thiserror::Error)]
-#[error("every record of the batch failed ({records} records)")]
-pub struct BatchFailed {
-    pub records: usize,
-}
-
-/// `Err` when the batch had records and every one is reported for retry.
-pub fn batch_result(records: usize, response: SqsBatchResponse) -> Result<SqsBatchResponse, BatchFailed> {
-    if records > 0 && response.batch_item_failures.len() >= records {
-        Err(BatchFailed { records })
-    } else {
-        Ok(response)
-    }
-}
-
 impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
     pub fn new(ledger: L, channel: C) -> Self {
         Self { ledger, channel, metrics: crate::telemetry::stdout_sink() }
@@ -205,15 +179,7 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
             .buffer_unordered(CONCURRENT_RECORDS)
             .collect::<Vec<_>>()
             .await;
-        let mut response = SqsBatchResponse::default();
-        for (message_id, disposition) in outcomes {
-            if disposition == Disposition::Retry {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id.unwrap_or_default();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        crate::sqs::response_of(outcomes)
     }
 
     /// One SQS record. A body that is not a FormSubmitted envelope is retried
@@ -331,78 +297,22 @@ pub async fn run_from_env<L: FulfillmentLedger, C: Channel>(
     let settings = crate::Settings::for_function(required_settings);
     let config = crate::settings::function_sdk_config(&settings);
     let tenants = aws_adapters::s3::s3_tenant_loader(&config, &settings.config_bucket);
-    serve(build(&config, &settings, tenants)).await
+    crate::sqs::serve_batches(build(&config, &settings, tenants)).await
 }
 
-/// Runs a consumer as a Lambda function fed by an SQS event source with
-/// `ReportBatchItemFailures`.
-pub async fn serve<L: FulfillmentLedger, C: Channel>(
-    consumer: Consumer<L, C>,
-) -> Result<(), lambda_runtime::Error> {
-    let consumer = Arc::new(consumer);
-    lambda_runtime::run_concurrent(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
-            let consumer = Arc::clone(&consumer);
-            async move {
-                let deadline = invocation_deadline(event.context.deadline, now_epoch_millis());
-                let records = event.payload.records.len();
-                let response = consumer.handle_batch(event.payload, deadline).await;
-                batch_result(records, response).map_err(lambda_runtime::Error::from)
-            }
-        },
-    ))
-    .await
-}
-
-/// The consumers' `Timeout` in `template.yaml`: the time an invocation has
-/// when its runtime gives no usable deadline.
-pub const CONSUMER_TIMEOUT: Duration = Duration::from_secs(30);
-/// No Lambda invocation lasts longer: a deadline further away is not one.
-const LONGEST_INVOCATION: Duration = Duration::from_secs(15 * 60);
-
-/// Lambda's deadline (epoch milliseconds) as an `Instant` on this process's
-/// clock. A deadline that is missing (0), already past when the invocation
-/// arrives, or beyond Lambda's 15 minutes is not a real one (emulators such
-/// as cargo lambda send such values): the invocation then gets
-/// [`CONSUMER_TIMEOUT`] rather than refusing every record.
-pub fn invocation_deadline(deadline_epoch_ms: u64, now_epoch_ms: u128) -> Instant {
-    let left = Duration::from_millis(
-        u64::try_from(u128::from(deadline_epoch_ms).saturating_sub(now_epoch_ms)).unwrap_or(u64::MAX),
-    );
-    let left = if left.is_zero() || left > LONGEST_INVOCATION { CONSUMER_TIMEOUT } else { left };
-    Instant::now() + left
+impl<L: FulfillmentLedger, C: Channel> crate::sqs::BatchHandler for Consumer<L, C> {
+    fn handle_batch(
+        &self,
+        event: SqsEvent,
+        deadline: Instant,
+    ) -> impl Future<Output = SqsBatchResponse> + Send {
+        Consumer::handle_batch(self, event, deadline)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_batch_whose_every_record_failed_is_a_failed_invocation() {
-        let failed = |ids: &[&str]| {
-            let mut response = SqsBatchResponse::default();
-            for id in ids {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = (*id).to_owned();
-                response.batch_item_failures.push(failure);
-            }
-            response
-        };
-        assert!(batch_result(2, failed(&["a", "b"])).is_err());
-        assert!(batch_result(2, failed(&["a"])).is_ok(), "one bad record never fails its batch");
-        assert!(batch_result(0, failed(&[])).is_ok());
-    }
-
-    #[test]
-    fn a_real_deadline_is_honoured_and_a_missing_or_absurd_one_gives_the_configured_timeout() {
-        let left = |deadline| invocation_deadline(deadline, 5_000).saturating_duration_since(Instant::now());
-        assert!(left(65_000) > Duration::from_secs(59) && left(65_000) <= Duration::from_secs(60));
-        assert!(left(8_000) <= Duration::from_secs(3), "a real, short deadline is kept");
-        for unusable in [0, 1_000, 5_000, 5_000 + 16 * 60 * 1000] {
-            let given = left(unusable);
-            assert!(given > Duration::from_secs(29) && given <= CONSUMER_TIMEOUT, "{unusable}: {given:?}");
-        }
-    }
 
     #[test]
     fn a_replayed_envelope_without_account_parses() {

@@ -6,6 +6,8 @@
 pub mod consumer;
 pub mod function_url;
 pub mod settings;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod telemetry;
 
 pub use settings::Settings;

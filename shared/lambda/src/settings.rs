@@ -20,6 +20,7 @@ pub const DEFAULT_SMS_MONTHLY_LIMIT: u32 = 100;
 pub const DEFAULT_SES_FROM_EMAIL: &str = "noreply@picasso.ai";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "picasso-events";
 pub const DEFAULT_SUBMISSIONS_BUCKET: &str = "tenant-form-submissions";
+pub const DEFAULT_FUNNEL_TABLE: &str = "picasso-funnel";
 pub const DEFAULT_MODEL_FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MODEL_EVENT_GAP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,6 +66,8 @@ pub struct Settings {
     /// `PARKED_SUBMISSIONS_QUEUE_URL`: where a submission goes when the table
     /// cannot take it in time (form-intake, chat-stream); the sweeper drains it.
     pub parked_submissions_queue_url: Option<String>,
+    /// `FUNNEL_TABLE`: the funnel's counts (funnel-projector, `picasso-ops funnel`).
+    pub funnel_table: String,
     /// `VISITOR_KEY_SECRET` (at least 32 bytes): the key of the visitors'
     /// hashes in counter keys; see [`Settings::visitor_key`].
     pub visitor_key: Option<SubjectKey>,
@@ -168,6 +171,7 @@ impl Settings {
             },
             trusted_proxy_secret: get("TRUSTED_PROXY_SECRET").map(str::to_owned),
             parked_submissions_queue_url: get("PARKED_SUBMISSIONS_QUEUE_URL").map(str::to_owned),
+            funnel_table: or("FUNNEL_TABLE", DEFAULT_FUNNEL_TABLE),
             visitor_key: match get("VISITOR_KEY_SECRET") {
                 None => None,
                 Some(raw) => Some(SubjectKey::new(raw.as_bytes()).map_err(|short| {

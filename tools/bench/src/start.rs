@@ -11,13 +11,14 @@ use local_stack::runtime_api::{RuntimeApi, function_url_event};
 use crate::{Error, QUESTIONS, chat_body, quiet_stack, report};
 
 /// Each function's crate (its binary's name) and its template logical id.
-const FUNCTIONS: [(&str, &str); 6] = [
+const FUNCTIONS: [(&str, &str); 7] = [
     ("chat-stream", "ChatStreamFunction"),
     ("form-intake", "FormIntakeFunction"),
     ("outbox-sweeper", "OutboxSweeperFunction"),
     ("email-sender", "EmailSenderFunction"),
     ("sms-sender", "SmsSenderFunction"),
     ("handler-dispatch", "HandlerDispatchFunction"),
+    ("funnel-projector", "FunnelProjectorFunction"),
 ];
 
 /// Start-to-ready of every function binary in `dir`, warm page cache, then cold.

@@ -1,4 +1,4 @@
-//! The three fulfillment consumers, fed the way Lambda's SQS event source
+//! The three fulfillment consumers and the funnel projector, fed the way Lambda's SQS event source
 //! feeds them in AWS: each queue is long-polled for batches of up to 10, the
 //! batch goes to the same `Consumer` the Lambda binary runs, and only the
 //! records it did not report as failed are deleted. A failed record becomes
@@ -22,11 +22,8 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName,
 };
-use domain::{fulfillment::FulfillmentLedger, report::error_chain};
-use lambda_edge::{
-    Settings,
-    consumer::{Channel, Consumer},
-};
+use domain::report::error_chain;
+use lambda_edge::{Settings, sqs::BatchHandler};
 use tokio::task::JoinHandle;
 
 use crate::{Identities, StackError, provision::Created, template::Template};
@@ -46,10 +43,11 @@ pub struct Polling {
 }
 
 /// Which queue feeds which consumer function (template logical ids).
-const QUEUES: [(&str, &str); 3] = [
+const QUEUES: [(&str, &str); 4] = [
     ("EmailQueue", "EmailSenderFunction"),
     ("SmsQueue", "SmsSenderFunction"),
     ("HandlerQueue", "HandlerDispatchFunction"),
+    ("FunnelQueue", "FunnelProjectorFunction"),
 ];
 
 /// One queue and the invocation time of the function it feeds.
@@ -81,8 +79,8 @@ pub fn spawn_all(
         let name = created.get(function).map(|f| f.reference.clone()).unwrap_or_else(|| function.to_owned());
         Ok(Feed { queue_url, timeout, sqs: aws_sdk_sqs::Client::new(&config), config, function: name })
     };
-    let [email, sms, handler] = QUEUES.map(feed);
-    let (email, sms, handler) = (email?, sms?, handler?);
+    let [email, sms, handler, funnel] = QUEUES.map(feed);
+    let (email, sms, handler, funnel) = (email?, sms?, handler?, funnel?);
     let (email_tenants, sms_tenants, handler_tenants) =
         (tenants(&email.config), tenants(&sms.config), tenants(&handler.config));
     let mut tasks = Vec::new();
@@ -99,16 +97,13 @@ pub fn spawn_all(
                 handler_dispatch::aws_consumer(&handler.config, settings, Arc::clone(&handler_tenants)),
                 polling,
             ),
+            spawn(&funnel, funnel_projector::aws_projector(&funnel.config, settings), polling),
         ]);
     }
     Ok(tasks)
 }
 
-fn spawn<L: FulfillmentLedger, C: Channel>(
-    feed: &Feed,
-    consumer: Consumer<L, C>,
-    polling: Polling,
-) -> JoinHandle<()> {
+fn spawn<H: BatchHandler>(feed: &Feed, consumer: H, polling: Polling) -> JoinHandle<()> {
     let feed = feed.clone();
     tokio::spawn(async move {
         loop {
@@ -125,10 +120,10 @@ type PollError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One receive → invoke (under `timeout`) → delete round. Returns how many
 /// records it received.
-pub async fn poll_once<L: FulfillmentLedger, C: Channel>(
+pub async fn poll_once<H: BatchHandler>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    consumer: &Consumer<L, C>,
+    consumer: &H,
     polling: Polling,
     timeout: Duration,
 ) -> Result<usize, PollError> {

@@ -43,7 +43,7 @@ pub const REGION: &str = "us-east-1";
 
 /// Which template resource each function setting names: the template is the
 /// single source of resource names, locally as in AWS.
-const SETTING_RESOURCES: [(&str, &str); 7] = [
+const SETTING_RESOURCES: [(&str, &str); 8] = [
     ("PARKED_SUBMISSIONS_QUEUE_URL", "ParkedSubmissionsQueue"),
     ("CONFIG_BUCKET", "ConfigBucket"),
     ("SUBMISSIONS_BUCKET", "SubmissionsBucket"),
@@ -51,6 +51,7 @@ const SETTING_RESOURCES: [(&str, &str); 7] = [
     ("SMS_USAGE_TABLE", "SmsUsageTable"),
     ("RATE_LIMITS_TABLE", "RateLimitsTable"),
     ("EVENT_BUS_NAME", "EventBus"),
+    ("FUNNEL_TABLE", "FunnelTable"),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -47,6 +47,21 @@ pub enum Command {
     /// What is held about one person, and erasing it on request
     #[command(subcommand)]
     Subject(SubjectCommand),
+    /// A tenant's funnel: conversations, messages, CTA clicks, forms started and completed, first-token p50
+    Funnel(FunnelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FunnelArgs {
+    /// The tenant (its tenant_id)
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub tenant: String,
+    /// Days back from today (UTC), today included
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=400))]
+    pub days: u32,
+    /// The funnel's table [default: FUNNEL_TABLE, else picasso-funnel-<stage>]
+    #[arg(long, env = "FUNNEL_TABLE")]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +298,14 @@ pub async fn run(cli: Cli) -> Result<Output, OpsError> {
                 Format::Table => Output::Text(submissions::to_table(&found)),
             });
         }
+        Command::Funnel(args) => {
+            let table = args.table.unwrap_or_else(|| resources::funnel_table(stage));
+            let funnel =
+                aws_adapters::dynamodb::DynamoFunnel::new(aws_sdk_dynamodb::Client::new(&config), table);
+            let now = u64::try_from(domain::time::now_epoch_millis() / 1000).unwrap_or(0);
+            let days = crate::funnel::window(now, args.days);
+            serde_json::to_value(crate::funnel::report(&funnel, &args.tenant, &days).await?)?
+        }
         Command::Subject(command) => {
             let dynamodb = aws_sdk_dynamodb::Client::new(&config);
             let s3 = aws_adapters::s3::s3_client(&config);
@@ -409,6 +432,15 @@ mod tests {
             "who asked is required"
         );
         assert!(parse(&["subject", "access", "--tenant", "T1", "--email", "not-an-address"]).is_err());
+    }
+
+    #[test]
+    fn the_funnel_defaults_to_thirty_days_and_refuses_more_than_the_funnel_keeps() {
+        let cli = parse(&["funnel", "--tenant", "T1"]).unwrap();
+        let Command::Funnel(args) = cli.command else { panic!("not funnel: {cli:?}") };
+        assert_eq!(args.days, 30);
+        assert!(parse(&["funnel", "--tenant", "T1", "--days", "401"]).is_err());
+        assert!(parse(&["funnel", "--tenant", "T1", "--days", "0"]).is_err());
     }
 
     #[test]

@@ -12,12 +12,14 @@
 //! - `sms-usage`: a tenant's SMS count for a month.
 //! - `submissions`: a tenant's submissions, newest first, as a table, CSV or
 //!   JSON (the one command that prints text: table and CSV).
+//! - `funnel`: a tenant's funnel per day over the last days, from the funnel projector's counts.
 //! - `subject access` / `subject erase`: what is held about one person (by
 //!   email address), and erasing it on request (a dry run unless `--confirm`).
 //!
 //! The functions take SDK clients and resource names, so tests call them directly.
 
 pub mod cli;
+pub mod funnel;
 pub mod redrive;
 pub mod replay;
 pub mod resources;

@@ -6,6 +6,8 @@ pub enum Consumer {
     Email,
     Sms,
     Handler,
+    /// The funnel projector's queue (not fulfillment, but redriven the same way).
+    Funnel,
 }
 
 impl Consumer {
@@ -14,6 +16,7 @@ impl Consumer {
             Self::Email => "email",
             Self::Sms => "sms",
             Self::Handler => "handler",
+            Self::Funnel => "funnel",
         }
     }
 }
@@ -21,6 +24,11 @@ impl Consumer {
 /// The archive of FormSubmitted events.
 pub fn archive_name(stage: &str) -> String {
     format!("picasso-form-submitted-{stage}")
+}
+
+/// The funnel's counts (`FunnelTable`).
+pub fn funnel_table(stage: &str) -> String {
+    format!("picasso-funnel-{stage}")
 }
 
 pub fn queue_name(consumer: Consumer, stage: &str) -> String {
@@ -42,7 +50,8 @@ mod tests {
         let template = std::fs::read_to_string(path).unwrap();
         let declared = |name: String| name.replace("STAGE", "${Stage}");
         assert!(template.contains(&format!("ArchiveName: !Sub {}", declared(archive_name("STAGE")))));
-        for consumer in [Consumer::Email, Consumer::Sms, Consumer::Handler] {
+        assert!(template.contains(&format!("TableName: !Sub {}\n", declared(funnel_table("STAGE")))));
+        for consumer in [Consumer::Email, Consumer::Sms, Consumer::Handler, Consumer::Funnel] {
             let queue = declared(queue_name(consumer, "STAGE"));
             let dlq = declared(dead_letter_queue_name(consumer, "STAGE"));
             assert!(template.contains(&format!("QueueName: !Sub {queue}\n")), "{queue}");
