@@ -1175,12 +1175,18 @@ async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_
     for id in [&ana_first, &ana_second, &sam] {
         assert_eq!(fulfilled(&stack, id).await.0, "fulfilled");
     }
+    // Her first submission came from a widget session: the funnel keeps a summary of that visit.
+    eventually(Duration::from_secs(30), "the funnel's summary of her visit", || async {
+        (funnel_today(&stack, demo::DEMO_TENANT_ID).await.forms_completed == 3).then_some(())
+    })
+    .await;
     let ops = &stack.identities.ops;
     let (dynamodb, s3) = (aws_sdk_dynamodb::Client::new(ops), aws_adapters::s3::s3_client(ops));
     let clients = ops::subject::Clients {
         dynamodb: &dynamodb,
         s3: &s3,
         table: &stack.settings.form_submissions_table,
+        funnel_table: &stack.settings.funnel_table,
         submissions_bucket: &stack.settings.submissions_bucket,
     };
     let tenants = aws_adapters::s3::s3_tenant_loader(ops, &stack.settings.config_bucket);
@@ -1212,9 +1218,15 @@ async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_
     assert_eq!(sent("sms"), [TEAM_PHONE]);
     assert_eq!(sent("handler"), ["s3 bucket riverbend-form-archive"]);
     assert!(first.fields.contains(&"Email address".to_owned()));
+    let today = &ops::funnel::window(now().secs() as u64, 1)[0];
+    let visit = format!("session#{today}#sess_ana_1");
+    assert_eq!(report.session_summaries, [visit.clone()], "the summary of the visit she submitted from");
 
     let dry = ops::subject::erase(&clients, &report, "DSR-2026-0042", true).await.unwrap();
-    assert_eq!((dry.submissions, dry.idempotency_records, dry.archived_copies), (2, 1, 2));
+    assert_eq!(
+        (dry.submissions, dry.idempotency_records, dry.archived_copies, dry.session_summaries),
+        (2, 1, 2, 1)
+    );
     assert!(item(&stack, &ana_first).await.contains_key("form_data"), "a dry run changes nothing");
 
     let erased = ops::subject::erase(&clients, &report, "DSR-2026-0042", false).await.unwrap();
@@ -1241,6 +1253,15 @@ async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_
     let printed = format!("{audit:?}").to_lowercase();
     assert!(!printed.contains("ana") && !printed.contains("example.org"), "no personal data: {printed}");
     assert!(item(&stack, &sam).await.contains_key("form_data"), "Sam's submission is untouched");
+    let summary = aws_sdk_dynamodb::Client::new(&stack.sdk_config)
+        .get_item()
+        .table_name(&stack.settings.funnel_table)
+        .key("tenant_id", AttributeValue::S(demo::DEMO_TENANT_ID.into()))
+        .key("key", AttributeValue::S(visit))
+        .send()
+        .await
+        .unwrap();
+    assert!(summary.item.is_none(), "the visit's summary is deleted");
 
     let before = (emails(&stack).await.len(), sms(&stack).await.len());
     replay_everything(&stack, started_at).await;

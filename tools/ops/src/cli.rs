@@ -310,10 +310,13 @@ pub async fn run(cli: Cli) -> Result<Output, OpsError> {
             let dynamodb = aws_sdk_dynamodb::Client::new(&config);
             let s3 = aws_adapters::s3::s3_client(&config);
             let tenants = aws_adapters::s3::s3_tenant_loader(&config, &settings.config_bucket);
+            let funnel_table =
+                std::env::var("FUNNEL_TABLE").unwrap_or_else(|_| resources::funnel_table(stage));
             let clients = subject::Clients {
                 dynamodb: &dynamodb,
                 s3: &s3,
                 table: &settings.form_submissions_table,
+                funnel_table: &funnel_table,
                 submissions_bucket: &settings.submissions_bucket,
             };
             match command {

@@ -18,6 +18,8 @@
 //! nothing to publish; removes the idempotency record's fingerprint (the
 //! record stays, so a late retry of the same submit is answered as a
 //! duplicate instead of storing it again); deletes the archived copy; and
+//! deletes the funnel's summaries of the person's visits (the day's totals
+//! stay: they count, they do not link); and
 //! writes an audit record with no personal data: who asked, when, and how
 //! many of each kind. The events on the bus and in its archive carry no
 //! form data (a claim check), so nothing there needs erasing.
@@ -52,7 +54,9 @@ pub struct AccessReport {
     pub tenant_id: String,
     pub email: String,
     pub submissions: Vec<Held>,
-    /// Per-session summaries of the visit (the funnel): none are kept yet.
+    /// The funnel's summaries of the visits these submissions came from
+    /// (their keys in the funnel table): counts only, but linked to the
+    /// person through the session id.
     pub session_summaries: Vec<String>,
     /// What erasure does not reach, to say to the person and the tenant.
     pub not_covered: Vec<&'static str>,
@@ -135,16 +139,64 @@ pub async fn access<C: domain::tenant::ConfigSource>(
     let found = find(clients.dynamodb, clients.table, tenant_id, &address).await?;
     let tenant = tenants.load_by_id(tenant_id).await.map_err(|source| SubjectError::Tenant { source })?;
     let mut submissions = Vec::with_capacity(found.len());
+    let mut session_summaries = Vec::new();
     for submission in found.iter().filter(|s| s.status != Some(SubmissionStatus::Erased)) {
         submissions.push(held(clients, &tenant, submission, &address).await?);
+        if let Some(session_id) = &submission.staff.session_id {
+            for key in summaries_of(clients, tenant_id, session_id, &submission.submitted_at).await? {
+                if !session_summaries.contains(&key) {
+                    session_summaries.push(key);
+                }
+            }
+        }
     }
     Ok(AccessReport {
         tenant_id: tenant_id.to_owned(),
         email: address,
         submissions,
-        session_summaries: Vec::new(),
+        session_summaries,
         not_covered: NOT_COVERED.to_vec(),
     })
+}
+
+/// The funnel's summaries of one session around a submission's day (a visit
+/// may cross midnight): their keys, `session#<day>#<session_id>`.
+async fn summaries_of(
+    clients: &Clients<'_>,
+    tenant_id: &str,
+    session_id: &str,
+    submitted_at: &str,
+) -> Result<Vec<String>, AwsError> {
+    let day = submitted_at.get(..10).unwrap_or_default();
+    let secs = aws_smithy_types::DateTime::from_str(
+        &format!("{day}T00:00:00Z"),
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .map(|t| t.secs())
+    .unwrap_or(0);
+    let around = |offset: i64| {
+        domain::time::rfc3339_at(u128::try_from((secs + offset) * 1000).unwrap_or(0))[..10].to_owned()
+    };
+    let mut keys = Vec::new();
+    for day in [around(-86_400), day.to_owned(), around(86_400)] {
+        let key = format!("session#{day}#{session_id}");
+        let item = clients
+            .dynamodb
+            .get_item()
+            .table_name(clients.funnel_table)
+            .key("tenant_id", AttributeValue::S(tenant_id.to_owned()))
+            .key("key", AttributeValue::S(key.clone()))
+            .projection_expression("#k")
+            .expression_attribute_names("#k", "key")
+            .send()
+            .await
+            .map_err(call_failed("GetItem", clients.funnel_table))?
+            .item;
+        if item.is_some() {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// The SDK clients and names the subject commands use.
@@ -152,6 +204,8 @@ pub struct Clients<'a> {
     pub dynamodb: &'a aws_sdk_dynamodb::Client,
     pub s3: &'a aws_sdk_s3::Client,
     pub table: &'a str,
+    /// The funnel's table (`picasso-funnel-<stage>`): visits' summaries.
+    pub funnel_table: &'a str,
     /// `SUBMISSIONS_BUCKET`: where `s3` fulfillment archives when the form names no bucket.
     pub submissions_bucket: &'a str,
 }
@@ -284,6 +338,7 @@ pub struct Erasure {
     pub submissions: usize,
     pub idempotency_records: usize,
     pub archived_copies: usize,
+    pub session_summaries: usize,
     /// The audit record's key (none on a dry run).
     pub audit_record: Option<String>,
     /// Copies outside this system, for the tenant to erase: channel and where.
@@ -312,6 +367,7 @@ pub async fn erase(
         submissions: report.submissions.len(),
         idempotency_records,
         archived_copies: archives.len(),
+        session_summaries: report.session_summaries.len(),
         audit_record: None,
         downstream,
     };
@@ -346,6 +402,17 @@ pub async fn erase(
                 .map_err(call_failed("DeleteObject", &copy.bucket))?;
         }
     }
+    for key in &report.session_summaries {
+        clients
+            .dynamodb
+            .delete_item()
+            .table_name(clients.funnel_table)
+            .key("tenant_id", AttributeValue::S(report.tenant_id.clone()))
+            .key("key", AttributeValue::S(key.clone()))
+            .send()
+            .await
+            .map_err(call_failed("DeleteItem", clients.funnel_table))?;
+    }
     let audit = format!("erasure#{}#{}", report.tenant_id, domain::time::now_epoch_millis());
     let n = |count: usize| AttributeValue::N(count.to_string());
     clients
@@ -360,6 +427,7 @@ pub async fn erase(
         .item("submissions", n(erasure.submissions))
         .item("idempotency_records", n(erasure.idempotency_records))
         .item("archived_copies", n(erasure.archived_copies))
+        .item("session_summaries", n(erasure.session_summaries))
         .condition_expression("attribute_not_exists(submission_id)")
         .send()
         .await
