@@ -1220,7 +1220,11 @@ async fn a_persons_data_is_found_then_erased_and_neither_a_replay_nor_a_redrive_
     assert!(first.fields.contains(&"Email address".to_owned()));
     let today = &ops::funnel::window(now().secs() as u64, 1)[0];
     let visit = format!("session#{today}#sess_ana_1");
-    assert_eq!(report.session_summaries, [visit.clone()], "the summary of the visit she submitted from");
+    assert_eq!(
+        report.session_summaries,
+        std::slice::from_ref(&visit),
+        "the summary of the visit she submitted from"
+    );
 
     let dry = ops::subject::erase(&clients, &report, "DSR-2026-0042", true).await.unwrap();
     assert_eq!(
