@@ -360,6 +360,21 @@ async fn the_guides_post_deployment_validation_passes_against_the_local_stack() 
 
     let printed = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{printed}\n{}", String::from_utf8_lossy(&run.stderr));
+    // The operations dashboard is created with the alarms, its body as the template gives it.
+    let data: serde_json::Value =
+        reqwest::get(format!("{}/moto-api/data.json", stack.endpoint)).await.unwrap().json().await.unwrap();
+    let dashboards = data["cloudwatch"]["Dashboard"].as_array().cloned().unwrap_or_default();
+    let dashboard =
+        dashboards.iter().find(|d| d["name"] == "picasso-local").expect("the picasso-local dashboard");
+    let body: serde_json::Value = serde_json::from_str(dashboard["body"].as_str().unwrap()).unwrap();
+    let titles: Vec<&str> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["properties"]["title"].as_str())
+        .collect();
+    assert_eq!(titles.len(), 7, "{titles:?}");
+    assert!(body.to_string().contains("picasso-funnel-dlq-local"), "every DLQ, the funnel's too");
     assert!(printed.contains("6 passed, 0 failed, 1 skipped"), "{printed}"); // logs: see docs/operations.md
     for step in 1..=7 {
         assert!(printed.contains(&format!("== Step {step}:")), "step {step} missing: {printed}");

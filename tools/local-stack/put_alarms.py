@@ -1,10 +1,11 @@
-"""Creates the template's CloudWatch alarms in the emulator.
+"""Creates the template's CloudWatch alarms and dashboards in the emulator.
 
 The Rust SDK speaks CloudWatch's rpc-v2-cbor protocol, which moto's server
 does not route; boto3 (installed with moto) speaks one it does. Reads a JSON
-list of evaluated AWS::CloudWatch::Alarm properties on stdin: CloudFormation's
-property names are PutMetricAlarm's parameter names, so each list item is
-passed as it is.
+object on stdin: "alarms", the evaluated AWS::CloudWatch::Alarm properties
+(CloudFormation's property names are PutMetricAlarm's parameter names, so each
+is passed as it is), and "dashboards", the evaluated AWS::CloudWatch::Dashboard
+properties (DashboardName and DashboardBody, PutDashboard's parameters).
 """
 
 import json
@@ -20,5 +21,8 @@ cloudwatch = boto3.client(
     aws_access_key_id="local",
     aws_secret_access_key="local",
 )
-for alarm in json.load(sys.stdin):
+resources = json.load(sys.stdin)
+for alarm in resources["alarms"]:
     cloudwatch.put_metric_alarm(**alarm)
+for dashboard in resources["dashboards"]:
+    cloudwatch.put_dashboard(**dashboard)

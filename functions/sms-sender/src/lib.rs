@@ -51,20 +51,51 @@ pub struct SmsChannel<C, T, Q> {
     quota: Q,
     /// `SMS_MONTHLY_LIMIT`, for tenants without `sms_monthly_limit`.
     default_limit: u32,
+    /// Where the month's usage goes as a metric (stdout in Lambda: EMF).
+    metrics: domain::report::LineSink,
+}
+
+/// The namespace of the SMS metrics (the dashboard's "SMS against quota").
+pub const NAMESPACE: &str = "Picasso/Sms";
+
+/// The month's SMS count after a send, and the tenant's quota, per tenant (EMF).
+pub fn usage_metric_line(tenant_id: &str, used: u32, quota: u32) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": domain::time::now_epoch_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["TenantId"]],
+                "Metrics": [{"Name": "SmsUsedThisMonth", "Unit": "Count"}, {"Name": "SmsMonthlyQuota", "Unit": "Count"}],
+            }],
+        },
+        "TenantId": tenant_id,
+        "SmsUsedThisMonth": used,
+        "SmsMonthlyQuota": quota,
+    })
+    .to_string()
 }
 
 impl<C: ConfigSource, T: Texter, Q: Quota> SmsChannel<C, T, Q> {
     pub fn new(tenants: Arc<TenantLoader<C>>, texter: T, quota: Q, default_limit: u32) -> Self {
-        Self { tenants, texter, quota, default_limit }
+        Self { tenants, texter, quota, default_limit, metrics: lambda_edge::telemetry::stdout_sink() }
+    }
+
+    /// Metric lines to `metrics` instead of stdout.
+    pub fn with_metrics(mut self, metrics: domain::report::LineSink) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Takes a unit of quota and sends; a failed send gives the unit back.
     async fn send_within_quota(&self, to: &str, message: &str, usage: &Usage<'_>) -> Result<Texted, Failure> {
         let taken =
             self.quota.take(usage.tenant_id, usage.month, usage.limit).await.map_err(Failure::transient)?;
-        if let Taken::Exhausted { usage } = taken {
-            return Ok(Texted::Exhausted { usage });
-        }
+        let used = match taken {
+            Taken::Exhausted { usage } => return Ok(Texted::Exhausted { usage }),
+            Taken::Granted { usage } => usage,
+        };
+        (self.metrics)(usage_metric_line(usage.tenant_id, used, usage.limit));
         if let Err(err) = self.texter.send(to, message).await {
             if err.delivery == crate::text::Delivery::Unknown {
                 // It may be out: its unit stays taken, and it is not sent again.
@@ -173,5 +204,19 @@ impl<C: ConfigSource, T: Texter, Q: Quota> Channel for SmsChannel<C, T, Q> {
             return Ok(Outcome::Unknown { parts, error: errors.join("; ") });
         }
         Ok(Outcome::Sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_months_usage_is_a_metric_per_tenant_against_its_quota() {
+        let line: serde_json::Value = serde_json::from_str(&usage_metric_line("T1", 42, 100)).unwrap();
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Picasso/Sms");
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["TenantId"]]));
+        assert_eq!((line["TenantId"].as_str(), line["SmsUsedThisMonth"].as_u64()), (Some("T1"), Some(42)));
+        assert_eq!(line["SmsMonthlyQuota"], 100);
     }
 }

@@ -44,9 +44,11 @@ pub enum ProvisionError {
 /// Created once the functions are registered (their alarms name them), by
 /// [`put_alarms`] rather than the SDK (see `put_alarms.py`).
 pub const ALARM: &str = "AWS::CloudWatch::Alarm";
+/// Put with the alarms, the same way.
+pub const DASHBOARD: &str = "AWS::CloudWatch::Dashboard";
 
-/// Creates every alarm of the template in the emulator at `endpoint`, with the
-/// Python that runs moto.
+/// Creates every alarm and dashboard of the template in the emulator at
+/// `endpoint`, with the Python that runs moto.
 pub async fn put_alarms(
     repo_root: &std::path::Path,
     endpoint: &str,
@@ -63,6 +65,14 @@ pub async fn put_alarms(
         })?;
         alarms.push((alarm.logical_id.clone(), properties));
     }
+    let mut dashboards = Vec::new();
+    for dashboard in template.resources.iter().filter(|r| r.kind == DASHBOARD) {
+        let properties = context.eval(&dashboard.properties).map_err(|e| ProvisionError::Template {
+            logical_id: dashboard.logical_id.clone(),
+            message: e.to_string(),
+        })?;
+        dashboards.push((dashboard.logical_id.clone(), properties));
+    }
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| ProvisionError::Aws {
         logical_id: "the template's alarms".into(),
         operation: "PutMetricAlarm",
@@ -77,7 +87,11 @@ pub async fn put_alarms(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| failed(e.into()))?;
-    let input = Value::from(alarms.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>()).to_string();
+    let input = serde_json::json!({
+        "alarms": alarms.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+        "dashboards": dashboards.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+    })
+    .to_string();
     if let Some(mut stdin) = child.stdin.take() {
         use tokio::io::AsyncWriteExt;
         stdin.write_all(input.as_bytes()).await.map_err(|e| failed(e.into()))?;
@@ -92,6 +106,10 @@ pub async fn put_alarms(
         let name = properties["AlarmName"].as_str().unwrap_or(&logical_id).to_owned();
         let arn = format!("arn:aws:cloudwatch:{region}:{}:alarm:{name}", crate::template::ACCOUNT_ID);
         created.insert(logical_id, physical(&name, [("Arn", arn)]));
+    }
+    for (logical_id, properties) in dashboards {
+        let name = properties["DashboardName"].as_str().unwrap_or(&logical_id).to_owned();
+        created.insert(logical_id, physical(&name, []));
     }
     Ok(())
 }
