@@ -119,11 +119,17 @@ async fn every_resource_in_the_template_exists_locally_with_its_declared_keys_an
         }
         *checked.entry(resource.kind.as_str()).or_default() += 1;
     }
-    assert_eq!(checked["AWS::Logs::LogGroup"], 6, "one per function");
+    assert_eq!(checked["AWS::Logs::LogGroup"], 7, "one per function");
 
-    assert_eq!(checked["AWS::SQS::Queue"], 7, "three consumer queues, their DLQs and the parking queue");
-    assert_eq!(checked["AWS::Events::Rule"], 3, "one rule per consumer");
-    assert_eq!(checked["AWS::DynamoDB::Table"], 3, "submissions, SMS usage and rate-limit counters");
+    assert_eq!(
+        checked["AWS::SQS::Queue"], 9,
+        "four consumer queues (the funnel's too), their DLQs, the parking queue"
+    );
+    assert_eq!(checked["AWS::Events::Rule"], 4, "one rule per consumer");
+    assert_eq!(
+        checked["AWS::DynamoDB::Table"], 4,
+        "submissions, SMS usage, rate-limit counters and the funnel"
+    );
     assert_eq!(checked["AWS::Events::Archive"], 2, "FormSubmitted and WidgetAnalytics");
     stack.stop().await;
 }
@@ -142,7 +148,7 @@ async fn a_form_submitted_event_reaches_every_consumer_queue() {
     assert_eq!(put.failed_entry_count(), 0);
 
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config);
-    for queue in ["EmailQueue", "SmsQueue", "HandlerQueue"] {
+    for queue in ["EmailQueue", "SmsQueue", "HandlerQueue", "FunnelQueue"] {
         let received = sqs.receive_message().queue_url(&stack.created[queue].reference).send().await.unwrap();
         let body: Value = serde_json::from_str(received.messages()[0].body().unwrap()).unwrap();
         assert_eq!(body["detail"]["submission_id"], "s1", "{queue}");
@@ -324,7 +330,7 @@ async fn every_function_is_registered_in_the_emulators_lambda_with_its_template_
         assert_eq!(variables["FORM_SUBMISSIONS_TABLE"], stack.settings.form_submissions_table, "{name}");
         seen += 1;
     }
-    assert_eq!(seen, 6);
+    assert_eq!(seen, 7);
     let url = lambda
         .get_function_url_config()
         .function_name(&stack.created["ChatStreamFunction"].reference)
