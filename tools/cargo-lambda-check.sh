@@ -52,7 +52,9 @@ export CONFIG_BUCKET=myrecruiter-picasso FORM_SUBMISSIONS_TABLE=picasso-form-sub
        AWS_ENDPOINT_URL="http://127.0.0.1:$moto" \
        AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://127.0.0.1:$bedrock" \
        AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME="http://127.0.0.1:$bedrock" \
-       AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$bedrock" WEBHOOK_ALLOW_PRIVATE=true
+       AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$bedrock" WEBHOOK_ALLOW_PRIVATE=true \
+       FUNNEL_TABLE=picasso-funnel-local \
+       VISITOR_KEY_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 profiles="$root/.local/stack-$moto/aws"
 [[ "$moto" == 4566 ]] && profiles="$root/.local/aws"
 export AWS_SHARED_CREDENTIALS_FILE="$profiles/credentials"
