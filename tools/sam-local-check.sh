@@ -155,7 +155,7 @@ if ! "$sam" build --no-cached --parameter-overrides "Architecture=$arch" --build
 fi
 build_seconds=$(( $(date +%s) - build_started ))
 mapfile -t bootstraps < <(find "$build_dir" -name bootstrap -type f)
-((${#bootstraps[@]} == 6)) || fail "expected six bootstraps in $build_dir, found ${#bootstraps[@]}"
+((${#bootstraps[@]} == 7)) || fail "expected seven bootstraps in $build_dir, found ${#bootstraps[@]}"
 say "sam build: ${build_seconds} s"
 
 # --- 3. the Docker daemon, on a bridge of its own --------------------------------
