@@ -4,6 +4,7 @@
 pub mod cta;
 pub mod handler;
 pub mod http_body;
+pub mod instructions;
 pub mod prompt;
 pub mod qa_log;
 pub mod request;

@@ -137,6 +137,8 @@ pub struct ChatService<C, K, M> {
     rejected_models: Mutex<HashSet<String>>,
     /// Where each answer is announced for the funnel (`ChatAnswered`).
     answers: Option<Arc<dyn AnswerPublisher>>,
+    /// `tenant#key` of prompt controls already warned about as ignored: one warning each per process.
+    warned: Mutex<HashSet<String>>,
 }
 
 /// How long announcing an answer may hold the invocation once the visitor
@@ -164,7 +166,27 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             guard: None,
             rejected_models: Mutex::default(),
             answers: None,
+            warned: Mutex::default(),
         }
+    }
+
+    /// The tenant's prompt controls; each one ignored as malformed or unknown
+    /// is warned about once, naming its key (never its value).
+    fn instructions(&self, tenant: &Tenant) -> crate::instructions::Instructions {
+        let read = crate::instructions::read(&tenant.config);
+        if !read.ignored.is_empty() {
+            let Ok(mut warned) = self.warned.lock() else { return read };
+            for key in &read.ignored {
+                if warned.insert(format!("{}#{key}", tenant.id)) {
+                    tracing::warn!(
+                        tenant_id = tenant.id,
+                        key,
+                        "tenant prompt control ignored: not a usable value"
+                    );
+                }
+            }
+        }
+        read
     }
 
     /// Announces each answer on the bus (`ChatAnswered`), after its last frame.
@@ -328,7 +350,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let config = &tenant.config;
         let model_request = ModelRequest {
             model_id: config.model_id().unwrap_or(&self.settings.bedrock_model_id).to_owned(),
-            system: prompt::system_prompt(config),
+            system: prompt::system_prompt_with(config, &self.instructions(tenant)),
             turns: prompt::conversation(
                 &request.history,
                 prompt::question_with_context(&request.user_input, &passages),

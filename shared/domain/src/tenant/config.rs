@@ -39,6 +39,9 @@ pub struct TenantConfig {
     pub cta_settings: CtaSettings,
     /// Days a submission is kept (read leniently: `retention_days`).
     pub data_retention_days: Option<Value>,
+    /// The tenant's prompt controls, kept whole and read leniently by chat-stream
+    /// (`instructions`): a malformed one never fails a config load.
+    pub bedrock_instructions: Option<Value>,
 }
 
 /// Submissions are kept a year unless the tenant says otherwise.
