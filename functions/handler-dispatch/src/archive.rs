@@ -7,10 +7,7 @@ use aws_adapters::s3::{S3, S3Error};
 use domain::fulfillment::StoredSubmission;
 use serde_json::{Value, json};
 
-/// `submissions/<tenant_id>/<form_id>/<submission_id>.json`
-pub fn archive_key(submission: &StoredSubmission) -> String {
-    format!("submissions/{}/{}/{}.json", submission.tenant_id, submission.form_id, submission.submission_id)
-}
+pub use domain::fulfillment::archive_key;
 
 /// The archived document.
 pub fn archive_document(submission: &StoredSubmission) -> Value {

@@ -171,6 +171,12 @@ pub fn matches_event(submission: &StoredSubmission, event: &FormSubmitted) -> bo
     submission.tenant_id == event.tenant_id && submission.form_id == event.form_id
 }
 
+/// Where the `s3` handler archives a submission, and where erasure finds it:
+/// `submissions/<tenant_id>/<form_id>/<submission_id>.json`.
+pub fn archive_key(submission: &StoredSubmission) -> String {
+    format!("submissions/{}/{}/{}.json", submission.tenant_id, submission.form_id, submission.submission_id)
+}
+
 /// A channel's `status` in `fulfillment.<channel>` (and in `form_complete`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

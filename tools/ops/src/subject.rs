@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use aws_adapters::dynamodb::{EXPIRY_ATTRIBUTE, TENANT_TIME_INDEX, read_item};
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{
-    fulfillment::{StoredSubmission, SubmissionStatus},
+    fulfillment::{StoredSubmission, SubmissionStatus, archive_key},
     tenant::{FulfillmentKind, TenantLoader},
 };
 use serde::Serialize;
@@ -288,11 +288,6 @@ fn handler_target(fulfillment: Option<&domain::tenant::Fulfillment>) -> Vec<Stri
         Some(FulfillmentKind::S3) => f.bucket.iter().map(|bucket| format!("s3 bucket {bucket}")).collect(),
         _ => Vec::new(),
     }
-}
-
-/// `submissions/<tenant_id>/<form_id>/<submission_id>.json`, as handler-dispatch writes it.
-pub fn archive_key(submission: &StoredSubmission) -> String {
-    format!("submissions/{}/{}/{}.json", submission.tenant_id, submission.form_id, submission.submission_id)
 }
 
 /// The item's `client_submission_id`, which `read_item` does not keep.
