@@ -606,3 +606,50 @@ async fn oversize_malformed_and_unknown_tenant_analytics_get_json_errors_and_pub
     assert!(e2e::archived_events(&stack, "WidgetAnalyticsArchive").await.is_empty());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_stable_prompt_is_cached_once_and_read_from_the_cache_by_the_next_chat() {
+    let stack = spawn_stack().await;
+    let mut config = demo_config();
+    config["model_id"] = json!("us.anthropic.claude-sonnet-4-20250514-v1:0");
+    let rules: Vec<String> =
+        (0..10).map(|n| format!("Rule {n}: {}", "keep every answer grounded. ".repeat(10))).collect();
+    config["bedrock_instructions"] = json!({
+        "role_instructions": "You are Riverbend's volunteer guide. ".repeat(50),
+        "custom_constraints": rules,
+    });
+    put_tenant(&stack, "cachedprompt01", "CACHE0001", &config).await;
+    let short = demo_config();
+    put_tenant(&stack, "shortprompt01", "CACHE0002", &short).await;
+    let chat = |hash: &str, question: &str| json!({"tenant_hash": hash, "user_input": question}).to_string();
+
+    for question in ["What is Reading Buddies?", "How do I volunteer?"] {
+        let reply = post_chat(&stack, chat("cachedprompt01", question)).await;
+        assert!(reply.frames_of("error").is_empty(), "{:?}", reply.types());
+    }
+    assert!(
+        post_chat(&stack, chat("shortprompt01", "What is Reading Buddies?"))
+            .await
+            .frames_of("error")
+            .is_empty()
+    );
+
+    let streams = stack.bedrock.streams();
+    let cache: Vec<(bool, bool, bool)> =
+        streams.iter().map(|s| (s.cache_point, s.cache_write_tokens > 0, s.cache_read_tokens > 0)).collect();
+    assert_eq!(
+        cache,
+        [(true, true, false), (true, false, true), (false, false, false)],
+        "written by the first chat, read by the second; a short prompt asks for no cache point"
+    );
+    let lines = stack.qa_lines.lock().unwrap().clone();
+    let complete: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "QA_COMPLETE")
+        .collect();
+    assert_eq!(complete[0]["metrics"]["cache_write_input_tokens"], streams[0].cache_write_tokens);
+    assert_eq!(complete[1]["metrics"]["cache_read_input_tokens"], streams[1].cache_read_tokens);
+    assert!(lines.iter().any(|l| l.contains("\"CacheReadInputTokens\":") && l.contains("\"_aws\"")));
+    stack.stop().await;
+}

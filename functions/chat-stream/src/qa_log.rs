@@ -46,6 +46,8 @@ impl QaRecord<'_> {
                 "total_tokens": self.total_tokens(),
                 "input_tokens": self.usage.input_tokens,
                 "output_tokens": self.usage.output_tokens,
+                "cache_read_input_tokens": self.usage.cache_read_tokens,
+                "cache_write_input_tokens": self.usage.cache_write_tokens,
                 "total_time_ms": self.total_time_ms,
                 "answer_length": self.answer.chars().count(),
             },
@@ -66,6 +68,8 @@ impl QaRecord<'_> {
                         metric("InputTokens", "Count"),
                         metric("OutputTokens", "Count"),
                         metric("TotalTokens", "Count"),
+                        metric("CacheReadInputTokens", "Count"),
+                        metric("CacheWriteInputTokens", "Count"),
                         metric("AnswerLength", "Count"),
                         metric("FirstTokenMs", "Milliseconds"),
                     ],
@@ -76,6 +80,8 @@ impl QaRecord<'_> {
             "InputTokens": self.usage.input_tokens,
             "OutputTokens": self.usage.output_tokens,
             "TotalTokens": self.total_tokens(),
+            "CacheReadInputTokens": self.usage.cache_read_tokens,
+            "CacheWriteInputTokens": self.usage.cache_write_tokens,
             "AnswerLength": self.answer.chars().count(),
         });
         if let (Some(ms), Value::Object(fields)) = (self.first_token_ms, &mut line) {
@@ -98,7 +104,14 @@ mod tests {
             answer: "We will email j.doe@example.org",
             first_token_ms: Some(120),
             total_time_ms: 900,
-            usage: Usage { input_tokens: 10, output_tokens: 5, total_tokens: 15, latency_ms: 800 },
+            usage: Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                total_tokens: 15,
+                latency_ms: 800,
+                cache_read_tokens: 1200,
+                cache_write_tokens: 0,
+            },
             ..Default::default()
         }
     }
@@ -112,6 +125,8 @@ mod tests {
         assert_eq!(line["metrics"]["total_tokens"], 15);
         assert_eq!(line["metrics"]["first_token_ms"], 120);
         assert_eq!(line["metrics"]["answer_length"], 31);
+        assert_eq!(line["metrics"]["cache_read_input_tokens"], 1200);
+        assert_eq!(line["metrics"]["cache_write_input_tokens"], 0);
     }
 
     #[test]
@@ -121,5 +136,6 @@ mod tests {
         assert_eq!(line["TenantId"], "T");
         assert_eq!(line["FirstTokenMs"], 120);
         assert_eq!(line["TotalTokens"], 15);
+        assert_eq!(line["CacheReadInputTokens"], 1200);
     }
 }

@@ -348,9 +348,11 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
 
         let passages = self.retrieve(tenant, &request.user_input, out).await?;
         let config = &tenant.config;
-        let model_request = ModelRequest {
-            model_id: config.model_id().unwrap_or(&self.settings.bedrock_model_id).to_owned(),
+        let mut model_request = ModelRequest {
+            model_id: String::new(),
             system: prompt::system_prompt_with(config, &self.instructions(tenant)),
+            visitor_context: String::new(),
+            cache_system: false,
             turns: prompt::conversation(
                 &request.history,
                 prompt::question_with_context(&request.user_input, &passages),
@@ -358,6 +360,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             max_tokens: config.streaming.max_tokens,
             temperature: config.streaming.temperature,
         };
+        model_request.use_model(config.model_id().unwrap_or(&self.settings.bedrock_model_id));
         let answer = match self.stream_answer(tenant, model_request, request, out, started).await? {
             Ok(answer) => answer,
             Err(frame) => {
@@ -554,7 +557,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let fallback = tenant.config.fallback_model_id.as_deref().filter(|m| !m.trim().is_empty());
         // A model Bedrock rejected once is retired for good: no request pays that failed call again.
         if self.rejected_models.lock().is_ok_and(|rejected| rejected.contains(&request.model_id)) {
-            request.model_id = default_model.to_owned();
+            request.use_model(default_model);
         }
         let mut tried: Vec<String> = Vec::new();
         loop {
@@ -576,7 +579,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             match next {
                 Some(model) => {
                     tracing::warn!(tenant_id = tenant.id, from = request.model_id, to = model, error = %error_chain(&err), "switching model");
-                    request.model_id = model.to_owned();
+                    request.use_model(model);
                 }
                 None => return Err(Attempt::Failed(err)),
             }

@@ -17,8 +17,9 @@ use aws_sdk_bedrockruntime::{
     operation::converse_stream::ConverseStreamError,
     primitives::event_stream::EventReceiver,
     types::{
-        ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput, InferenceConfiguration,
-        Message, SystemContentBlock, error::ConverseStreamOutputError,
+        CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ConversationRole,
+        ConverseStreamOutput, InferenceConfiguration, Message, SystemContentBlock,
+        error::ConverseStreamOutputError,
     },
 };
 
@@ -58,7 +59,7 @@ impl ModelStream for BedrockModel {
             .client
             .converse_stream()
             .model_id(&request.model_id)
-            .system(SystemContentBlock::Text(request.system.clone()))
+            .set_system(Some(system_blocks(request)?))
             .set_messages(Some(messages))
             .inference_config(
                 InferenceConfiguration::builder()
@@ -71,6 +72,22 @@ impl ModelStream for BedrockModel {
             .map_err(classify_open_error)?;
         Ok(BedrockEvents { receiver: output.stream })
     }
+}
+
+/// The stable system prompt, a cache point after it when asked, then what
+/// this visitor's turn adds (never cached: it changes every turn).
+fn system_blocks(request: &ModelRequest) -> Result<Vec<SystemContentBlock>, ModelError> {
+    let mut blocks = vec![SystemContentBlock::Text(request.system.clone())];
+    if request.cache_system {
+        let point = CachePointBlock::builder().r#type(CachePointType::Default).build().map_err(|e| {
+            ModelError { kind: ModelErrorKind::Permanent, message: e.to_string(), source: Some(e.into()) }
+        })?;
+        blocks.push(SystemContentBlock::CachePoint(point));
+    }
+    if !request.visitor_context.is_empty() {
+        blocks.push(SystemContentBlock::Text(request.visitor_context.clone()));
+    }
+    Ok(blocks)
 }
 
 pub struct BedrockEvents {
@@ -99,6 +116,8 @@ impl ModelEvents for BedrockEvents {
                         input_tokens: count(usage.map(|u| u.input_tokens)),
                         output_tokens: count(usage.map(|u| u.output_tokens)),
                         total_tokens: count(usage.map(|u| u.total_tokens)),
+                        cache_read_tokens: count(usage.and_then(|u| u.cache_read_input_tokens)),
+                        cache_write_tokens: count(usage.and_then(|u| u.cache_write_input_tokens)),
                         latency_ms: metadata
                             .metrics
                             .map(|m| u64::try_from(m.latency_ms).unwrap_or(0))

@@ -175,6 +175,7 @@ impl ModelStream for Canned {
             output_tokens: 150,
             total_tokens: 1_050,
             latency_ms: 800,
+            ..Usage::default()
         }));
         Ok(CannedEvents(events.into_iter()))
     }

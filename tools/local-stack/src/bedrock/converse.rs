@@ -29,13 +29,14 @@ use super::{
 const FRAME_BUFFER: usize = 4;
 const THROTTLE_MESSAGE: &str = "Too many requests, please wait before trying again.";
 const REJECTED_MODEL_MESSAGE: &str = "The provided model identifier is invalid.";
+const NO_CACHING_MESSAGE: &str = "You invoked a model that does not take cache points in the system prompt.";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ConverseRequest {
     messages: Vec<RequestMessage>,
     #[serde(default)]
-    system: Vec<TextBlock>,
+    system: Vec<SystemBlock>,
     #[serde(default)]
     inference_config: Option<InferenceConfig>,
 }
@@ -53,6 +54,24 @@ struct TextBlock {
     text: Option<String>,
 }
 
+/// A system block: text, or a cache point (`{"cachePoint": {"type": "default"}}`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SystemBlock {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    cache_point: Option<Value>,
+}
+
+impl ConverseRequest {
+    /// The system text before the first cache point, if there is one.
+    fn cached_prefix(&self) -> Option<String> {
+        let at = self.system.iter().position(|block| block.cache_point.is_some())?;
+        Some(self.system[..at].iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join("\n"))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct InferenceConfig {
@@ -66,7 +85,16 @@ struct InferenceConfig {
 struct Reply {
     answer: String,
     stop_reason: &'static str,
+    /// Prompt tokens not read from or written to the cache.
     input_tokens: u32,
+    cache: Option<CacheUse>,
+}
+
+/// What a request's cache point did: tokens read from the cache or written to it.
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheUse {
+    read: u32,
+    written: u32,
 }
 
 pub async fn converse_stream(
@@ -85,7 +113,24 @@ pub async fn converse_stream(
     };
     let (prompt, system) = prompt_text(&request);
     let parsed = Prompt::parse(&prompt, &system);
-    let reply = reply_to(&request, &parsed, &system);
+    let mut reply = reply_to(&request, &parsed, &system);
+    if let Some(prefix) = request.cached_prefix() {
+        // Bedrock refuses a cache point the model cannot take, and caches
+        // nothing (silently) below the model's minimum prefix.
+        let Some(minimum) = domain::model::cache_minimum_tokens(&model_id) else {
+            standin.finish_stream(id, StreamStatus::Invalid, Some(NO_CACHING_MESSAGE.into()));
+            return validation_error(NO_CACHING_MESSAGE);
+        };
+        let tokens = domain::model::estimated_tokens(&prefix);
+        let cache = if tokens >= minimum {
+            let (read, written) = standin.cache_prompt(&model_id, &prefix, tokens);
+            CacheUse { read, written }
+        } else {
+            CacheUse::default()
+        };
+        reply.input_tokens = reply.input_tokens.saturating_sub(cache.read + cache.written).max(1);
+        reply.cache = Some(cache);
+    }
     let message_chars = request
         .messages
         .iter()
@@ -99,6 +144,10 @@ pub async fn converse_stream(
         record.prompt = prompt;
         record.system = system;
         record.answer = reply.answer.clone();
+        record.cache_point = reply.cache.is_some();
+        let cache = reply.cache.unwrap_or_default();
+        record.cache_read_tokens = cache.read;
+        record.cache_write_tokens = cache.written;
     });
     let plan = match standin.admit(&model_id) {
         Admission::Reject => {
@@ -156,7 +205,8 @@ fn prompt_text(request: &ConverseRequest) -> (String, String) {
         .find(|m| m.role == "user")
         .map(|m| text(&m.content))
         .unwrap_or_default();
-    (last_user, text(&request.system))
+    let system = request.system.iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join("\n");
+    (last_user, system)
 }
 
 /// The answer, cut at `maxTokens` as a real model would stop.
@@ -182,7 +232,7 @@ fn reply_to(request: &ConverseRequest, prompt: &Prompt, system: &str) -> Reply {
         }
         (cut, "max_tokens")
     };
-    Reply { answer, stop_reason, input_tokens: estimated_tokens(&all_text).max(1) }
+    Reply { answer, stop_reason, input_tokens: estimated_tokens(&all_text).max(1), cache: None }
 }
 
 /// Writes the frames of one answer. Every send doubles as the check that the
@@ -264,7 +314,7 @@ async fn stream_frames(
     let closing = [
         event_frame("contentBlockStop", &json!({ "contentBlockIndex": 0 }))?,
         event_frame("messageStop", &json!({ "stopReason": reply.stop_reason }))?,
-        event_frame("metadata", &metadata(reply.input_tokens, output_tokens, latency_ms))?,
+        event_frame("metadata", &metadata(reply.input_tokens, output_tokens, reply.cache, latency_ms))?,
     ];
     for frame in closing {
         if !send(frame).await {
@@ -274,15 +324,20 @@ async fn stream_frames(
     Ok(StreamStatus::Completed)
 }
 
-fn metadata(input_tokens: u32, output_tokens: u32, latency_ms: u64) -> Value {
-    json!({
-        "usage": {
-            "inputTokens": input_tokens,
-            "outputTokens": output_tokens,
-            "totalTokens": input_tokens.saturating_add(output_tokens),
-        },
-        "metrics": { "latencyMs": latency_ms },
-    })
+/// Usage as Bedrock reports it: with a cache point, the cached tokens are
+/// counted apart from `inputTokens` and added to the total.
+fn metadata(input_tokens: u32, output_tokens: u32, cache: Option<CacheUse>, latency_ms: u64) -> Value {
+    let cached = cache.map_or(0, |c| c.read + c.written);
+    let mut usage = json!({
+        "inputTokens": input_tokens,
+        "outputTokens": output_tokens,
+        "totalTokens": input_tokens.saturating_add(output_tokens).saturating_add(cached),
+    });
+    if let Some(cache) = cache {
+        usage["cacheReadInputTokens"] = json!(cache.read);
+        usage["cacheWriteInputTokens"] = json!(cache.written);
+    }
+    json!({ "usage": usage, "metrics": { "latencyMs": latency_ms } })
 }
 
 /// A hung model: the stream stays open and says nothing until the client leaves.

@@ -212,6 +212,10 @@ impl BedrockStandIn {
         });
     }
 
+    fn cache_prompt(&self, model_id: &str, prefix: &str, tokens: u32) -> (u32, u32) {
+        self.lock_records().cache(model_id, prefix, tokens)
+    }
+
     fn record_retrieval(&self, record: RetrievalRecord) {
         self.lock_records().push_retrieval(record);
     }

@@ -1,7 +1,11 @@
 //! What the stand-in was asked and how each answer ended, for tests to assert
 //! on (a cancelled stream proves the chat function stopped reading at once).
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 
@@ -40,7 +44,7 @@ pub struct StreamRecord {
     pub deltas_sent: usize,
     /// When the first text delta was handed to the response body (benchmarks).
     #[serde(skip)]
-    pub first_delta_at: Option<std::time::Instant>,
+    pub first_delta_at: Option<Instant>,
     /// How many messages the request carried, and their total characters.
     pub messages: usize,
     pub message_chars: usize,
@@ -53,6 +57,11 @@ pub struct StreamRecord {
     pub answer: String,
     /// Why it was refused or failed.
     pub error: Option<String>,
+    /// The request put a cache point after its system prompt...
+    pub cache_point: bool,
+    /// ...and these prompt tokens were read from, or written to, the cache.
+    pub cache_read_tokens: u32,
+    pub cache_write_tokens: u32,
 }
 
 /// One Retrieve request (`GET /_standin/retrievals`).
@@ -69,6 +78,8 @@ pub struct RetrievalRecord {
 pub struct Records {
     pub streams: Vec<StreamRecord>,
     pub retrievals: Vec<RetrievalRecord>,
+    /// Cached prompt prefixes (a hash of model and text) and when each was last used.
+    prompt_cache: HashMap<u64, Instant>,
     /// Survives `clear`, so a stream still running across a reset never
     /// updates a newer record that reused its id.
     last_id: u64,
@@ -93,6 +104,9 @@ impl Records {
             system: String::new(),
             answer: String::new(),
             error: None,
+            cache_point: false,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         });
         id
     }
@@ -105,6 +119,20 @@ impl Records {
     pub fn clear(&mut self) {
         self.streams.clear();
         self.retrievals.clear();
+        self.prompt_cache.clear();
+    }
+
+    /// Bedrock's prompt cache for one prefix: a hit read within the TTL of
+    /// its last use (which renews it), or a write. `(read, written)` tokens.
+    pub fn cache(&mut self, model_id: &str, prefix: &str, tokens: u32) -> (u32, u32) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (model_id, prefix).hash(&mut hasher);
+        let now = Instant::now();
+        self.prompt_cache.retain(|_, used| now.duration_since(*used) < PROMPT_CACHE_TTL);
+        match self.prompt_cache.insert(hasher.finish(), now) {
+            Some(_) => (tokens, 0),
+            None => (0, tokens),
+        }
     }
 
     pub fn update(&mut self, id: u64, change: impl FnOnce(&mut StreamRecord)) {
@@ -113,6 +141,9 @@ impl Records {
         }
     }
 }
+
+/// How long a cached prefix lives unused: Bedrock's default cache TTL.
+const PROMPT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// A local stack can run for days; its records stay a bounded debugging aid.
 const MAX_RECORDS: usize = 1_000;

@@ -60,6 +60,8 @@ fn request(model_id: &str, question: &str) -> ModelRequest {
     ModelRequest {
         model_id: model_id.to_owned(),
         system: "You answer only from the context.".to_owned(),
+        visitor_context: String::new(),
+        cache_system: false,
         turns: vec![Turn { role: Role::User, text: question.to_owned() }],
         max_tokens: 1024,
         temperature: 0.2,
