@@ -179,6 +179,23 @@ pub async fn put_tenant(stack: &LocalStack, hash: &str, tenant_id: &str, config:
     put_config_object(stack, &format!("tenants/{tenant_id}/config.json"), config.to_string()).await;
 }
 
+/// A fixture tenant of `tests/fixtures/<name>/`: its config (with its own
+/// `tenant_hash` and `tenant_id`) and its knowledge-base documents, written
+/// as production holds them. Returns the config, to derive variants from.
+pub async fn put_fixture_tenant(stack: &LocalStack, name: &str) -> serde_json::Value {
+    let dir = repo_root().join("tests/fixtures").join(name);
+    let read = |path: PathBuf| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let config: serde_json::Value = serde_json::from_slice(&read(dir.join("config.json"))).unwrap();
+    let field = |key: &str| config[key].as_str().unwrap_or_else(|| panic!("{name} has no {key}")).to_owned();
+    put_tenant(stack, &field("tenant_hash"), &field("tenant_id"), &config).await;
+    let kb_id = config["aws"]["knowledge_base_id"].as_str().unwrap_or_default();
+    for entry in std::fs::read_dir(dir.join("kb")).into_iter().flatten().filter_map(Result::ok) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        put_config_object(stack, &format!("knowledge-base/{kb_id}/{file}"), read(entry.path())).await;
+    }
+    config
+}
+
 /// The demo tenant's config, to derive test tenants from.
 pub fn demo_config() -> serde_json::Value {
     let path = repo_root().join("tools/demo-tenant/config.json");

@@ -64,12 +64,8 @@ pub fn enhance(
     routing: &Routing,
 ) -> Option<CtaOutcome> {
     let config = &tenant.config;
-    if let (Some(click), Some(target)) = (routing.clicked, routing.target_branch.as_deref())
-        && let Some((name, branch)) = config.conversation_branches.get_key_value(target)
-    {
-        let buttons = branch_buttons(config, branch, session, true);
-        let metadata = json!({"routing_tier": "explicit", "routing_method": click.as_str(), "branch": name});
-        return Some(CtaOutcome { buttons, metadata });
+    if let Some(outcome) = clicked(config, session, routing) {
+        return Some(outcome);
     }
     let message = user_input.to_lowercase();
     if let Some(outcome) = program_switch(tenant, &message, session) {
@@ -102,6 +98,16 @@ pub fn enhance(
         return Some(outcome);
     }
     fallback_ctas(config, session)
+}
+
+/// The buttons of the branch a click named (`routing_metadata.target_branch`),
+/// when it names one the tenant has: a click always wins.
+pub fn clicked(config: &TenantConfig, session: &SessionContext, routing: &Routing) -> Option<CtaOutcome> {
+    let (click, target) = (routing.clicked?, routing.target_branch.as_deref()?);
+    let (name, branch) = config.conversation_branches.get_key_value(target)?;
+    let buttons = branch_buttons(config, branch, session, true);
+    let metadata = json!({"routing_tier": "explicit", "routing_method": click.as_str(), "branch": name});
+    Some(CtaOutcome { buttons, metadata })
 }
 
 /// `cta_settings.fallback_branch`: its buttons when nothing else chose any.
@@ -244,7 +250,7 @@ fn is_completed(session: &SessionContext, program: Option<&str>, form_id: Option
 
 /// The definition's own fields plus `id`, with `label` and `action` whichever
 /// spelling the config used; no `style` (the widget places buttons by `_position`).
-fn button(id: &str, cta: &CtaDefinition) -> Value {
+pub(crate) fn button(id: &str, cta: &CtaDefinition) -> Value {
     let mut fields: Map<String, Value> = cta.0.clone();
     fields.remove("style");
     fields.insert("id".into(), Value::from(id));

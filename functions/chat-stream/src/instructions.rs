@@ -195,9 +195,9 @@ fn formatting(prefs: &serde_json::Map<String, Value>, read: &mut Instructions) {
     let word = |k: &str| prefs.get(k).and_then(Value::as_str).map(|s| s.trim().to_ascii_lowercase());
     if prefs.contains_key("response_style") {
         read.style = match word("response_style").as_deref() {
-            Some("professional_concise") => Some(Style::ProfessionalConcise),
-            Some("warm_conversational") => Some(Style::WarmConversational),
-            Some("structured_detailed") => Some(Style::StructuredDetailed),
+            Some("professional_concise" | "professional") => Some(Style::ProfessionalConcise),
+            Some("warm_conversational" | "conversational") => Some(Style::WarmConversational),
+            Some("structured_detailed" | "structured" | "detailed") => Some(Style::StructuredDetailed),
             _ => {
                 read.ignored.push(key("response_style"));
                 None

@@ -1,6 +1,7 @@
 //! chat-stream: answers a visitor's question from the tenant's knowledge base
 //! with a Claude model on Bedrock, streamed as server-sent events.
 
+pub mod actions;
 pub mod cta;
 pub mod handler;
 pub mod http_body;

@@ -15,7 +15,9 @@ use domain::{
     funnel::{AnswerPublisher, ChatAnswered},
     knowledge::{CachedKnowledgeBase, KnowledgeBase, Passage},
     limits::{self, Guard, Refusal},
-    model::{ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Usage},
+    model::{
+        ModelError, ModelErrorKind, ModelEvent, ModelEvents, ModelRequest, ModelStream, Role, Turn, Usage,
+    },
     report::error_chain,
     sse::{self, Frame, Source},
     tenant::{ConfigSource, Tenant, TenantLoader},
@@ -26,7 +28,9 @@ use tokio::{sync::mpsc, time::MissedTickBehavior};
 use form_service::FormEndpoint;
 
 use crate::{
-    cta, prompt,
+    actions::{self, Catalog, Marker, Mode, TailFilter},
+    cta::{self, CtaOutcome},
+    prompt,
     qa_log::{LineSink, QaRecord},
     request::ChatRequest,
 };
@@ -140,6 +144,10 @@ pub struct ChatService<C, K, M> {
     /// `tenant#key` of prompt controls already warned about as ignored: one warning each per process.
     warned: Mutex<HashSet<String>>,
 }
+
+/// How long the action selection call may take, all of it: the answer is
+/// already with the visitor, who waits for its buttons and `[DONE]`.
+pub const SELECT_DEADLINE: Duration = Duration::from_secs(4);
 
 /// How long announcing an answer may hold the invocation once the visitor
 /// has it all: the funnel loses one answer rather than the chat waiting.
@@ -348,9 +356,15 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
 
         let passages = self.retrieve(tenant, &request.user_input, out).await?;
         let config = &tenant.config;
+        let catalog = Catalog::read(config, &tenant.raw);
+        let mut system = prompt::system_prompt_with(config, &self.instructions(tenant));
+        if let Some(catalog) = catalog.as_ref().filter(|c| c.mode == Mode::SinglePass) {
+            system.push_str("\n\n");
+            system.push_str(&catalog.single_pass_rules());
+        }
         let mut model_request = ModelRequest {
             model_id: String::new(),
-            system: prompt::system_prompt_with(config, &self.instructions(tenant)),
+            system,
             visitor_context: String::new(),
             cache_system: false,
             turns: prompt::conversation(
@@ -361,12 +375,37 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             temperature: config.streaming.temperature,
         };
         model_request.use_model(config.model_id().unwrap_or(&self.settings.bedrock_model_id));
-        let answer = match self.stream_answer(tenant, model_request, request, out, started).await? {
-            Ok(answer) => answer,
-            Err(frame) => {
-                out.send(frame).await?;
-                return out.send(sse::DONE.to_owned()).await;
+        let model_id = model_request.model_id.clone();
+        let filter = catalog.as_ref().filter(|c| c.mode == Mode::SinglePass).map(|_| TailFilter::default());
+        let mut answer =
+            match self.stream_answer(tenant, model_request, request, out, started, filter).await? {
+                Ok(answer) => answer,
+                Err(frame) => {
+                    out.send(frame).await?;
+                    return out.send(sse::DONE.to_owned()).await;
+                }
+            };
+        let chosen = match &catalog {
+            Some(catalog) if cta::clicked(config, &request.session, &request.routing).is_none() => {
+                let ids = match (&answer.marker, catalog.mode) {
+                    (Some(Marker::Chosen(ids)), _) => catalog.keep(ids),
+                    (marker, _) => {
+                        if let Some(marker) = marker {
+                            tracing::info!(
+                                tenant_id = tenant.id,
+                                ?marker,
+                                "no usable action marker; asking the selector"
+                            );
+                        }
+                        let (ids, usage) =
+                            self.select(tenant, catalog, &model_id, request, &answer.text, out).await?;
+                        answer.usage = answer.usage.plus(&usage);
+                        catalog.keep(&ids)
+                    }
+                };
+                Some((catalog.mode, ids))
             }
+            _ => None,
         };
         // Counted at once, before the last frames: the visitor may leave once the text is in.
         if let Some(guard) = &self.guard {
@@ -381,9 +420,16 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             tail.push_str(&Frame::Sources { sources: &sources }.encode());
         }
         let mut cta_ids = Vec::new();
-        if let Some(outcome) =
-            cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
-        {
+        let outcome = match chosen {
+            Some((mode, ids)) => {
+                let buttons = actions::buttons(config, &ids, &request.session);
+                (!buttons.is_empty()).then(|| CtaOutcome { metadata: actions::metadata(mode, &ids), buttons })
+            }
+            None => {
+                cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
+            }
+        };
+        if let Some(outcome) = outcome {
             cta_ids =
                 outcome.buttons.iter().filter_map(|b| b.get("id")?.as_str().map(str::to_owned)).collect();
             let frame = Frame::CtaButtons {
@@ -483,6 +529,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         chat: &ChatRequest,
         out: &mut Outbound,
         started: Instant,
+        mut filter: Option<TailFilter>,
     ) -> Result<Result<Answer, String>, Gone> {
         let (mut events, prefix) = match self.open_with_retries(tenant, request, out).await {
             Ok(opened) => opened,
@@ -522,6 +569,13 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             match event {
                 ModelEvent::BlockStart => out.stream_start().await?,
                 ModelEvent::Text(text) => {
+                    let text = match filter.as_mut() {
+                        Some(filter) => filter.feed(&text),
+                        None => text,
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
                     let frame = Frame::Text { content: &text, session_id: &chat.session_id }.encode();
                     if answer.first_token_ms.is_none() {
                         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -541,7 +595,62 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 ModelEvent::Metadata(usage) => answer.usage = usage,
             }
         }
+        if let Some(filter) = filter {
+            let (rest, marker) = filter.finish();
+            if !rest.is_empty() {
+                out.send(Frame::Text { content: &rest, session_id: &chat.session_id }.encode()).await?;
+                answer.text.push_str(&rest);
+            }
+            answer.marker = Some(marker);
+        }
         Ok(Ok(answer))
+    }
+
+    /// The selection call: which of the catalog's actions fit the answer. A
+    /// failure or a slow model means no actions; the answer is already sent.
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        catalog: &Catalog,
+        model_id: &str,
+        chat: &ChatRequest,
+        answer: &str,
+        out: &mut Outbound,
+    ) -> Result<(Vec<String>, Usage), Gone> {
+        let (system, question) = catalog.selection_prompt(&chat.history, &chat.user_input, answer);
+        let mut request = ModelRequest {
+            model_id: String::new(),
+            system,
+            visitor_context: String::new(),
+            cache_system: false,
+            turns: vec![Turn { role: Role::User, text: question }],
+            max_tokens: actions::SELECTOR_MAX_TOKENS,
+            temperature: actions::SELECTOR_TEMPERATURE,
+        };
+        request.use_model(model_id);
+        let call = async {
+            let mut events = self.model.open(&request).await?;
+            let (mut reply, mut usage) = (String::new(), Usage::default());
+            while let Some(event) = events.next().await? {
+                match event {
+                    ModelEvent::Text(text) => reply.push_str(&text),
+                    ModelEvent::Metadata(reported) => usage = reported,
+                    _ => {}
+                }
+            }
+            Ok::<_, ModelError>((actions::parse_selection(&reply), usage))
+        };
+        match out.during(tokio::time::timeout(SELECT_DEADLINE, call)).await? {
+            Ok(Ok(chosen)) => Ok(chosen),
+            Ok(Err(err)) => {
+                tracing::warn!(tenant_id = tenant.id, error = %error_chain(&err), "action selection failed; no actions");
+                Ok((Vec::new(), Usage::default()))
+            }
+            Err(_) => {
+                tracing::warn!(tenant_id = tenant.id, "action selection too slow; no actions");
+                Ok((Vec::new(), Usage::default()))
+            }
+        }
     }
 
     /// Opens the model stream and reads up to its first text. Retries
@@ -673,9 +782,12 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
 
 #[derive(Debug, Default)]
 struct Answer {
+    /// What the visitor was shown (an action marker removed).
     text: String,
     first_token_ms: Option<u64>,
     usage: Usage,
+    /// What the answer's action marker said, for a single-pass tenant.
+    marker: Option<Marker>,
 }
 
 /// The visitor closed the connection.

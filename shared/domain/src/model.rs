@@ -57,6 +57,18 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Two calls' usage together (an answer and its action selection).
+    pub fn plus(&self, other: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            total_tokens: self.total().saturating_add(other.total()),
+            latency_ms: self.latency_ms.saturating_add(other.latency_ms),
+            cache_read_tokens: self.cache_read_tokens.saturating_add(other.cache_read_tokens),
+            cache_write_tokens: self.cache_write_tokens.saturating_add(other.cache_write_tokens),
+        }
+    }
+
     /// The stream's total, or input + output when the model did not report one.
     pub fn total(&self) -> u32 {
         if self.total_tokens > 0 {

@@ -31,7 +31,7 @@ pub struct TenantConfig {
     pub rate_limits: RateLimits,
     #[serde(deserialize_with = "null_as_default")]
     pub conversational_forms: IndexMap<String, FormConfig>,
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "objects_only")]
     pub cta_definitions: IndexMap<String, CtaDefinition>,
     #[serde(deserialize_with = "null_as_default")]
     pub conversation_branches: IndexMap<String, ConversationBranch>,
@@ -633,6 +633,24 @@ where
     }
 }
 
+/// A map of definitions in which today's config builder also writes notes
+/// (`"_note": "..."`): entries that are not objects are not definitions and
+/// are skipped.
+fn objects_only<'de, D>(deserializer: D) -> Result<IndexMap<String, CtaDefinition>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let entries: Option<IndexMap<String, Value>> = Option::deserialize(deserializer)?;
+    Ok(entries
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, value)| match value {
+            Value::Object(fields) => Some((id, CtaDefinition(fields))),
+            _ => None,
+        })
+        .collect())
+}
+
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -789,6 +807,15 @@ mod tests {
         let config =
             parse(json!({"conversational_forms": null, "cta_definitions": null, "allowed_origins": null}));
         assert!(config.conversational_forms.is_empty());
+    }
+
+    #[test]
+    fn a_builders_note_among_the_cta_definitions_is_skipped_not_fatal() {
+        let config = parse(json!({"cta_definitions": {
+            "_note": "written by the config builder",
+            "give": {"label": "Give", "action": "external_link", "url": "https://x.org"}
+        }}));
+        assert_eq!(config.cta_definitions.keys().collect::<Vec<_>>(), ["give"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
-    BedrockStandIn,
+    BedrockStandIn, actions,
     answer::{Prompt, chunks},
     faults::{Admission, StreamPlan},
     records::StreamStatus,
@@ -83,7 +83,10 @@ struct InferenceConfig {
 
 /// What one admitted request will stream.
 struct Reply {
+    /// Everything the stream says, an action marker included.
     answer: String,
+    /// The text deltas it says it in.
+    pieces: Vec<String>,
     stop_reason: &'static str,
     /// Prompt tokens not read from or written to the cache.
     input_tokens: u32,
@@ -114,6 +117,15 @@ pub async fn converse_stream(
     let (prompt, system) = prompt_text(&request);
     let parsed = Prompt::parse(&prompt, &system);
     let mut reply = reply_to(&request, &parsed, &system);
+    let style = standin.faults().action_marker;
+    if let Some(selection) = actions::selection_reply(&prompt) {
+        reply.pieces = vec![selection.clone()];
+        reply.answer = selection;
+    } else {
+        let marker = actions::marker_pieces(&system, &parsed.question, style);
+        reply.answer.push_str(&marker.concat());
+        reply.pieces.extend(marker);
+    }
     if let Some(prefix) = request.cached_prefix() {
         // Bedrock refuses a cache point the model cannot take, and caches
         // nothing (silently) below the model's minimum prefix.
@@ -232,7 +244,8 @@ fn reply_to(request: &ConverseRequest, prompt: &Prompt, system: &str) -> Reply {
         }
         (cut, "max_tokens")
     };
-    Reply { answer, stop_reason, input_tokens: estimated_tokens(&all_text).max(1), cache: None }
+    let pieces = chunks(&answer).into_iter().map(str::to_owned).collect();
+    Reply { answer, pieces, stop_reason, input_tokens: estimated_tokens(&all_text).max(1), cache: None }
 }
 
 /// Writes the frames of one answer. Every send doubles as the check that the
@@ -280,8 +293,7 @@ async fn stream_frames(
             return Ok(StreamStatus::Cancelled);
         }
     }
-    let pieces = chunks(&reply.answer);
-    for (index, piece) in pieces.iter().enumerate() {
+    for (index, piece) in reply.pieces.iter().enumerate() {
         if let Some(failure) = &plan.failure
             && failure.after_deltas == index
         {

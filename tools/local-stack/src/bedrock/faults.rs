@@ -6,6 +6,8 @@ use std::{collections::BTreeSet, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use super::actions::MarkerStyle;
+
 pub const DEFAULT_DELTA_DELAY: Duration = Duration::from_millis(25);
 pub const DEFAULT_FIRST_TOKEN_DELAY: Duration = Duration::ZERO;
 pub const DEFAULT_FAIL_MESSAGE: &str = "The model stream was interrupted. Please retry your request.";
@@ -34,6 +36,8 @@ pub struct Faults {
     pub retrieve_fails: bool,
     /// Wait this long before answering each Retrieve.
     pub retrieve_delay_ms: u64,
+    /// How an answer's action marker is written, when its prompt asks for one.
+    pub action_marker: MarkerStyle,
 }
 
 impl Faults {
@@ -51,6 +55,7 @@ impl Faults {
             rejected_models: BTreeSet::new(),
             retrieve_fails: false,
             retrieve_delay_ms: 0,
+            action_marker: MarkerStyle::default(),
         }
     }
 
@@ -96,7 +101,9 @@ impl Faults {
             rejected_models,
             retrieve_fails,
             retrieve_delay_ms,
+            action_marker,
         } = patch;
+        set(&mut self.action_marker, action_marker);
         set(&mut self.retrieve_delay_ms, retrieve_delay_ms);
         set(&mut self.stall_next, stall_next);
         set(&mut self.stall_after_deltas, stall_after_deltas);
@@ -137,6 +144,7 @@ pub struct FaultPatch {
     pub rejected_models: Option<BTreeSet<String>>,
     pub retrieve_fails: Option<bool>,
     pub retrieve_delay_ms: Option<u64>,
+    pub action_marker: Option<MarkerStyle>,
 }
 
 /// What happens to one converse-stream request.

@@ -6,6 +6,7 @@
 //! inject throttling, mid-stream errors, delays, retired models and Retrieve
 //! failures, and read back how every stream ended.
 
+mod actions;
 mod answer;
 mod control;
 mod converse;
@@ -32,6 +33,7 @@ use axum::{
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+pub use actions::MarkerStyle;
 pub use answer::NO_ANSWER;
 pub use faults::{DEFAULT_DELTA_DELAY, DEFAULT_FAIL_MESSAGE, DEFAULT_FIRST_TOKEN_DELAY, FaultPatch, Faults};
 pub use records::{RetrievalRecord, StreamRecord, StreamStatus};
@@ -138,6 +140,11 @@ impl BedrockStandIn {
     /// Requests for `model_id` get 400 ValidationException, as for a retired model.
     pub fn reject_model(&self, model_id: impl Into<String>) {
         self.lock_faults().rejected_models.insert(model_id.into());
+    }
+
+    /// How the next answers write their action marker (when the prompt asks for one).
+    pub fn set_action_marker(&self, style: MarkerStyle) {
+        self.lock_faults().action_marker = style;
     }
 
     /// While set, every Retrieve gets 500 InternalServerException.

@@ -1,0 +1,140 @@
+//! Answers shaped the way tenants configure them (issue 22), end to end: a
+//! tenant written by today's config builder chats through the local stack,
+//! and the Bedrock stand-in records what the model was told.
+
+use e2e::{ChatReply, post_chat, put_fixture_tenant, put_tenant, spawn_stack};
+use local_stack::bedrock::{MarkerStyle, StreamStatus};
+use serde_json::{Value, json};
+
+const BRIGHTPATH: &str = "br1ghtpath0001";
+
+fn chat(question: &str) -> String {
+    json!({"tenant_hash": BRIGHTPATH, "user_input": question, "session_id": "sess-bp-1"}).to_string()
+}
+
+fn cta_ids(reply: &ChatReply) -> Vec<String> {
+    reply
+        .frames_of("cta_buttons")
+        .first()
+        .and_then(|f| f["ctaButtons"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// No text frame shows any part of the marker.
+fn assert_no_marker(reply: &ChatReply) {
+    for frame in reply.frames_of("text") {
+        let content = frame["content"].as_str().unwrap_or_default();
+        assert!(
+            !content.contains("<<<") && !content.contains("ACTIONS") && !content.contains(">>"),
+            "{content:?}"
+        );
+    }
+    assert!(!reply.text().contains("volunteer_apply"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_brightpath_tenant_chats_with_its_instructions_in_the_prompt_and_ai_chosen_ctas_without_the_marker()
+{
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+
+    let reply = post_chat(&stack, chat("How do I volunteer?")).await;
+
+    assert_eq!(reply.status, 200);
+    assert!(reply.frames_of("error").is_empty(), "{:?}", reply.types());
+    let streams = stack.bedrock.streams();
+    assert_eq!(streams.len(), 1, "the choice came with the answer: no selection call");
+    let system = &streams[0].system;
+    assert!(system.starts_with("You help visitors understand BrightPath's programs"), "{system}");
+    assert!(
+        system.contains("front-desk voice of BrightPath") && system.contains("under 60 words"),
+        "{system}"
+    );
+    assert!(
+        system.contains("Style: warm and conversational") && system.contains("Do not use emojis."),
+        "{system}"
+    );
+    assert!(system.contains("- volunteer_apply: Apply to volunteer (starts a form)"), "{system}");
+    assert!(!system.contains("launchpad_info"), "a CTA not ai_available is not offered: {system}");
+    assert!(streams[0].answer.contains("<<<ACTIONS [\"volunteer_apply\"]>>>"), "{}", streams[0].answer);
+
+    assert_no_marker(&reply);
+    assert_eq!(reply.text(), streams[0].answer.split("\n<<<").next().unwrap());
+    assert_eq!(cta_ids(&reply), ["volunteer_apply"]);
+    let frame = &reply.frames_of("cta_buttons")[0];
+    assert_eq!(frame["ctaButtons"][0]["_position"], "primary");
+    assert_eq!(frame["ctaButtons"][0]["formId"], "volunteer_application");
+    assert!(frame["ctaButtons"][0].get("style").is_none());
+    assert_eq!(
+        frame["metadata"],
+        json!({"routing_tier": "v5_single_pass", "selected_ids": ["volunteer_apply"],
+               "conversation_context": {"selected_ctas": ["volunteer_apply"]}})
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_choice_sends_no_cta_frame() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+    let reply = post_chat(&stack, chat("What happens at Bright Futures sessions?")).await;
+    assert!(stack.bedrock.streams()[0].answer.ends_with("<<<ACTIONS []>>>"));
+    assert!(reply.frames_of("cta_buttons").is_empty(), "{:?}", reply.types());
+    assert_no_marker(&reply);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_or_missing_marker_falls_back_to_one_selection_call() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+    for style in [MarkerStyle::Malformed, MarkerStyle::Missing] {
+        stack.bedrock.reset();
+        stack.bedrock.set_action_marker(style);
+        let reply = post_chat(&stack, chat("Can I give online?")).await;
+        assert_no_marker(&reply);
+        let streams = stack.bedrock.streams();
+        assert_eq!(streams.len(), 2, "{style:?}: the answer, then one selection call");
+        assert!(streams[1].prompt.contains("- give_today: Give today"), "{}", streams[1].prompt);
+        assert_eq!(streams[1].status, StreamStatus::Completed);
+        assert_eq!(cta_ids(&reply), ["give_today"], "{style:?}");
+        assert_eq!(reply.frames_of("cta_buttons")[0]["metadata"]["routing_tier"], "v5_single_pass");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_on_the_action_selector_gets_its_ctas_from_a_call_after_the_answer() {
+    let stack = spawn_stack().await;
+    let mut config = put_fixture_tenant(&stack, "brightpath").await;
+    config["feature_flags"] = json!({"V4_ACTION_SELECTOR": true});
+    put_tenant(&stack, BRIGHTPATH, "BRI071351", &config).await;
+
+    let reply = post_chat(&stack, chat("How do I volunteer?")).await;
+
+    let streams = stack.bedrock.streams();
+    assert!(!streams[0].system.contains("<<<ACTIONS"), "no marker is asked for");
+    assert_eq!(streams.len(), 2);
+    assert_eq!(cta_ids(&reply), ["volunteer_apply"]);
+    assert_eq!(reply.frames_of("cta_buttons")[0]["metadata"]["routing_tier"], "v4_action_selector");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_explicit_click_still_wins_over_the_models_choice() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+    let mut body: Value = serde_json::from_str(&chat("How do I volunteer?")).unwrap();
+    body["routing_metadata"] = json!({"cta_triggered": true, "target_branch": "launchpad"});
+
+    let reply = post_chat(&stack, body.to_string()).await;
+
+    assert_no_marker(&reply);
+    assert_eq!(cta_ids(&reply), ["volunteer_apply", "give_today"]);
+    assert_eq!(reply.frames_of("cta_buttons")[0]["metadata"]["routing_tier"], "explicit");
+    assert_eq!(stack.bedrock.streams().len(), 1, "no selection call for a click");
+    stack.stop().await;
+}
