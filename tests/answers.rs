@@ -138,3 +138,60 @@ async fn an_explicit_click_still_wins_over_the_models_choice() {
     assert_eq!(stack.bedrock.streams().len(), 1, "no selection call for a click");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_branch_with_a_showcase_item_adds_its_card_after_the_buttons() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+    let mut body: Value = serde_json::from_str(&chat("Tell me about Launchpad")).unwrap();
+    body["routing_metadata"] = json!({"action_chip_triggered": true, "target_branch": "launchpad"});
+
+    let reply = post_chat(&stack, body.to_string()).await;
+
+    let types: Vec<String> = reply.types().into_iter().filter(|t| t != "heartbeat").collect();
+    let buttons = types.iter().position(|t| t == "cta_buttons").unwrap();
+    assert_eq!(types[buttons + 1], "showcase_card", "{types:?}");
+    let frame = &reply.frames_of("showcase_card")[0];
+    assert_eq!(frame["session_id"], "sess-bp-1");
+    let card = &frame["showcaseCard"];
+    assert_eq!((card["id"].as_str(), card["name"].as_str()), (Some("launchpad_2026"), Some("Launchpad")));
+    assert_eq!(card["highlights"].as_array().unwrap().len(), 3);
+    assert_eq!(card["ctaButtons"]["primary"]["id"], "volunteer_apply");
+    let secondary: Vec<&str> = card["ctaButtons"]["secondary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(secondary, ["give_today"], "a CTA the tenant does not define is left out");
+    assert_eq!(frame["metadata"]["showcase_id"], "launchpad_2026");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn show_showcase_answers_the_card_without_asking_the_model_and_a_disabled_one_is_an_error() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+    let show = |id: &str| {
+        json!({"tenant_hash": BRIGHTPATH, "session_id": "sess-bp-2",
+               "routing_metadata": {"action": "show_showcase", "target_showcase_id": id}})
+        .to_string()
+    };
+
+    let reply = post_chat(&stack, show("launchpad_2026")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.types(), [":ok", "start", "showcase_card", "[DONE]"]);
+    let frame = &reply.frames_of("showcase_card")[0];
+    assert_eq!(frame["showcaseCard"]["name"], "Launchpad");
+    assert_eq!(
+        frame["metadata"],
+        json!({"routing_tier": "action_chip_direct", "routing_method": "show_showcase", "showcase_id": "launchpad_2026"})
+    );
+    for missing in ["gala_2025", "no_such_item"] {
+        let reply = post_chat(&stack, show(missing)).await;
+        assert_eq!(reply.types(), [":ok", "start", "error", "[DONE]"], "{missing}");
+        assert_eq!(reply.frames_of("error")[0]["code"], "showcase_not_found");
+    }
+    assert!(stack.bedrock.streams().is_empty(), "the model was never asked");
+    stack.stop().await;
+}

@@ -339,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn any_text_in_any_split_passes_without_a_panic_and_never_grows() {
+        let pieces =
+            ["<<<ACTIONS", "<<", "<", "ACT", "IONS", ">>>", ">", "\n", " ", "[\"a\"]", "é", "text", "]"];
+        let mut rng = fastrand::Rng::with_seed(22);
+        for _ in 0..5_000 {
+            let deltas: Vec<String> = (0..rng.usize(1..12))
+                .map(|_| (0..rng.usize(1..4)).map(|_| pieces[rng.usize(..pieces.len())]).collect())
+                .collect();
+            let refs: Vec<&str> = deltas.iter().map(String::as_str).collect();
+            let (shown, _) = through(&refs);
+            assert!(shown.len() <= deltas.concat().len(), "{deltas:?} showed {shown:?}");
+        }
+    }
+
+    #[test]
     fn the_last_marker_decides_and_text_that_only_looks_like_one_is_shown() {
         assert_eq!(
             through(&["Use <<", "< arrows. ", "<<<ACTIONS [\"a\"]>>>", "\n<<<ACTIONS []>>>"]),

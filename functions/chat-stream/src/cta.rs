@@ -12,6 +12,8 @@ use crate::request::{Routing, SessionContext};
 pub struct CtaOutcome {
     pub buttons: Vec<Value>,
     pub metadata: Value,
+    /// The chosen branch's `showcase_item_id`: its card follows the buttons.
+    pub showcase: Option<String>,
 }
 
 /// Short replies that close a topic rather than open one.
@@ -90,6 +92,7 @@ pub fn enhance(
                 "routing_method": "trigger_phrase",
                 "form_id": form.id_or(key),
             }),
+            showcase: None,
         });
     }
     if shows_engagement(&message)
@@ -107,7 +110,7 @@ pub fn clicked(config: &TenantConfig, session: &SessionContext, routing: &Routin
     let (name, branch) = config.conversation_branches.get_key_value(target)?;
     let buttons = branch_buttons(config, branch, session, true);
     let metadata = json!({"routing_tier": "explicit", "routing_method": click.as_str(), "branch": name});
-    Some(CtaOutcome { buttons, metadata })
+    Some(CtaOutcome { buttons, metadata, showcase: branch.showcase_item_id.clone() })
 }
 
 /// `cta_settings.fallback_branch`: its buttons when nothing else chose any.
@@ -118,6 +121,7 @@ fn fallback_ctas(config: &TenantConfig, session: &SessionContext) -> Option<CtaO
     (!buttons.is_empty()).then(|| CtaOutcome {
         buttons,
         metadata: json!({"routing_tier": "fallback", "routing_method": "fallback_branch", "branch": name}),
+        showcase: branch.showcase_item_id.clone(),
     })
 }
 
@@ -142,6 +146,7 @@ fn program_switch(tenant: &Tenant, message: &str, session: &SessionContext) -> O
                 "fields": tenant.raw_form_fields(key),
             },
         }),
+        showcase: None,
     })
 }
 
@@ -207,6 +212,7 @@ fn branch_ctas(
             "routing_method": "detection_keywords",
             "branch": name,
         }),
+        showcase: branch.showcase_item_id.clone(),
     })
 }
 
@@ -402,7 +408,11 @@ mod tests {
     }
 
     fn clicked(target: &str) -> Routing {
-        Routing { clicked: Some(crate::request::Click::Cta), target_branch: Some(target.into()) }
+        Routing {
+            clicked: Some(crate::request::Click::Cta),
+            target_branch: Some(target.into()),
+            showcase: None,
+        }
     }
 
     #[test]

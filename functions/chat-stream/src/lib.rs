@@ -10,6 +10,7 @@ pub mod prompt;
 pub mod qa_log;
 pub mod request;
 pub mod service;
+pub mod showcase;
 
 use std::sync::Arc;
 

@@ -37,6 +37,8 @@ pub struct ChatRequest {
 pub struct Routing {
     pub clicked: Option<Click>,
     pub target_branch: Option<String>,
+    /// `action: "show_showcase"` with `target_showcase_id`: answer with that card alone.
+    pub showcase: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +73,10 @@ impl Routing {
             .map(str::trim)
             .filter(|b| !b.is_empty() && b.len() <= MAX_ID_CHARS)
             .map(str::to_owned);
-        Self { clicked, target_branch: clicked.and(target_branch) }
+        let showcase = (value.get("action").and_then(Value::as_str) == Some("show_showcase"))
+            .then(|| short_id(value.get("target_showcase_id")))
+            .flatten();
+        Self { clicked, target_branch: clicked.and(target_branch), showcase }
     }
 }
 
@@ -101,8 +106,9 @@ impl ChatRequest {
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
         let raw: RawRequest = edge::parse_body(body)?;
         let tenant_hash = edge::tenant_hash(raw.tenant_hash.as_ref())?;
+        let routing = Routing::parse(raw.routing_metadata.as_ref());
         let user_input = raw.user_input.as_ref().and_then(Value::as_str).map(str::trim).unwrap_or_default();
-        if user_input.is_empty() {
+        if user_input.is_empty() && routing.showcase.is_none() {
             return Err(RequestError::bad("missing_user_input", "user_input is required"));
         }
         let user_input: String = user_input.chars().take(MAX_USER_INPUT_CHARS).collect();
@@ -123,7 +129,7 @@ impl ChatRequest {
             conversation_id: short_id(raw.conversation_id.as_ref()),
             history: bounded_history(history_source.as_ref()),
             session,
-            routing: Routing::parse(raw.routing_metadata.as_ref()),
+            routing,
         })
     }
 }
@@ -208,13 +214,29 @@ mod tests {
         .unwrap();
         assert_eq!(
             clicked.routing,
-            Routing { clicked: Some(Click::ActionChip), target_branch: Some("volunteer".into()) }
+            Routing {
+                clicked: Some(Click::ActionChip),
+                target_branch: Some("volunteer".into()),
+                showcase: None
+            }
         );
         let typed = parse(
             json!({"tenant_hash": "abc", "user_input": "hi", "routing_metadata": {"target_branch": "x"}}),
         )
         .unwrap();
         assert_eq!(typed.routing, Routing::default());
+    }
+
+    #[test]
+    fn a_showcase_request_needs_no_question() {
+        let request = parse(json!({"tenant_hash": "abc",
+            "routing_metadata": {"action": "show_showcase", "target_showcase_id": "gala"}}))
+        .unwrap();
+        assert_eq!(request.routing.showcase.as_deref(), Some("gala"));
+        let other = parse(
+            json!({"tenant_hash": "abc", "routing_metadata": {"action": "other", "target_showcase_id": "gala"}}),
+        );
+        assert_eq!(other.unwrap_err().code, "missing_user_input");
     }
 
     #[test]

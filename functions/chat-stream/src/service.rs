@@ -23,6 +23,7 @@ use domain::{
     tenant::{ConfigSource, Tenant, TenantLoader},
 };
 use lambda_edge::Settings;
+use serde_json::json;
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
 use form_service::FormEndpoint;
@@ -33,6 +34,7 @@ use crate::{
     prompt,
     qa_log::{LineSink, QaRecord},
     request::ChatRequest,
+    showcase,
 };
 
 /// Frames buffered between the answer task and the HTTP body.
@@ -279,6 +281,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             response.headers.push(("retry-after", refusal.retry_after.to_string()));
             return response;
         }
+        if let Some(id) = &request.routing.showcase {
+            return showcase_only(&tenant, id, &request.session_id).allowing(allowed_origin);
+        }
         let (tx, body) = mpsc::channel(CHANNEL_FRAMES);
         let service = Arc::clone(self);
         // In the caller's span: the answer's lines (model errors, warnings) are
@@ -423,7 +428,11 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let outcome = match chosen {
             Some((mode, ids)) => {
                 let buttons = actions::buttons(config, &ids, &request.session);
-                (!buttons.is_empty()).then(|| CtaOutcome { metadata: actions::metadata(mode, &ids), buttons })
+                (!buttons.is_empty()).then(|| CtaOutcome {
+                    metadata: actions::metadata(mode, &ids),
+                    buttons,
+                    showcase: None,
+                })
             }
             None => {
                 cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
@@ -438,6 +447,31 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 session_id: &request.session_id,
             };
             tail.push_str(&frame.encode());
+            if let Some(id) = &outcome.showcase {
+                match showcase::card(config, &tenant.raw, id) {
+                    Ok(card) => {
+                        let metadata = json!({
+                            "routing_tier": outcome.metadata.get("routing_tier"),
+                            "branch": outcome.metadata.get("branch"),
+                            "showcase_id": id,
+                        });
+                        let frame = Frame::ShowcaseCard {
+                            showcase_card: &card,
+                            metadata: &metadata,
+                            session_id: &request.session_id,
+                        };
+                        tail.push_str(&frame.encode());
+                    }
+                    Err(missing) => {
+                        tracing::warn!(
+                            tenant_id = tenant.id,
+                            showcase_id = id,
+                            ?missing,
+                            "branch names a showcase item that cannot be shown"
+                        )
+                    }
+                }
+            }
         }
         let record = QaRecord {
             session_id: &request.session_id,
@@ -900,6 +934,24 @@ impl BufferedReply {
         }
         json
     }
+}
+
+/// A `show_showcase` click: the card alone, without asking the model. An
+/// item the tenant does not have, or has disabled, is an error in the stream.
+fn showcase_only(tenant: &Tenant, id: &str, session_id: &str) -> ChatResponse {
+    let end = match showcase::card(&tenant.config, &tenant.raw, id) {
+        Ok(card) => {
+            let metadata = json!({"routing_tier": "action_chip_direct", "routing_method": "show_showcase", "showcase_id": id});
+            Frame::ShowcaseCard { showcase_card: &card, metadata: &metadata, session_id }.encode()
+        }
+        Err(missing) => {
+            tracing::info!(tenant_id = tenant.id, showcase_id = id, ?missing, "showcase item not shown");
+            Frame::Error { error: "That item is not available any more.", code: "showcase_not_found" }
+                .encode()
+        }
+    };
+    let frames = [sse::PRELUDE.to_owned(), Frame::Start.encode(), end, sse::DONE.to_owned()];
+    ChatResponse::complete(200, frames.to_vec())
 }
 
 fn error_frame_before_text(err: &ModelError) -> String {

@@ -68,9 +68,11 @@ fn random_configs_either_parse_or_fail_cleanly_and_never_panic_the_cta_enhancer(
     let mut rng = fastrand::Rng::with_seed(5);
     let base = json!({
         "conversational_forms": {"f": {"trigger_phrases": ["apply"], "fields": [{"id": "a"}]}},
-        "cta_definitions": {"c": {"label": "Go", "action": "start_form", "formId": "f"}},
+        "cta_definitions": {"c": {"label": "Go", "action": "start_form", "formId": "f", "ai_available": true}},
         "conversation_branches": {"b": {"detection_keywords": ["go"], "available_ctas": {"primary": "c", "secondary": ["x"]}}},
-        "cta_settings": {"max_ctas_per_response": 0, "branch_priority": ["nope", "b"]}
+        "cta_settings": {"max_ctas_per_response": 0, "branch_priority": ["nope", "b"]},
+        "feature_flags": {"V5_SINGLE_PASS": true},
+        "content_showcase": [{"id": "s", "name": "S", "available_ctas": {"primary": "c"}}]
     });
     for _ in 0..2_000 {
         let mut raw = base.clone();
@@ -81,6 +83,8 @@ fn random_configs_either_parse_or_fail_cleanly_and_never_panic_the_cta_enhancer(
             "cta_settings",
             "streaming",
             "aws",
+            "feature_flags",
+            "content_showcase",
         ];
         let key = path[rng.usize(..path.len())];
         if rng.bool() {
@@ -94,7 +98,13 @@ fn random_configs_either_parse_or_fail_cleanly_and_never_panic_the_cta_enhancer(
         let clicked = chat_stream::request::Routing {
             clicked: Some(chat_stream::request::Click::ActionChip),
             target_branch: Some("go".into()),
+            showcase: None,
         };
         let _ = cta::enhance(&tenant, "How do I go further with this?", "go", &Default::default(), &clicked);
+        if let Some(catalog) = chat_stream::actions::Catalog::read(&tenant.config, &tenant.raw) {
+            let chosen = catalog.keep(&["c".into(), "x".into()]);
+            let _ = chat_stream::actions::buttons(&tenant.config, &chosen, &Default::default());
+        }
+        let _ = chat_stream::showcase::card(&tenant.config, &tenant.raw, "s");
     }
 }

@@ -51,6 +51,13 @@ pub enum Frame<'a> {
         metadata: &'a Value,
         session_id: &'a str,
     },
+    /// A tenant's showcase item as a card, after the buttons.
+    ShowcaseCard {
+        #[serde(rename = "showcaseCard")]
+        showcase_card: &'a Value,
+        metadata: &'a Value,
+        session_id: &'a str,
+    },
     Error {
         error: &'a str,
         code: &'a str,

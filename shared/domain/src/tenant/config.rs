@@ -594,6 +594,9 @@ pub struct ConversationBranch {
     pub detection_keywords: Vec<String>,
     #[serde(deserialize_with = "null_as_default")]
     pub available_ctas: AvailableCtas,
+    /// The showcase item whose card follows this branch's buttons.
+    #[serde(deserialize_with = "blank_as_none")]
+    pub showcase_item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
