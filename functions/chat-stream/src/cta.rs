@@ -281,7 +281,7 @@ mod tests {
         SessionContext {
             completed_forms: completed.iter().map(|s| s.to_string()).collect(),
             suspended_forms: suspended.iter().map(|s| s.to_string()).collect(),
-            program_interest: None,
+            ..SessionContext::default()
         }
     }
 

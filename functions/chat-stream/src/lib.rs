@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod cta;
+pub mod focus;
 pub mod handler;
 pub mod http_body;
 pub mod instructions;

@@ -88,6 +88,9 @@ pub struct SessionContext {
     #[serde(deserialize_with = "strings")]
     pub suspended_forms: Vec<String>,
     pub program_interest: Option<String>,
+    /// The widget's topic tags of this visit, as sent (see [`crate::focus::topics`]).
+    #[serde(deserialize_with = "strings")]
+    pub accumulated_topics: Vec<String>,
 }
 
 #[derive(Deserialize)]

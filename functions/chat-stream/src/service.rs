@@ -31,7 +31,7 @@ use form_service::FormEndpoint;
 use crate::{
     actions::{self, Catalog, Marker, Mode, TailFilter},
     cta::{self, CtaOutcome},
-    prompt,
+    focus, prompt,
     qa_log::{LineSink, QaRecord},
     request::ChatRequest,
     showcase,
@@ -359,7 +359,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         out.send(sse::PRELUDE.to_owned()).await?;
         out.send(Frame::Start.encode()).await?;
 
-        let passages = self.retrieve(tenant, &request.user_input, out).await?;
+        let query = focus::retrieval_query(&request.user_input, &request.history);
+        let passages = self.retrieve(tenant, query, out).await?;
         let config = &tenant.config;
         let catalog = Catalog::read(config, &tenant.raw);
         let mut system = prompt::system_prompt_with(config, &self.instructions(tenant));
@@ -370,7 +371,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let mut model_request = ModelRequest {
             model_id: String::new(),
             system,
-            visitor_context: String::new(),
+            visitor_context: focus::context(&focus::topics(&request.session.accumulated_topics)),
             cache_system: false,
             turns: prompt::conversation(
                 &request.history,
