@@ -7,6 +7,7 @@ pub mod focus;
 pub mod handler;
 pub mod http_body;
 pub mod instructions;
+pub mod memory;
 pub mod prompt;
 pub mod qa_log;
 pub mod request;
@@ -75,10 +76,15 @@ pub fn aws_service_with(
     let bus = EventBridgePublisher::for_bus(sdk_config, &settings.event_bus_name);
     let analytics = AnalyticsIntake::new(Arc::clone(&tenants), bus.clone())
         .with_widget_origins(settings.widget_origins.clone());
+    let session_forms = aws_adapters::dynamodb::DynamoSubmissionStore::from_config(
+        sdk_config,
+        &settings.form_submissions_table,
+    );
     ChatService::with_options(settings, tenants, knowledge, model, qa_sink, options)
         .with_forms(Arc::new(forms))
         .with_analytics(Arc::new(analytics))
         .with_answers(Arc::new(bus))
+        .with_session_forms(Arc::new(session_forms))
         .with_guard(guard)
 }
 

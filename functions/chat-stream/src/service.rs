@@ -20,6 +20,7 @@ use domain::{
     },
     report::error_chain,
     sse::{self, Frame, Source},
+    submissions::{RememberedForm, SessionForms},
     tenant::{ConfigSource, Tenant, TenantLoader},
 };
 use lambda_edge::Settings;
@@ -31,7 +32,7 @@ use form_service::FormEndpoint;
 use crate::{
     actions::{self, Catalog, Marker, Mode, TailFilter},
     cta::{self, CtaOutcome},
-    focus, prompt,
+    focus, memory, prompt,
     qa_log::{LineSink, QaRecord},
     request::ChatRequest,
     showcase,
@@ -143,9 +144,15 @@ pub struct ChatService<C, K, M> {
     rejected_models: Mutex<HashSet<String>>,
     /// Where each answer is announced for the funnel (`ChatAnswered`).
     answers: Option<Arc<dyn AnswerPublisher>>,
+    /// The session's latest form, for the answer to remember (`tenant-session-index`).
+    session_forms: Option<Arc<dyn SessionForms>>,
     /// `tenant#key` of prompt controls already warned about as ignored: one warning each per process.
     warned: Mutex<HashSet<String>>,
 }
+
+/// How long reading the session's latest form may take (an index query and
+/// one read, beside the knowledge-base search).
+pub const MEMORY_DEADLINE: Duration = Duration::from_millis(800);
 
 /// How long the action selection call may take, all of it: the answer is
 /// already with the visitor, who waits for its buttons and `[DONE]`.
@@ -176,6 +183,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             guard: None,
             rejected_models: Mutex::default(),
             answers: None,
+            session_forms: None,
             warned: Mutex::default(),
         }
     }
@@ -202,6 +210,12 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     /// Announces each answer on the bus (`ChatAnswered`), after its last frame.
     pub fn with_answers(mut self, answers: Arc<dyn AnswerPublisher>) -> Self {
         self.answers = Some(answers);
+        self
+    }
+
+    /// Remembers the session's latest form in the answer.
+    pub fn with_session_forms(mut self, forms: Arc<dyn SessionForms>) -> Self {
+        self.session_forms = Some(forms);
         self
     }
 
@@ -360,7 +374,16 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         out.send(Frame::Start.encode()).await?;
 
         let query = focus::retrieval_query(&request.user_input, &request.history);
-        let passages = self.retrieve(tenant, query, out).await?;
+        let (passages, remembered) = out
+            .during(async { tokio::join!(self.retrieve(tenant, query), self.remember(tenant, request)) })
+            .await?;
+        let mut visitor_context = focus::context(&focus::topics(&request.session.accumulated_topics));
+        if let Some(form) = &remembered {
+            if !visitor_context.is_empty() {
+                visitor_context.push_str("\n\n");
+            }
+            visitor_context.push_str(&memory::context(form));
+        }
         let config = &tenant.config;
         let catalog = Catalog::read(config, &tenant.raw);
         let mut system = prompt::system_prompt_with(config, &self.instructions(tenant));
@@ -371,7 +394,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let mut model_request = ModelRequest {
             model_id: String::new(),
             system,
-            visitor_context: focus::context(&focus::topics(&request.session.accumulated_topics)),
+            visitor_context,
             cache_system: false,
             turns: prompt::conversation(
                 &request.history,
@@ -527,21 +550,16 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     }
 
     /// Knowledge-base passages for the question; a failure means no context.
-    async fn retrieve(
-        &self,
-        tenant: &Tenant,
-        question: &str,
-        out: &mut Outbound,
-    ) -> Result<Vec<Passage>, Gone> {
+    async fn retrieve(&self, tenant: &Tenant, question: &str) -> Vec<Passage> {
         let Some(kb_id) = tenant.config.knowledge_base_id() else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let deadline = self.settings.retrieve_timeout;
-        match out.during(tokio::time::timeout(deadline, self.knowledge.retrieve(kb_id, question))).await? {
-            Ok(Ok(passages)) => Ok(passages.as_ref().clone()),
+        match tokio::time::timeout(deadline, self.knowledge.retrieve(kb_id, question)).await {
+            Ok(Ok(passages)) => passages.as_ref().clone(),
             Ok(Err(err)) => {
                 tracing::warn!(tenant_id = tenant.id, kb_id, error = %error_chain(err.as_ref()), "knowledge base unavailable; answering without context");
-                Ok(Vec::new())
+                Vec::new()
             }
             Err(_) => {
                 tracing::warn!(
@@ -550,7 +568,29 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                     timeout_ms = deadline.as_millis(),
                     "knowledge base too slow; answering without context"
                 );
-                Ok(Vec::new())
+                Vec::new()
+            }
+        }
+    }
+
+    /// The latest form this session sent, read while the knowledge base is
+    /// searched; nothing (and the answer goes on) when there is none, the
+    /// session is the widget's default, the read fails or takes too long.
+    async fn remember(&self, tenant: &Tenant, request: &ChatRequest) -> Option<RememberedForm> {
+        let forms = self.session_forms.as_ref()?;
+        let session = request.session_id.as_str();
+        if session == "default" || !domain::submissions::is_session_id(session) {
+            return None;
+        }
+        match tokio::time::timeout(MEMORY_DEADLINE, forms.latest(&tenant.id, session)).await {
+            Ok(Ok(form)) => form,
+            Ok(Err(err)) => {
+                tracing::warn!(tenant_id = tenant.id, error = %error_chain(&err), "session's forms unreadable; answering without them");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(tenant_id = tenant.id, "session's forms too slow; answering without them");
+                None
             }
         }
     }

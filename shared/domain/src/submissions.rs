@@ -41,6 +41,25 @@ pub struct StaffView {
     pub expires_at: u64,
 }
 
+/// The latest form a widget session sent, as the chat may remember it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedForm {
+    pub form_title: String,
+    /// `(label, value)` in form order, as stored (unsanitised).
+    pub fields: Vec<(String, String)>,
+    pub submitted_at: String,
+}
+
+/// Reads the latest submission of one tenant's widget session (a trait
+/// object: the chat service holds one).
+pub trait SessionForms: Send + Sync {
+    fn latest<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        session_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<RememberedForm>, StoreError>> + Send + 'a>>;
+}
+
 /// Where a new submission starts in staff's workflow (`pipeline_status`).
 pub const PIPELINE_NEW: &str = "new";
 

@@ -53,6 +53,11 @@ impl DynamoSubmissionStore {
         Self { client, table: table.into() }
     }
 
+    /// A store with a client of its own on `sdk_config`.
+    pub fn from_config(sdk_config: &aws_types::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(aws_sdk_dynamodb::Client::new(sdk_config), table)
+    }
+
     pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
         &self.client
     }
