@@ -53,7 +53,7 @@ def features(args):
         found.setdefault(" ".join(parts[:2]), set()).update(f.strip() for f in enabled.split(",") if f.strip())
     return found
 workspace = features(["--workspace"])
-for member in ["local-stack", "ops", "chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender",
+for member in ["local-stack", "ops", "evals", "chat-stream", "form-intake", "outbox-sweeper", "email-sender", "sms-sender",
                "handler-dispatch", "funnel-projector"]:
     for package, enabled in features(["-p", member]).items():
         if package in workspace and workspace[package] != enabled:

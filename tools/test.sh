@@ -33,6 +33,9 @@ SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1 --templ
 step "cargo test (unit and end-to-end)"
 cargo test --workspace --quiet
 
+step "answer evals against the scripted model (evals/scenarios; prints the table)"
+cargo run --quiet -p evals --bin picasso-evals
+
 step "run-local, picasso-ops and cargo lambda reuse the test build (one feature set)"
 tools/check-features.sh
 
