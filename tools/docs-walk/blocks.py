@@ -15,6 +15,7 @@ PAGES = [
     "README.md",
     "docs/local-stack.md",
     "docs/api.md",
+    "docs/answers.md",
     "docs/forms.md",
     "docs/widget.md",
     "docs/limits.md",
