@@ -2,9 +2,9 @@
 //! binary and the local host run this same code.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
@@ -146,6 +146,8 @@ pub struct ChatService<C, K, M> {
     answers: Option<Arc<dyn AnswerPublisher>>,
     /// The session's latest form, for the answer to remember (`tenant-session-index`).
     session_forms: Option<Arc<dyn SessionForms>>,
+    /// Each loaded tenant's prompt and catalog, by tenant id, with the config they came from.
+    prepared: Mutex<HashMap<String, PreparedFor>>,
     /// `tenant#key` of prompt controls already warned about as ignored: one warning each per process.
     warned: Mutex<HashSet<String>>,
 }
@@ -184,8 +186,36 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             rejected_models: Mutex::default(),
             answers: None,
             session_forms: None,
+            prepared: Mutex::default(),
             warned: Mutex::default(),
         }
+    }
+
+    /// The stable part of the tenant's prompt and its action catalog, worked
+    /// out once per loaded config (a reload, every few minutes, works them
+    /// out again) rather than on every chat.
+    fn prepared(&self, tenant: &Arc<Tenant>) -> Arc<Prepared> {
+        if let Ok(cache) = self.prepared.lock()
+            && let Some((loaded, prepared)) = cache.get(&tenant.id)
+            && loaded.upgrade().is_some_and(|loaded| Arc::ptr_eq(&loaded, tenant))
+        {
+            return Arc::clone(prepared);
+        }
+        let catalog = Catalog::read(&tenant.config, &tenant.raw);
+        let mut system = prompt::system_prompt_with(&tenant.config, &self.instructions(tenant));
+        if let Some(catalog) = catalog.as_ref().filter(|c| c.mode == Mode::SinglePass) {
+            system.push_str("\n\n");
+            system.push_str(&catalog.single_pass_rules());
+        }
+        let prepared = Arc::new(Prepared { system, catalog });
+        if let Ok(mut cache) = self.prepared.lock() {
+            // Entries of tenants no longer loaded are dropped now and then: the map stays small.
+            if cache.len() >= MAX_PREPARED {
+                cache.retain(|_, (loaded, _)| loaded.strong_count() > 0);
+            }
+            cache.insert(tenant.id.clone(), (Arc::downgrade(tenant), Arc::clone(&prepared)));
+        }
+        prepared
     }
 
     /// The tenant's prompt controls; each one ignored as malformed or unknown
@@ -365,7 +395,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
 
     async fn answer(
         &self,
-        tenant: &Tenant,
+        tenant: &Arc<Tenant>,
         request: &ChatRequest,
         out: &mut Outbound,
         started: Instant,
@@ -385,15 +415,11 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             visitor_context.push_str(&memory::context(form));
         }
         let config = &tenant.config;
-        let catalog = Catalog::read(config, &tenant.raw);
-        let mut system = prompt::system_prompt_with(config, &self.instructions(tenant));
-        if let Some(catalog) = catalog.as_ref().filter(|c| c.mode == Mode::SinglePass) {
-            system.push_str("\n\n");
-            system.push_str(&catalog.single_pass_rules());
-        }
+        let prepared = self.prepared(tenant);
+        let catalog = &prepared.catalog;
         let mut model_request = ModelRequest {
             model_id: String::new(),
-            system,
+            system: prepared.system.clone(),
             visitor_context,
             cache_system: false,
             turns: prompt::conversation(
@@ -854,6 +880,19 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         }
     }
 }
+
+/// What a tenant's config makes of every prompt.
+struct Prepared {
+    /// The stable part of the system prompt (the cache point goes after it).
+    system: String,
+    catalog: Option<Catalog>,
+}
+
+/// A prepared prompt and the loaded config it was prepared from.
+type PreparedFor = (Weak<Tenant>, Arc<Prepared>);
+
+/// Prepared prompts kept before the entries of tenants no longer loaded are dropped.
+const MAX_PREPARED: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Answer {
