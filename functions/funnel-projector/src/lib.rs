@@ -7,13 +7,12 @@
 //! tenant, session and time), never from the event; one that names another
 //! tenant than its submission, or none that exists, counts for nothing.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_adapters::dynamodb::{DynamoFunnel, DynamoSubmissionStore, Projected};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use domain::{funnel::Increment, report::error_chain};
-use futures_util::{StreamExt, stream};
-use lambda_edge::sqs::{BatchHandler, Disposition, response_of};
+use lambda_edge::sqs::{BatchHandler, Disposition, each_record};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +21,9 @@ pub const REQUIRED_SETTINGS: &[&str] = &["FORM_SUBMISSIONS_TABLE", "FUNNEL_TABLE
 
 /// Records handled at once: each is one transaction on the tenant's day.
 const CONCURRENT_RECORDS: usize = 4;
+/// A record is started only with this long left in the invocation: a read of
+/// the stored submission and a transaction, with the SDK's retries and ours.
+const RECORD_TIME: Duration = Duration::from_secs(5);
 
 pub struct Projector {
     submissions: DynamoSubmissionStore,
@@ -126,15 +128,10 @@ impl Projector {
 }
 
 impl BatchHandler for Projector {
-    async fn handle_batch(&self, event: SqsEvent, _deadline: Instant) -> SqsBatchResponse {
-        let outcomes = stream::iter(event.records)
-            .map(|record| async move {
-                let disposition = self.handle_record(record.body.as_deref().unwrap_or_default()).await;
-                (record.message_id, disposition)
-            })
-            .buffer_unordered(CONCURRENT_RECORDS)
-            .collect::<Vec<_>>()
-            .await;
-        response_of(outcomes)
+    async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        each_record(event, deadline, RECORD_TIME, CONCURRENT_RECORDS, "funnel", |body| async move {
+            self.handle_record(&body).await
+        })
+        .await
     }
 }

@@ -9,7 +9,6 @@ use std::{
 };
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 
 pub use crate::sqs::{BatchFailed, CONSUMER_TIMEOUT, Disposition, batch_result, invocation_deadline};
@@ -159,27 +158,15 @@ impl<L: FulfillmentLedger, C: Channel> Consumer<L, C> {
     /// [`Channel::RECORD_TIME`] left before `deadline` is not started (no
     /// claim, no side effect) and is reported for redelivery.
     pub async fn handle_batch(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let outcomes = stream::iter(event.records)
-            .map(|record| async move {
-                let body = record.body.as_deref().unwrap_or_default();
-                let time_left = deadline.saturating_duration_since(Instant::now());
-                let disposition = if time_left < C::RECORD_TIME {
-                    tracing::warn!(
-                        channel = C::NAME,
-                        message_id = record.message_id,
-                        time_left_ms = time_left.as_millis(),
-                        "too little time left in this invocation; record left for the next"
-                    );
-                    Disposition::Retry
-                } else {
-                    self.handle_record(body).await
-                };
-                (record.message_id, disposition)
-            })
-            .buffer_unordered(CONCURRENT_RECORDS)
-            .collect::<Vec<_>>()
-            .await;
-        crate::sqs::response_of(outcomes)
+        crate::sqs::each_record(
+            event,
+            deadline,
+            C::RECORD_TIME,
+            CONCURRENT_RECORDS,
+            C::NAME,
+            |body| async move { self.handle_record(&body).await },
+        )
+        .await
     }
 
     /// One SQS record. A body that is not a FormSubmitted envelope is retried

@@ -9,6 +9,7 @@ use std::{
 };
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::{StreamExt, stream};
 
 /// Whether SQS should forget a record or deliver it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,49 @@ pub fn response_of(outcomes: impl IntoIterator<Item = (Option<String>, Dispositi
         }
     }
     response
+}
+
+/// Handles a batch's records, `concurrency` at a time, and reports the ones
+/// to deliver again. A record that would start with less than `record_time`
+/// left before `deadline` is not started (nothing claimed, nothing done) and
+/// goes back to the queue for the next invocation: a record cut off by
+/// Lambda's timeout would cost a receive and, near the DLQ, the record.
+pub async fn each_record<F, Fut>(
+    event: SqsEvent,
+    deadline: Instant,
+    record_time: Duration,
+    concurrency: usize,
+    what: &'static str,
+    handle: F,
+) -> SqsBatchResponse
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
+    let outcomes = stream::iter(event.records)
+        .map(|record| {
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            let started = (time_left >= record_time).then(|| handle(record.body.unwrap_or_default()));
+            async move {
+                let disposition = match started {
+                    Some(handling) => handling.await,
+                    None => {
+                        tracing::warn!(
+                            consumer = what,
+                            message_id = record.message_id,
+                            time_left_ms = time_left.as_millis(),
+                            "too little time left in this invocation; record left for the next"
+                        );
+                        Disposition::Retry
+                    }
+                };
+                (record.message_id, disposition)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    response_of(outcomes)
 }
 
 /// Runs a batch handler as a Lambda function fed by an SQS event source with
@@ -115,6 +159,36 @@ mod tests {
         assert!(batch_result(2, failed(&["a", "b"])).is_err());
         assert!(batch_result(2, failed(&["a"])).is_ok(), "one bad record never fails its batch");
         assert!(batch_result(0, failed(&[])).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_record_is_started_only_with_enough_time_left_and_otherwise_goes_back_untouched() {
+        let batch = || {
+            let mut event = SqsEvent::default();
+            for id in ["a", "b"] {
+                let mut record = aws_lambda_events::sqs::SqsMessage::default();
+                record.message_id = Some(id.into());
+                record.body = Some(format!("body {id}"));
+                event.records.push(record);
+            }
+            event
+        };
+        let handled = std::sync::Mutex::new(Vec::new());
+        let handle = |body: String| {
+            handled.lock().unwrap().push(body);
+            async { Disposition::Ack }
+        };
+        let roomy = Instant::now() + Duration::from_secs(60);
+        let response = each_record(batch(), roomy, Duration::from_secs(5), 4, "test", handle).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(handled.lock().unwrap().len(), 2);
+
+        let tight = Instant::now() + Duration::from_secs(2);
+        let response = each_record(batch(), tight, Duration::from_secs(5), 4, "test", handle).await;
+        let back: Vec<&str> =
+            response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(back, ["a", "b"]);
+        assert_eq!(handled.lock().unwrap().len(), 2, "neither record was started");
     }
 
     #[test]
