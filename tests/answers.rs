@@ -307,3 +307,19 @@ async fn without_the_session_index_the_answer_goes_on_without_form_memory() {
     assert!(!stack.bedrock.streams()[0].system.contains("submitted_form"));
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_widgets_json_fallback_shows_the_chosen_ctas_and_never_the_marker() {
+    let stack = spawn_stack().await;
+    put_fixture_tenant(&stack, "brightpath").await;
+
+    let response = e2e::post_json(&stack, "/chat?action=chat", chat("How do I volunteer?")).await;
+
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.unwrap();
+    let content = reply["content"].as_str().unwrap();
+    assert!(!content.is_empty() && !content.contains("<<<") && !content.contains("ACTIONS"), "{content}");
+    assert_eq!(reply["ctaButtons"][0]["id"], "volunteer_apply");
+    assert_eq!(reply["metadata"]["routing_tier"], "v5_single_pass");
+    stack.stop().await;
+}
