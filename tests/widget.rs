@@ -291,3 +291,24 @@ async fn the_widget_config_serves_what_the_widget_reads_and_no_triage_rules() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_widgets_chat_to_a_single_pass_tenant_carries_its_topics_and_shows_chosen_ctas_without_the_marker()
+ {
+    let stack = spawn_stack().await;
+    let mut config = e2e::put_fixture_tenant(&stack, "brightpath").await;
+    config["allowed_origins"] = json!([TENANT_SITE]);
+    put_tenant(&stack, "br1ghtpath0001", "BRI071351", &config).await;
+    let chat = recorded("chat_stream", "br1ghtpath0001");
+
+    let (shown, stream) = widget_turn(&stack, &chat, WIDGET_ORIGIN).await;
+
+    assert_eq!(stream.status, 200);
+    assert!(!shown.is_empty() && !shown.contains("<<<") && !shown.contains("ACTIONS"), "{shown}");
+    let asked = &stack.bedrock.streams()[0];
+    assert!(asked.system.contains("This visitor has been exploring: volunteering."), "{}", asked.system);
+    let buttons = stream.frames_of("cta_buttons");
+    assert_eq!(buttons[0]["ctaButtons"][0]["id"], "mentor_apply", "the question is about mentors");
+    assert_eq!(buttons[0]["metadata"]["conversation_context"]["selected_ctas"], json!(["mentor_apply"]));
+    stack.stop().await;
+}
