@@ -174,9 +174,9 @@ pub async fn read_reply(mut response: reqwest::Response) -> ChatReply {
 
 /// Registers a tenant (mapping and config) in the stack's config bucket.
 pub async fn put_tenant(stack: &LocalStack, hash: &str, tenant_id: &str, config: &serde_json::Value) {
-    put_config_object(stack, &format!("mappings/{hash}.json"), format!(r#"{{"tenant_id":"{tenant_id}"}}"#))
-        .await;
-    put_config_object(stack, &format!("tenants/{tenant_id}/config.json"), config.to_string()).await;
+    if let Err(err) = stack.put_tenant(hash, tenant_id, config).await {
+        panic!("registering {tenant_id}: {}", domain::report::error_chain(&err));
+    }
 }
 
 /// A fixture tenant of `tests/fixtures/<name>/`: its config (with its own

@@ -425,6 +425,31 @@ impl LocalStack {
         format!("http://{}", self.host_addr)
     }
 
+    /// Registers a tenant in the config bucket as production holds one: its
+    /// mapping (`mappings/<hash>.json`) and its config (`tenants/<id>/config.json`).
+    pub async fn put_tenant(
+        &self,
+        hash: &str,
+        tenant_id: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), demo::SeedError> {
+        let s3 = s3_client(&self.sdk_config);
+        for (key, body) in [
+            (format!("mappings/{hash}.json"), serde_json::json!({ "tenant_id": tenant_id }).to_string()),
+            (format!("tenants/{tenant_id}/config.json"), config.to_string()),
+        ] {
+            s3.put_object()
+                .bucket(&self.settings.config_bucket)
+                .key(&key)
+                .content_type("application/json")
+                .body(body.into_bytes().into())
+                .send()
+                .await
+                .map_err(|e| demo::SeedError::Put { key, source: e.into() })?;
+        }
+        Ok(())
+    }
+
     /// Stops the host, the Bedrock stand-in and the emulator, waiting for each.
     pub async fn stop(self) {
         if let Some(path) = &self.stack_file {

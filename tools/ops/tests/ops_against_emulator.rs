@@ -297,18 +297,8 @@ async fn tenant_keeping_submissions(stack: &LocalStack, hash: &str, tenant_id: &
     config["tenant_id"] = json!(tenant_id);
     config["tenant_hash"] = json!(hash);
     config["data_retention_days"] = json!(retention_days);
-    let s3 = local_stack::s3_client(&stack.sdk_config);
-    for (key, body) in [
-        (format!("mappings/{hash}.json"), json!({"tenant_id": tenant_id}).to_string()),
-        (format!("tenants/{tenant_id}/config.json"), config.to_string()),
-    ] {
-        s3.put_object()
-            .bucket(&stack.settings.config_bucket)
-            .key(&key)
-            .body(body.into_bytes().into())
-            .send()
-            .await
-            .unwrap();
+    if let Err(err) = stack.put_tenant(hash, tenant_id, &config).await {
+        panic!("registering {tenant_id}: {}", domain::report::error_chain(&err));
     }
 }
 
