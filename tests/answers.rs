@@ -274,6 +274,10 @@ async fn the_sessions_latest_form_is_remembered_as_sanitised_data_and_never_in_a
         "the visitor cannot close the block: {remembered}"
     );
     assert!(!remembered.to_lowercase().contains("ignore previous"), "{remembered}");
+    assert!(
+        remembered.contains("a***@example.org") && !remembered.contains("ana@example.org"),
+        "{remembered}"
+    );
     assert!(!streams[1].system.contains("submitted_form"), "another session's form: {}", streams[1].system);
     stack.stop().await;
 }
