@@ -12,7 +12,7 @@ use domain::{
 };
 use serde_json::{Value, json};
 
-use crate::{instructions::sanitise, request::SessionContext};
+use crate::{cta::CtaOutcome, instructions::sanitise, request::SessionContext};
 
 /// The marker's opening; the marker is this, a JSON array of ids, then [`CLOSE`], on one line.
 pub const OPEN: &str = "<<<ACTIONS";
@@ -303,13 +303,23 @@ pub fn buttons(config: &TenantConfig, ids: &[String], session: &SessionContext) 
         .collect()
 }
 
-/// The `cta_buttons` frame's metadata for an AI choice.
-pub fn metadata(mode: Mode, ids: &[String]) -> Value {
-    json!({
+/// The buttons of an AI choice and their metadata (`routing_tier`,
+/// `selected_ids` and `conversation_context.selected_ctas`: the ids shown);
+/// `None` when nothing is left to show.
+pub fn outcome(
+    mode: Mode,
+    config: &TenantConfig,
+    ids: &[String],
+    session: &SessionContext,
+) -> Option<CtaOutcome> {
+    let buttons = buttons(config, ids, session);
+    let shown: Vec<&str> = buttons.iter().filter_map(|b| b.get("id")?.as_str()).collect();
+    let metadata = json!({
         "routing_tier": mode.routing_tier(),
-        "selected_ids": ids,
-        "conversation_context": {"selected_ctas": ids},
-    })
+        "selected_ids": shown,
+        "conversation_context": {"selected_ctas": shown},
+    });
+    (!buttons.is_empty()).then_some(CtaOutcome { buttons, metadata, showcase: None })
 }
 
 #[cfg(test)]
@@ -412,7 +422,9 @@ mod tests {
         assert_eq!(buttons[1]["_position"], "secondary");
         assert!(buttons[1].get("style").is_none());
         let done = SessionContext { completed_forms: vec!["vol".into()], ..SessionContext::default() };
-        assert_eq!(super::buttons(&config, &ids, &done).len(), 1);
+        let outcome = outcome(Mode::SinglePass, &config, &ids, &done).unwrap();
+        assert_eq!(outcome.buttons.len(), 1);
+        assert_eq!(outcome.metadata["selected_ids"], json!(["give_today"]), "the ids shown");
     }
 
     #[test]

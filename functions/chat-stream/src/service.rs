@@ -31,8 +31,7 @@ use form_service::FormEndpoint;
 
 use crate::{
     actions::{self, Catalog, Marker, Mode, TailFilter},
-    cta::{self, CtaOutcome},
-    focus, memory, prompt,
+    cta, focus, memory, prompt,
     qa_log::{LineSink, QaRecord},
     request::ChatRequest,
     showcase,
@@ -442,9 +441,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             };
         let chosen = match &catalog {
             Some(catalog) if cta::clicked(config, &request.session, &request.routing).is_none() => {
-                let ids = match (&answer.marker, catalog.mode) {
-                    (Some(Marker::Chosen(ids)), _) => catalog.keep(ids),
-                    (marker, _) => {
+                let ids = match &answer.marker {
+                    Some(Marker::Chosen(ids)) => catalog.keep(ids),
+                    marker => {
                         if let Some(marker) = marker {
                             tracing::info!(
                                 tenant_id = tenant.id,
@@ -476,14 +475,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         }
         let mut cta_ids = Vec::new();
         let outcome = match chosen {
-            Some((mode, ids)) => {
-                let buttons = actions::buttons(config, &ids, &request.session);
-                (!buttons.is_empty()).then(|| CtaOutcome {
-                    metadata: actions::metadata(mode, &ids),
-                    buttons,
-                    showcase: None,
-                })
-            }
+            Some((mode, ids)) => actions::outcome(mode, config, &ids, &request.session),
             None => {
                 cta::enhance(tenant, &request.user_input, &answer.text, &request.session, &request.routing)
             }
