@@ -327,3 +327,17 @@ async fn the_widgets_json_fallback_shows_the_chosen_ctas_and_never_the_marker() 
     assert_eq!(reply["metadata"]["routing_tier"], "v5_single_pass");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_temperature_or_length_bedrock_would_refuse_is_bounded_and_the_chat_answers() {
+    let stack = spawn_stack().await;
+    let mut config = put_fixture_tenant(&stack, "brightpath").await;
+    config["streaming"] = json!({"max_tokens": 100000, "temperature": 1.7});
+    put_tenant(&stack, BRIGHTPATH, "BRI071351", &config).await;
+
+    let reply = post_chat(&stack, chat("When are Bright Futures sessions?")).await;
+
+    assert!(reply.frames_of("error").is_empty() && !reply.text().is_empty(), "{:?}", reply.types());
+    assert_eq!(stack.bedrock.streams()[0].status, StreamStatus::Completed, "Bedrock's checks passed");
+    stack.stop().await;
+}

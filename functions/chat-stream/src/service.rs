@@ -206,7 +206,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             system.push_str("\n\n");
             system.push_str(&catalog.single_pass_rules());
         }
-        let prepared = Arc::new(Prepared { system, catalog });
+        let (max_tokens, temperature, adjusted) = crate::instructions::inference(&tenant.config.streaming);
+        self.warn_ignored(tenant, &adjusted);
+        let prepared = Arc::new(Prepared { system, catalog, max_tokens, temperature });
         if let Ok(mut cache) = self.prepared.lock() {
             // Entries of tenants no longer loaded are dropped now and then: the map stays small.
             if cache.len() >= MAX_PREPARED {
@@ -221,19 +223,21 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
     /// is warned about once, naming its key (never its value).
     fn instructions(&self, tenant: &Tenant) -> crate::instructions::Instructions {
         let read = crate::instructions::read(&tenant.config);
-        if !read.ignored.is_empty() {
-            let Ok(mut warned) = self.warned.lock() else { return read };
-            for key in &read.ignored {
-                if warned.insert(format!("{}#{key}", tenant.id)) {
-                    tracing::warn!(
-                        tenant_id = tenant.id,
-                        key,
-                        "tenant prompt control ignored: not a usable value"
-                    );
-                }
+        self.warn_ignored(tenant, &read.ignored);
+        read
+    }
+
+    fn warn_ignored(&self, tenant: &Tenant, keys: &[String]) {
+        let Ok(mut warned) = self.warned.lock() else { return };
+        for key in keys {
+            if warned.insert(format!("{}#{key}", tenant.id)) {
+                tracing::warn!(
+                    tenant_id = tenant.id,
+                    key,
+                    "tenant setting not usable as given; ignored or bounded"
+                );
             }
         }
-        read
     }
 
     /// Announces each answer on the bus (`ChatAnswered`), after its last frame.
@@ -425,8 +429,8 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 &request.history,
                 prompt::question_with_context(&request.user_input, &passages),
             ),
-            max_tokens: config.streaming.max_tokens,
-            temperature: config.streaming.temperature,
+            max_tokens: prepared.max_tokens,
+            temperature: prepared.temperature,
         };
         model_request.use_model(config.model_id().unwrap_or(&self.settings.bedrock_model_id));
         let model_id = model_request.model_id.clone();
@@ -878,6 +882,9 @@ struct Prepared {
     /// The stable part of the system prompt (the cache point goes after it).
     system: String,
     catalog: Option<Catalog>,
+    /// `streaming.max_tokens` and `temperature`, within what Bedrock accepts.
+    max_tokens: u32,
+    temperature: f32,
 }
 
 /// A prepared prompt and the loaded config it was prepared from.
