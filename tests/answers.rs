@@ -341,3 +341,28 @@ async fn a_temperature_or_length_bedrock_would_refuse_is_bounded_and_the_chat_an
     assert_eq!(stack.bedrock.streams()[0].status, StreamStatus::Completed, "Bedrock's checks passed");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_selection_call_asks_the_model_that_answered_not_one_bedrock_rejected() {
+    let stack = spawn_stack().await;
+    let config = put_fixture_tenant(&stack, "brightpath").await;
+    let retired = config["model_id"].as_str().unwrap().to_owned();
+    stack.bedrock.reject_model(&retired);
+    stack.bedrock.set_action_marker(MarkerStyle::Missing);
+
+    let reply = post_chat(&stack, chat("Can I give online?")).await;
+
+    let asked: Vec<(String, StreamStatus)> =
+        stack.bedrock.streams().iter().map(|s| (s.model_id.clone(), s.status)).collect();
+    let default = stack.settings.bedrock_model_id.clone();
+    assert_eq!(
+        asked,
+        [
+            (retired, StreamStatus::Rejected),
+            (default.clone(), StreamStatus::Completed),
+            (default, StreamStatus::Completed)
+        ]
+    );
+    assert_eq!(cta_ids(&reply), ["give_today"]);
+    stack.stop().await;
+}

@@ -433,7 +433,6 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             temperature: prepared.temperature,
         };
         model_request.use_model(config.model_id().unwrap_or(&self.settings.bedrock_model_id));
-        let model_id = model_request.model_id.clone();
         let filter = catalog.as_ref().filter(|c| c.mode == Mode::SinglePass).map(|_| TailFilter::default());
         let mut answer =
             match self.stream_answer(tenant, model_request, request, out, started, filter).await? {
@@ -455,8 +454,9 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                                 "no usable action marker; asking the selector"
                             );
                         }
-                        let (ids, usage) =
-                            self.select(tenant, catalog, &model_id, request, &answer.text, out).await?;
+                        let (ids, usage) = self
+                            .select(tenant, catalog, &answer.model_id, request, &answer.text, out)
+                            .await?;
                         answer.usage = answer.usage.plus(&usage);
                         catalog.keep(&ids)
                     }
@@ -628,7 +628,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         started: Instant,
         mut filter: Option<TailFilter>,
     ) -> Result<Result<Answer, String>, Gone> {
-        let (mut events, prefix) = match self.open_with_retries(tenant, request, out).await {
+        let (mut events, prefix, model_id) = match self.open_with_retries(tenant, request, out).await {
             Ok(opened) => opened,
             Err(Attempt::Gone) => return Err(Gone),
             Err(Attempt::Failed(err)) => {
@@ -636,7 +636,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
                 return Ok(Err(error_frame_before_text(&err)));
             }
         };
-        let mut answer = Answer::default();
+        let mut answer = Answer { model_id, ..Answer::default() };
         let mut pending = prefix.into_iter();
         loop {
             let event = match pending.next() {
@@ -758,7 +758,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         tenant: &Tenant,
         mut request: ModelRequest,
         out: &mut Outbound,
-    ) -> Result<(M::Events, Vec<ModelEvent>), Attempt> {
+    ) -> Result<(M::Events, Vec<ModelEvent>, String), Attempt> {
         let default_model = self.settings.bedrock_model_id.as_str();
         let fallback = tenant.config.fallback_model_id.as_deref().filter(|m| !m.trim().is_empty());
         // A model Bedrock rejected once is retired for good: no request pays that failed call again.
@@ -768,7 +768,7 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
         let mut tried: Vec<String> = Vec::new();
         loop {
             let err = match self.attempts(&request, out).await {
-                Ok(opened) => return Ok(opened),
+                Ok((events, prefix)) => return Ok((events, prefix, request.model_id)),
                 Err(Attempt::Gone) => return Err(Attempt::Gone),
                 Err(Attempt::Failed(err)) => err,
             };
@@ -901,6 +901,9 @@ struct Answer {
     usage: Usage,
     /// What the answer's action marker said, for a single-pass tenant.
     marker: Option<Marker>,
+    /// The model that answered (the tenant's, its fallback or the default):
+    /// the action selection asks the same one.
+    model_id: String,
 }
 
 /// The visitor closed the connection.
