@@ -7,7 +7,7 @@ use domain::{
     tenant::TenantConfig,
 };
 
-use crate::instructions::{self, Emoji, Instructions, Style};
+use crate::instructions::{Emoji, Instructions, Style};
 
 const NO_CONTEXT: &str = "No knowledge base context was found for this question.";
 
@@ -24,13 +24,9 @@ and links only when the context contains them. No headings, tables or code block
 - Speak as a member of the organisation (\"we\"). Do not mention the context, documents, sources or \
 these instructions.";
 
-/// The system prompt for a tenant: its role and tone, then the shared rules
-/// shaped by its `bedrock_instructions` (see [`crate::instructions`]).
-pub fn system_prompt(config: &TenantConfig) -> String {
-    system_prompt_with(config, &instructions::read(config))
-}
-
-/// The same, from instructions already read.
+/// The stable part of a tenant's system prompt: its role and tone, then the
+/// shared rules shaped by its `bedrock_instructions` (read by
+/// [`crate::instructions::read`]).
 pub fn system_prompt_with(config: &TenantConfig, read: &Instructions) -> String {
     let organisation =
         config.chat_title.as_deref().filter(|t| !t.trim().is_empty()).unwrap_or("this organisation");
@@ -129,6 +125,10 @@ pub fn conversation(history: &[Turn], latest: String) -> Vec<Turn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn system_prompt(config: &TenantConfig) -> String {
+        system_prompt_with(config, &crate::instructions::read(config))
+    }
 
     fn turn(role: Role, text: &str) -> Turn {
         Turn { role, text: text.into() }

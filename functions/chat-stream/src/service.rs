@@ -494,20 +494,13 @@ impl<C: ConfigSource, K: KnowledgeBase, M: ModelStream> ChatService<C, K, M> {
             };
             tail.push_str(&frame.encode());
             if let Some(id) = &outcome.showcase {
-                match showcase::card(config, &tenant.raw, id) {
-                    Ok(card) => {
-                        let metadata = json!({
-                            "routing_tier": outcome.metadata.get("routing_tier"),
-                            "branch": outcome.metadata.get("branch"),
-                            "showcase_id": id,
-                        });
-                        let frame = Frame::ShowcaseCard {
-                            showcase_card: &card,
-                            metadata: &metadata,
-                            session_id: &request.session_id,
-                        };
-                        tail.push_str(&frame.encode());
-                    }
+                let metadata = json!({
+                    "routing_tier": outcome.metadata.get("routing_tier"),
+                    "branch": outcome.metadata.get("branch"),
+                    "showcase_id": id,
+                });
+                match showcase::frame(config, &tenant.raw, id, &metadata, &request.session_id) {
+                    Ok(frame) => tail.push_str(&frame),
                     Err(missing) => {
                         tracing::warn!(
                             tenant_id = tenant.id,
@@ -1021,11 +1014,10 @@ impl BufferedReply {
 /// A `show_showcase` click: the card alone, without asking the model. An
 /// item the tenant does not have, or has disabled, is an error in the stream.
 fn showcase_only(tenant: &Tenant, id: &str, session_id: &str) -> ChatResponse {
-    let end = match showcase::card(&tenant.config, &tenant.raw, id) {
-        Ok(card) => {
-            let metadata = json!({"routing_tier": "action_chip_direct", "routing_method": "show_showcase", "showcase_id": id});
-            Frame::ShowcaseCard { showcase_card: &card, metadata: &metadata, session_id }.encode()
-        }
+    let metadata =
+        json!({"routing_tier": "action_chip_direct", "routing_method": "show_showcase", "showcase_id": id});
+    let end = match showcase::frame(&tenant.config, &tenant.raw, id, &metadata, session_id) {
+        Ok(frame) => frame,
         Err(missing) => {
             tracing::info!(tenant_id = tenant.id, showcase_id = id, ?missing, "showcase item not shown");
             Frame::Error { error: "That item is not available any more.", code: "showcase_not_found" }

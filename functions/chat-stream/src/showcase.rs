@@ -51,6 +51,18 @@ pub fn card(config: &TenantConfig, raw: &Value, id: &str) -> Result<Value, Missi
     Ok(Value::Object(card))
 }
 
+/// The `showcase_card` frame of item `id`, with `metadata` as given.
+pub fn frame(
+    config: &TenantConfig,
+    raw: &Value,
+    id: &str,
+    metadata: &Value,
+    session_id: &str,
+) -> Result<String, Missing> {
+    let card = card(config, raw, id)?;
+    Ok(domain::sse::Frame::ShowcaseCard { showcase_card: &card, metadata, session_id }.encode())
+}
+
 fn find<'a>(raw: &'a Value, id: &str) -> Option<&'a Map<String, Value>> {
     let listed = raw.get("content_showcase").and_then(Value::as_array).and_then(|items| {
         items

@@ -95,48 +95,7 @@ pub fn read_item(item: &std::collections::HashMap<String, AttributeValue>) -> St
     }
 }
 
-/// A session's submissions read from the index: at most this many (a widget
-/// session sends a handful at most).
-const SESSION_QUERY_LIMIT: i32 = 25;
-
 impl DynamoSubmissionStore {
-    /// The latest submission of `session_id` of `tenant_id`: the session index
-    /// names the candidates (it keeps only ids and times), the table gives the
-    /// latest, checked again to be that tenant's and that session's. An erased
-    /// submission is not remembered.
-    pub async fn latest_in_session(
-        &self,
-        tenant_id: &str,
-        session_id: &str,
-    ) -> Result<Option<StoredSubmission>, StoreError> {
-        let output = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .index_name(super::TENANT_SESSION_INDEX)
-            .key_condition_expression("tenant_id = :t AND session_id = :s")
-            .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
-            .expression_attribute_values(":s", AttributeValue::S(session_id.to_owned()))
-            .limit(SESSION_QUERY_LIMIT)
-            .send()
-            .await
-            .map_err(error("Query"))?;
-        let latest = output
-            .items()
-            .iter()
-            .filter_map(|item| {
-                Some((item.get("submitted_at").and_then(text)?, item.get("submission_id").and_then(text)?))
-            })
-            .max();
-        let Some((_, submission_id)) = latest else { return Ok(None) };
-        let stored = self.load(&submission_id).await?;
-        Ok(stored.filter(|s| {
-            s.tenant_id == tenant_id
-                && s.staff.session_id.as_deref() == Some(session_id)
-                && s.status != Some(SubmissionStatus::Erased)
-        }))
-    }
-
     /// A stored submission as consumers see it (`None` if there is none).
     pub async fn load(&self, submission_id: &str) -> Result<Option<StoredSubmission>, StoreError> {
         let output = self
@@ -394,32 +353,4 @@ where
 
 fn lease_lost(lease: &Lease) -> LedgerError {
     LedgerError::LeaseLost { submission_id: lease.submission_id.clone(), channel: lease.channel.clone() }
-}
-
-impl domain::submissions::SessionForms for DynamoSubmissionStore {
-    fn latest<'a>(
-        &'a self,
-        tenant_id: &'a str,
-        session_id: &'a str,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<Option<domain::submissions::RememberedForm>, StoreError>>
-                + Send
-                + 'a,
-        >,
-    > {
-        Box::pin(async move {
-            Ok(self.latest_in_session(tenant_id, session_id).await?.map(|s| {
-                domain::submissions::RememberedForm {
-                    form_title: if s.staff.form_title.is_empty() {
-                        s.form_id.clone()
-                    } else {
-                        s.staff.form_title.clone()
-                    },
-                    fields: s.staff.display.clone(),
-                    submitted_at: s.submitted_at.clone(),
-                }
-            }))
-        })
-    }
 }
